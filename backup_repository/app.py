@@ -1,0 +1,34 @@
+"""make_app(ctx): the one place where routes and dependencies are wired together."""
+
+import logging
+
+import tornado.web
+
+from backup_repository.http import auth, health
+from backup_repository.http.base import NotFoundHandler
+
+
+def make_app(ctx) -> tornado.web.Application:
+    handlers = [
+        *health.routes(ctx),
+        *auth.routes(ctx),
+    ]
+    return tornado.web.Application(
+        handlers,
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"ctx": ctx},
+        compress_response=False,
+        log_function=log_request,
+        xsrf_cookies=False,
+    )
+
+
+access_log = logging.getLogger("backup_repository.access")
+
+
+def log_request(handler: tornado.web.RequestHandler):
+    """One line per request. The query string is left out: it may carry a token (?token=) or a code (?code=)."""
+    status = handler.get_status()
+    level = logging.INFO if status < 500 else logging.ERROR
+    access_log.log(level, "%d %s %s (%s) %.1fms", status, handler.request.method, handler.request.path,
+                   handler.request.remote_ip, 1000.0 * handler.request.request_time())

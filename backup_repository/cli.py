@@ -1,0 +1,95 @@
+"""The command line: flags and BR_* environment variables into Settings, and the one-shot commands.
+
+Flags are compatible with the Go server: ``--flag value`` and ``--flag=value`` both work, every flag with an
+environment variable reads it when the flag is absent, and an invalid value exits with status 2 naming the flag
+and the value.
+"""
+
+import argparse
+import hashlib
+import os
+import sys
+
+from backup_repository import __version__
+from backup_repository.settings import OPTIONS, Settings, default_storage_url
+
+DESCRIPTION = (
+    "backup-repository: a zero-knowledge, multi-tenant storage server for GPG-encrypted backups. "
+    "Every flag with an environment variable (shown in brackets) reads it when the flag is not given."
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="backup-repository", description=DESCRIPTION, allow_abbrev=False)
+    for option in OPTIONS:
+        env = f" [{option.env}]" if option.env else ""
+        shown_default = "" if option.secret else f" (default: {option.default or 'empty'})"
+        kwargs = dict(dest=option.dest, default=None, help=option.help + shown_default + env)
+        if option.boolean:
+            kwargs.update(nargs="?", const="true", metavar="BOOL")
+        else:
+            kwargs.update(metavar="VALUE")
+        parser.add_argument(*option.flags, **kwargs)
+    commands = parser.add_argument_group("one-shot commands (print and exit)")
+    commands.add_argument("--encode-password", metavar="PASSWORD",
+                          help="print the hash of PASSWORD for a BackupUser document or a Secret")
+    commands.add_argument("--hash-jwt", metavar="TOKEN", help="print the sessionId (sha256 hex) of TOKEN")
+    commands.add_argument("--validate-config", action="store_true",
+                          help="check every configuration document, print one line per problem; exit 1 if any")
+    commands.add_argument("--version", action="version", version=f"backup-repository {__version__}")
+    return parser
+
+
+def parse_settings(argv=None, environ=None):
+    """Return (parsed arguments, Settings); exit 2 with a message naming the flag on an invalid value."""
+    environ = os.environ if environ is None else environ
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    values = {}
+    for option in OPTIONS:
+        raw, source = getattr(args, option.dest), option.flags[-1]
+        if raw is None and option.env and option.env in environ:
+            raw, source = environ[option.env], f"{option.flags[-1]} (from {option.env})"
+        if raw is None:
+            raw = option.default
+        try:
+            values[option.dest] = option.parse(raw)
+        except ValueError as exc:
+            shown = "***" if option.secret else repr(raw)
+            parser.error(f"invalid value {shown} for {source}: {exc}")
+    if not values["storage_url"]:
+        values["storage_url"] = default_storage_url()
+    return args, Settings(**values)
+
+
+def main(argv=None) -> int:
+    args, settings = parse_settings(argv)
+    if args.encode_password is not None:
+        from backup_repository.security.passwords import encode_password
+
+        print(encode_password(args.encode_password))
+        return 0
+    if args.hash_jwt is not None:
+        print(hashlib.sha256(args.hash_jwt.encode("utf-8")).hexdigest())
+        return 0
+    if args.validate_config:
+        return validate_config(settings)
+
+    from backup_repository import server
+
+    return server.run(settings)
+
+
+def validate_config(settings: Settings) -> int:
+    from backup_repository.config.provider import FilesystemProvider
+
+    provider = FilesystemProvider(settings.config_local_path, settings.namespace)
+    snapshot = provider.load()
+    for problem in snapshot.problems:
+        print(problem)
+    print(
+        f"{provider.root}: {len(snapshot.users)} users, {len(snapshot.collections)} collections, "
+        f"{len(snapshot.problems)} problems",
+        file=sys.stderr,
+    )
+    return 1 if snapshot.problems else 0

@@ -1,0 +1,1 @@
+"""Configuration as code: Kubernetes-style YAML documents read into domain objects."""

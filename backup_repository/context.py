@@ -1,0 +1,53 @@
+"""AppContext: everything app-wide — settings, configuration, database, storage and services.
+
+``open()`` brings the dependencies up in order and fails with a message saying what to check;
+``close()`` releases them in reverse order.
+"""
+
+import logging
+
+from backup_repository.config.provider import FilesystemProvider, log_problems
+from backup_repository.db import open_database
+from backup_repository.security.auth import AuthService
+from backup_repository.security.passwords import PasswordVerifier
+from backup_repository.security.tokens import TokenService
+from backup_repository.storage.blobstore import BlobStore
+
+log = logging.getLogger(__name__)
+
+
+class AppContext:
+    def __init__(self, settings):
+        self.settings = settings
+        self.config = FilesystemProvider(
+            settings.config_local_path, settings.namespace, reload_interval=settings.config_reload_interval
+        )
+        self.db = open_database(settings)
+        self.storage = None
+        self.verifier = PasswordVerifier(settings.password_check_concurrency)
+        self.tokens = TokenService(settings.jwt_secret_key, settings.jwt_expiry)
+        self.auth = AuthService(self.config, self.db, self.tokens, self.verifier)
+
+    async def open(self):
+        snapshot = self.config.load()
+        log.info("configuration: %s (%d users, %d collections)",
+                 self.config.root, len(snapshot.users), len(snapshot.collections))
+        log_problems(snapshot)
+
+        log.info("metadata database: %s", self.db.describe())
+        await self.db.open()
+
+        self.storage = BlobStore.from_url(
+            self.settings.storage_url, self.settings.use_google_cloud,
+            create_local=self.settings.storage_url_is_default,
+        )
+        log.info("storage: %s", self.storage.describe())
+        await self.storage.open()
+        self.config.start()
+
+    async def close(self):
+        await self.config.stop()
+        if self.storage is not None:
+            await self.storage.close()
+        await self.db.close()
+        self.verifier.close()

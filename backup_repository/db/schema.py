@@ -1,0 +1,30 @@
+"""Versioned schema migrations, applied in order at start-up.
+
+The SQL is written once for both backends: SQLite accepts the PostgreSQL type names and the SQLite backend
+registers converters for ``TIMESTAMPTZ`` and ``BOOLEAN`` so that rows come back as the same Python values.
+Never edit a released migration: append a new one.
+"""
+
+MIGRATIONS = [
+    (
+        1,
+        "granted accesses (sessions)",
+        [
+            """CREATE TABLE granted_accesses (
+                id TEXT PRIMARY KEY,
+                expires_at TIMESTAMPTZ NOT NULL,
+                deactivated BOOLEAN NOT NULL DEFAULT FALSE,
+                description TEXT NOT NULL DEFAULT '',
+                requester_ip TEXT NOT NULL DEFAULT '',
+                user_name TEXT NOT NULL,
+                access_key_name TEXT NOT NULL DEFAULT '',
+                created_at TIMESTAMPTZ NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL,
+                deleted_at TIMESTAMPTZ NULL
+            )""",
+            "CREATE INDEX granted_accesses_user_created ON granted_accesses (user_name, created_at)",
+        ],
+    ),
+]
+
+LATEST = MIGRATIONS[-1][0]

@@ -1,0 +1,118 @@
+"""The embedded metadata database: SQLite through the standard library.
+
+One connection, used from one dedicated thread, so sqlite3 never runs on the event loop; an asyncio lock keeps
+transactions whole. WAL mode lets readers of other processes (``--verify``) see a consistent database.
+"""
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+from backup_repository.db.repository import DatabaseError, Repository
+
+
+def _adapt_datetime(value: datetime) -> str:
+    # One fixed-width UTC format, so that text order is time order.
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def _convert_timestamp(raw: bytes) -> datetime:
+    value = datetime.fromisoformat(raw.decode())
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+sqlite3.register_adapter(datetime, _adapt_datetime)
+sqlite3.register_converter("TIMESTAMPTZ", _convert_timestamp)
+sqlite3.register_converter("BOOLEAN", lambda raw: raw not in (b"0", b"", b"FALSE", b"false"))
+
+
+class SqliteDatabase(Repository):
+    name = "sqlite"
+
+    def __init__(self, path: str):
+        self.path = os.path.expanduser(path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._lock = asyncio.Lock()
+        self._conn = None
+
+    def describe(self) -> str:
+        return f"SQLite at {self.path}"
+
+    async def _run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _connect(self):
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path, detect_types=sqlite3.PARSE_DECLTYPES, isolation_level=None, check_same_thread=False,
+            timeout=30,
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    async def open(self):
+        try:
+            self._conn = await self._run(self._connect)
+        except (sqlite3.Error, OSError) as exc:
+            raise DatabaseError(f"cannot open the SQLite database {self.path}: {exc}; check --db-path") from exc
+        await self.migrate()
+
+    async def close(self):
+        if self._conn is not None:
+            await self._run(self._conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+    # Statements run in the dedicated thread; %s placeholders become sqlite's ?.
+    def _execute_sync(self, sql, params):
+        return self._conn.execute(sql.replace("%s", "?"), params).rowcount
+
+    def _fetchone_sync(self, sql, params):
+        return self._conn.execute(sql.replace("%s", "?"), params).fetchone()
+
+    def _fetchall_sync(self, sql, params):
+        return self._conn.execute(sql.replace("%s", "?"), params).fetchall()
+
+    async def execute(self, sql, params=()):
+        async with self._lock:
+            return await self._run(self._execute_sync, sql, params)
+
+    async def fetchone(self, sql, params=()):
+        async with self._lock:
+            return await self._run(self._fetchone_sync, sql, params)
+
+    async def fetchall(self, sql, params=()):
+        async with self._lock:
+            return await self._run(self._fetchall_sync, sql, params)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self):
+        async with self._lock:
+            await self._run(self._execute_sync, "BEGIN IMMEDIATE", ())
+            try:
+                yield _SqliteTransaction(self)
+            except BaseException:
+                await self._run(self._execute_sync, "ROLLBACK", ())
+                raise
+            await self._run(self._execute_sync, "COMMIT", ())
+
+
+class _SqliteTransaction:
+    def __init__(self, db: SqliteDatabase):
+        self._db = db
+
+    async def execute(self, sql, params=()):
+        return await self._db._run(self._db._execute_sync, sql, params)
+
+    async def fetchone(self, sql, params=()):
+        return await self._db._run(self._db._fetchone_sync, sql, params)
+
+    async def fetchall(self, sql, params=()):
+        return await self._db._run(self._db._fetchall_sync, sql, params)

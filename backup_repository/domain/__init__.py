@@ -1,0 +1,1 @@
+"""Domain model: users, collections, roles and the access decision. Plain Python, no Tornado."""

@@ -1,0 +1,38 @@
+"""Backup collections, as read from BackupCollection documents."""
+
+from dataclasses import dataclass
+from typing import Optional
+
+STRATEGY_FIFO = "fifo"
+STRATEGY_FIFO_PLUS_OLDER = "fifo-plus-older"
+STRATEGIES = (STRATEGY_FIFO, STRATEGY_FIFO_PLUS_OLDER)
+
+VERSION_PLACEHOLDER = "${version}"
+
+
+@dataclass(frozen=True)
+class BackupWindow:
+    """Uploads are allowed from each time the cron expression ``cron`` fires until ``duration`` seconds later."""
+
+    cron: str
+    duration: float
+    duration_text: str
+
+
+@dataclass(frozen=True)
+class Collection:
+    id: str
+    description: str = ""
+    filename_template: str = "backup-${version}.tar.gz"
+    max_backups_count: int = 0
+    max_one_version_size: int = 0
+    max_collection_size: int = 0
+    windows: tuple = ()
+    strategy_name: str = STRATEGY_FIFO
+    keep_last_older_not_more_than: Optional[float] = None
+    max_older_copies: int = 0
+    health_code_sha256: Optional[str] = None  # lowercase hex; None when no healthSecretRef is set
+    access_control: tuple = ()  # ObjectGrant with type "user"
+
+    def filename_for(self, version: int) -> str:
+        return self.filename_template.replace(VERSION_PLACEHOLDER, str(version))

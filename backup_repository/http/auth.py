@@ -1,0 +1,107 @@
+"""Authentication API (CONTRACT §5): login, refresh, whoami, user profiles, sessions and logout."""
+
+import json
+from urllib.parse import parse_qs
+
+from backup_repository.domain.access import parse_scope
+from backup_repository.domain.errors import BadRequest, Unauthenticated
+from backup_repository.http.base import AuthenticatedHandler, BaseHandler
+from backup_repository.security.auth import MISSING_CREDENTIALS
+
+
+def parse_login_body(body: bytes, form_arguments: dict):
+    """Return (username, password, scope elements) from a JSON or form body.
+
+    A body that is a JSON object is read as JSON whatever its Content-Type, because ``curl -d '{...}'`` sends
+    JSON labelled as a form. Anything unreadable or incomplete is the contract's "missing" error.
+    """
+    try:
+        text = body.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise Unauthenticated(MISSING_CREDENTIALS) from None
+    if text.startswith("{"):
+        try:
+            fields = json.loads(text)
+        except ValueError:
+            raise Unauthenticated(MISSING_CREDENTIALS) from None
+    elif form_arguments:
+        fields = {key: values[-1].decode("utf-8", "replace") for key, values in form_arguments.items()}
+    else:
+        fields = {key: values[-1] for key, values in parse_qs(text).items()}
+    if not isinstance(fields, dict):
+        raise Unauthenticated(MISSING_CREDENTIALS)
+    username, password = fields.get("username"), fields.get("password")
+    if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
+        raise Unauthenticated(MISSING_CREDENTIALS)
+    return username, password, _scope(fields.get("operationsScope"))
+
+
+def _scope(value) -> tuple:
+    if value in (None, ""):
+        return ()
+    try:
+        if isinstance(value, str):
+            value = json.loads(value)
+        if isinstance(value, list):  # a bare list of elements is accepted too
+            value = {"elements": value}
+        if not isinstance(value, dict):
+            raise ValueError("must be an object like {\"elements\": [...]}")
+        return parse_scope(value.get("elements"))
+    except ValueError as exc:
+        raise BadRequest(f"invalid operationsScope: {exc}") from None
+
+
+class LoginHandler(BaseHandler):
+    async def post(self):
+        username, password, scope = parse_login_body(self.request.body, self.request.body_arguments)
+        result = await self.ctx.auth.login(username, password, scope, self.client_ip)
+        self.ok(result.to_json())
+
+
+class RefreshHandler(AuthenticatedHandler):
+    async def get(self):
+        result = await self.ctx.auth.refresh(self.principal, self.client_ip)
+        self.ok(result.to_json())
+
+
+class WhoamiHandler(AuthenticatedHandler):
+    async def get(self):
+        user = self.principal.user
+        self.ok({
+            "email": user.email,
+            "permissions": list(user.roles),
+            "sessionId": self.principal.session.id,
+            "grantedAccess": self.principal.session.to_json(),
+        })
+
+
+class UserHandler(AuthenticatedHandler):
+    async def get(self, name):
+        user = self.ctx.auth.view_user(self.principal, name)
+        self.ok({"email": user.email, "permissions": list(user.roles)})
+
+
+class SessionsHandler(AuthenticatedHandler):
+    async def get(self):
+        user_name = self.get_query_argument("userName", None)
+        sessions = await self.ctx.auth.sessions(self.principal, user_name)
+        self.ok({"grantedAccesses": [session.to_json() for session in sessions]})
+
+
+class LogoutHandler(AuthenticatedHandler):
+    async def delete(self):
+        session_id = self.get_query_argument("sessionId", None)
+        revoked = await self.ctx.auth.logout(self.principal, session_id)
+        self.ok({"message": "JWT was revoked", "sessionId": revoked})
+
+
+def routes(ctx):
+    kwargs = {"ctx": ctx}
+    return [
+        (r"/api/stable/auth/login", LoginHandler, kwargs),
+        (r"/api/stable/auth/refresh_token", RefreshHandler, kwargs),
+        (r"/api/stable/auth/whoami", WhoamiHandler, kwargs),
+        (r"/api/stable/auth/user/([^/]+)", UserHandler, kwargs),
+        (r"/api/stable/auth/token", SessionsHandler, kwargs),
+        (r"/api/stable/auth/logout", LogoutHandler, kwargs),
+    ]

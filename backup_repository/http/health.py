@@ -1,0 +1,42 @@
+"""Server health (CONTRACT §8): ``/health`` (is the process up) and ``/ready`` (can it serve)."""
+
+import hmac
+
+from backup_repository.health.checks import readiness_checks, run_checks
+from backup_repository.http.base import BaseHandler
+
+HEALTH_MESSAGE = (
+    "The server is up and running. Dependent services are not shown there. Take a look at /ready endpoint"
+)
+INVALID_CODE = (
+    "health code invalid. Should be provided withing 'Authorization' header or 'code' query string. "
+    "Must match --health-check-code commandline switch value"
+)
+
+
+class HealthHandler(BaseHandler):
+    def get(self):
+        self.ok({"msg": HEALTH_MESSAGE})
+
+
+class ReadyHandler(BaseHandler):
+    async def get(self):
+        expected = self.ctx.settings.health_check_key
+        code = self.request.headers.get("Authorization", "") or self.get_query_argument("code", "")
+        if not expected or not hmac.compare_digest(code.encode(), expected.encode()):
+            self.fail(403, INVALID_CODE)
+            return
+        results = await run_checks(readiness_checks(self.ctx))
+        data = {"health": [result.to_json() for result in results]}
+        if all(result.ok for result in results):
+            self.ok(data)
+        else:
+            self.fail(500, "one of checks failed", data)
+
+
+def routes(ctx):
+    kwargs = {"ctx": ctx}
+    return [
+        (r"/health", HealthHandler, kwargs),
+        (r"/ready", ReadyHandler, kwargs),
+    ]

@@ -1,0 +1,107 @@
+"""Argon2id password hashes in the Go server's format (CONTRACT §3).
+
+The stored form is ``base64(PHC)`` where the PHC string keeps salt and hash in *standard* base64 with ``=``
+padding, as the Go server writes them. Verification reads the algorithm, m, t, p and the key length from the
+string itself, so hashes written by either server verify in both.
+"""
+
+import asyncio
+import base64
+import binascii
+import hmac
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+from argon2.low_level import Type, hash_secret_raw
+
+MEMORY_KIB = 65536
+TIME_COST = 1
+PARALLELISM = 4
+SALT_LENGTH = 16
+KEY_LENGTH = 32
+MAX_MEMORY_KIB = 1 << 20  # refuse hashes that would need more than 1 GiB to check
+
+_TYPES = {"argon2id": Type.ID, "argon2i": Type.I, "argon2d": Type.D}
+_PHC = re.compile(
+    r"^\$(argon2id|argon2i|argon2d)\$v=(\d+)\$m=(\d+),t=(\d+),p=(\d+)\$([A-Za-z0-9+/_=-]+)\$([A-Za-z0-9+/_=-]+)$"
+)
+
+
+class InvalidHash(ValueError):
+    pass
+
+
+def _b64decode(text: str) -> bytes:
+    text = text.replace("-", "+").replace("_", "/")
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+
+
+def encode_password(password: str, salt: bytes = None) -> str:
+    """Return the hash of ``password`` exactly as the Go server's ``--encode-password`` prints it."""
+    salt = os.urandom(SALT_LENGTH) if salt is None else salt
+    digest = hash_secret_raw(
+        password.encode("utf-8"), salt, TIME_COST, MEMORY_KIB, PARALLELISM, KEY_LENGTH, Type.ID
+    )
+    phc = "$argon2id$v=19$m={},t={},p={}${}${}".format(
+        MEMORY_KIB, TIME_COST, PARALLELISM,
+        base64.b64encode(salt).decode("ascii"), base64.b64encode(digest).decode("ascii"),
+    )
+    return base64.b64encode(phc.encode("ascii")).decode("ascii")
+
+
+def parse_hash(encoded: str):
+    """Return (type, version, m, t, p, salt, digest); raise InvalidHash when the text is not such a hash."""
+    text = (encoded or "").strip()
+    if not text.startswith("$"):
+        try:
+            text = base64.b64decode(text, validate=True).decode("ascii")
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            raise InvalidHash("not a base64-encoded argon2 hash") from None
+    match = _PHC.match(text)
+    if not match:
+        raise InvalidHash("not an argon2 PHC string")
+    kind, version, memory, time_cost, parallelism = match.group(1), *map(int, match.group(2, 3, 4, 5))
+    try:
+        salt, digest = _b64decode(match.group(6)), _b64decode(match.group(7))
+    except (binascii.Error, ValueError):
+        raise InvalidHash("salt or hash is not valid base64") from None
+    if version != 19 or not (1 <= memory <= MAX_MEMORY_KIB) or time_cost < 1 or parallelism < 1 or len(digest) < 4:
+        raise InvalidHash("unsupported argon2 parameters")
+    return _TYPES[kind], version, memory, time_cost, parallelism, salt, digest
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    """True when ``password`` matches ``encoded`` (blocking: about 64 MiB and tens of milliseconds)."""
+    kind, _, memory, time_cost, parallelism, salt, digest = parse_hash(encoded)
+    candidate = hash_secret_raw(
+        password.encode("utf-8"), salt, time_cost, memory, parallelism, len(digest), kind
+    )
+    return hmac.compare_digest(candidate, digest)
+
+
+#: A valid hash of a random password, checked when a login names no real user so that the answer takes as long.
+DUMMY_HASH = encode_password(base64.b64encode(os.urandom(18)).decode("ascii"), salt=os.urandom(SALT_LENGTH))
+
+
+class PasswordVerifier:
+    """Runs verifications on a small dedicated thread pool, so that at most ``concurrency`` of them (each
+    taking 64 MiB) run at once and the event loop is never blocked."""
+
+    def __init__(self, concurrency: int = 2):
+        self.concurrency = concurrency
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="argon2")
+
+    async def verify(self, password: str, encoded) -> bool:
+        """False for a wrong password, a missing hash or a malformed one (the latter is logged by the caller)."""
+        target = encoded or DUMMY_HASH
+        loop = asyncio.get_running_loop()
+        try:
+            ok = await loop.run_in_executor(self._pool, verify_password, password, target)
+        except InvalidHash:
+            await loop.run_in_executor(self._pool, verify_password, password, DUMMY_HASH)
+            raise
+        return ok and encoded is not None
+
+    def close(self):
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,92 @@
+"""HS256 JWTs with the original's claims (CONTRACT §5) plus a unique ``jti``.
+
+``operationsScope`` is base64 of the JSON ``{"elements": [...]}``; it is empty when the token is not scoped.
+"""
+
+import base64
+import binascii
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import jwt
+
+from backup_repository.domain.access import parse_scope, scope_to_json
+from backup_repository.domain.errors import Unauthenticated
+
+ALGORITHM = "HS256"
+
+
+def hash_token(token: str) -> str:
+    """The sessionId of a token: lowercase sha256 hex, as ``--hash-jwt`` prints it."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Claims:
+    login: str
+    access_key_name: str
+    scope: tuple
+    expires_at: datetime
+
+
+class TokenService:
+    def __init__(self, secret: str, lifetime_seconds: float, clock=time.time):
+        self._secret = secret.encode("utf-8")
+        self.lifetime = lifetime_seconds
+        self._clock = clock
+
+    def issue(self, login: str, access_key_name: str, scope: tuple):
+        """Return (token, expiry as an aware datetime)."""
+        now = int(self._clock())
+        expires = now + int(self.lifetime)
+        scope_json = scope_to_json(scope)
+        claims = {
+            "login": login,
+            "accessKeyName": access_key_name,
+            "operationsScope": base64.b64encode(json.dumps(scope_json).encode()).decode() if scope_json else "",
+            "exp": expires,
+            "orig_iat": now,
+            "jti": uuid.uuid4().hex,
+        }
+        token = jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+        return token, datetime.fromtimestamp(expires, timezone.utc)
+
+    def decode(self, token: str) -> Claims:
+        """Check signature, algorithm and expiry; raise Unauthenticated when anything is off."""
+        try:
+            claims = jwt.decode(
+                token, self._secret, algorithms=[ALGORITHM],
+                options={"require": ["exp"], "verify_exp": False},
+            )
+        except jwt.PyJWTError:
+            raise Unauthenticated("token is invalid") from None
+        exp = claims.get("exp")
+        if not isinstance(exp, (int, float)) or isinstance(exp, bool):
+            raise Unauthenticated("token is invalid")
+        if exp <= self._clock():
+            raise Unauthenticated("token is expired")
+        login, key = claims.get("login"), claims.get("accessKeyName", "")
+        if not isinstance(login, str) or not login or not isinstance(key, str):
+            raise Unauthenticated("token is invalid")
+        return Claims(login, key, _decode_scope(claims.get("operationsScope")),
+                      datetime.fromtimestamp(exp, timezone.utc))
+
+
+def _decode_scope(value) -> tuple:
+    if value in (None, ""):
+        return ()
+    if not isinstance(value, str):
+        raise Unauthenticated("token is invalid")
+    try:
+        document = json.loads(base64.b64decode(value, validate=True))
+        if document is None:
+            return ()
+        if not isinstance(document, dict):
+            raise ValueError("not an object")
+        return parse_scope(document.get("elements"))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise Unauthenticated("token is invalid") from None

@@ -1,0 +1,90 @@
+"""run(settings): start the server and stop it gracefully on SIGTERM or SIGINT."""
+
+import asyncio
+import logging
+import signal
+import socket
+import sys
+
+import tornado.httpserver
+import tornado.netutil
+
+from backup_repository.app import make_app
+from backup_repository.context import AppContext
+from backup_repository.db.repository import DatabaseError
+from backup_repository.settings import LOG_LEVELS
+from backup_repository.storage.blobstore import StorageError
+from backup_repository.storage.urls import StorageConfigError
+
+log = logging.getLogger("backup_repository")
+
+#: How long in-flight requests may run on after SIGTERM before their connections are closed.
+SHUTDOWN_GRACE_SECONDS = 30.0
+
+
+def run(settings) -> int:
+    """Serve until stopped; return the process exit status."""
+    configure_logging(settings.log_level)
+    if settings.provider == "kubernetes":
+        print("error: --provider=kubernetes is not supported yet; use --provider=filesystem with "
+              "--config-local-path", file=sys.stderr)
+        return 2
+    if not settings.jwt_secret_key:
+        print("error: a JWT secret key is required to serve: pass --jwt-secret-key=... or set BR_JWT_SECRET_KEY "
+              "(a long random string, for example the output of: openssl rand -base64 32)", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(serve(settings))
+    except KeyboardInterrupt:
+        return 0
+
+
+def configure_logging(level: str):
+    logging.basicConfig(
+        level=LOG_LEVELS[level], stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # libraries are noisy at debug level and may print request details; keep them at info or above
+    for name in ("asyncio", "libcloud", "urllib3"):
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().level))
+
+
+async def serve(settings) -> int:
+    ctx = AppContext(settings)
+    try:
+        await ctx.open()
+    except (DatabaseError, StorageError, StorageConfigError) as exc:
+        log.error("cannot start: %s", exc)
+        await ctx.close()
+        return 1
+
+    app = make_app(ctx)
+    server = tornado.httpserver.HTTPServer(app, xheaders=False, idle_connection_timeout=3600)
+    host, port = settings.listen
+    try:
+        sockets = tornado.netutil.bind_sockets(port, address=host or None)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", host or "*", port, exc)
+        await ctx.close()
+        return 1
+    server.add_sockets(sockets)
+    for sock in sockets:
+        address = sock.getsockname()
+        shown = f"[{address[0]}]" if sock.family == socket.AF_INET6 else address[0]
+        print(f"backup-repository listening on http://{shown}:{address[1]}", flush=True)
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+
+    log.info("stopping: no new connections; waiting up to %gs for requests in flight", SHUTDOWN_GRACE_SECONDS)
+    server.stop()
+    try:
+        await asyncio.wait_for(server.close_all_connections(), SHUTDOWN_GRACE_SECONDS)
+    except asyncio.TimeoutError:
+        log.warning("requests still running after %gs; closing them", SHUTDOWN_GRACE_SECONDS)
+    await ctx.close()
+    log.info("stopped")
+    return 0

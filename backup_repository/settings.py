@@ -1,0 +1,179 @@
+"""Settings of a server run: every command-line flag, its environment variable, default and meaning.
+
+``OPTIONS`` is the single table that the command line, the environment, ``--help`` and the documentation
+(docs/configuration.md) follow. Values are parsed and validated here, so the rest of the server only ever sees
+typed, valid settings.
+"""
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from backup_repository.domain.units import parse_duration
+
+DATA_HOME = "~/.backup-repository"
+LOG_LEVELS = {"debug": "DEBUG", "trace": "DEBUG", "info": "INFO", "warning": "WARNING", "warn": "WARNING",
+              "error": "ERROR", "fatal": "ERROR", "panic": "ERROR"}
+PROVIDERS = ("filesystem", "kubernetes")
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def parse_port(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise ValueError("a port must be between 1 and 65535")
+    return port
+
+
+def parse_listen(text: str):
+    """``:8080`` (every interface), ``127.0.0.1:8080``, ``[::1]:8080``; port 0 picks a free port."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep:
+        raise ValueError("expected [host]:port, for example :8080 or 127.0.0.1:8080")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("write an IPv6 address in brackets, for example [::1]:8080")
+    number = int(port)
+    if not 0 <= number <= 65535:
+        raise ValueError("a port must be between 0 and 65535")
+    return host, number
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in TRUE_WORDS:
+        return True
+    if value in FALSE_WORDS:
+        return False
+    raise ValueError("expected true or false")
+
+
+def parse_log_level(text: str) -> str:
+    value = text.strip().lower()
+    if value not in LOG_LEVELS:
+        raise ValueError("expected one of debug, info, warning, error")
+    return value
+
+
+def parse_provider(text: str) -> str:
+    if text not in PROVIDERS:
+        raise ValueError(f"expected one of {', '.join(PROVIDERS)}")
+    return text
+
+
+def positive_int(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+def positive_duration(text: str) -> float:
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ValueError("must be longer than zero")
+    return seconds
+
+
+@dataclass(frozen=True)
+class Option:
+    dest: str
+    flags: tuple
+    env: Optional[str]
+    default: str
+    parse: Callable
+    help: str
+    secret: bool = False
+    boolean: bool = False
+
+
+OPTIONS = (
+    Option("namespace", ("-n", "--namespace"), None, "backup-repository", str,
+           "namespace folder of the configuration"),
+    Option("db_hostname", ("--db-hostname",), "BR_DB_HOSTNAME", "localhost", str, "PostgreSQL host"),
+    Option("db_user", ("--db-user",), "BR_DB_USERNAME", "", str,
+           "PostgreSQL user; without it the embedded SQLite database at --db-path is used"),
+    Option("db_password", ("--db-password",), "BR_DB_PASSWORD", "", str, "PostgreSQL password", secret=True),
+    Option("db_name", ("--db-name",), "BR_DB_NAME", "", str, "PostgreSQL database (default: the user name)"),
+    Option("db_port", ("--db-port",), "BR_DB_PORT", "5432", parse_port, "PostgreSQL port"),
+    Option("db_path", ("--db-path",), "BR_DB_PATH", f"{DATA_HOME}/data/metadata.sqlite3", str,
+           "file of the embedded SQLite database, used when no --db-user is given"),
+    Option("jwt_secret_key", ("-s", "--jwt-secret-key"), "BR_JWT_SECRET_KEY", "", str,
+           "HMAC key that signs tokens; required to serve", secret=True),
+    Option("jwt_expiry", ("--jwt-expiry",), "BR_JWT_EXPIRY", "87600h", positive_duration,
+           "lifetime of a token (every token can be revoked with logout)"),
+    Option("health_check_key", ("-k", "--health-check-key"), "BR_HEALTH_CHECK_KEY", "", str,
+           "code that /ready requires (Authorization header or ?code=); /ready refuses everyone when empty",
+           secret=True),
+    Option("log_level", ("--log-level",), "BR_LOG_LEVEL", "debug", parse_log_level,
+           "debug, info, warning or error"),
+    Option("storage_url", ("--storage-url",), "BR_STORAGE_DRIVER_URL", "", str,
+           f"blob storage URL: file:///dir, s3://bucket?..., gs://bucket (default: a directory under {DATA_HOME})"),
+    Option("use_google_cloud", ("--use-google-cloud",), "BR_USE_GOOGLE_CLOUD", "false", parse_bool,
+           "--storage-url is a Google Cloud Storage bucket name", boolean=True),
+    Option("storage_health_timeout", ("--storage-health-timeout",), "BR_STORAGE_HEALTH_TIMEOUT", "5s",
+           positive_duration, "time limit of the storage check in /ready"),
+    Option("storage_io_timeout", ("--storage-io-timeout",), "BR_STORAGE_IO_TIMEOUT", "2h", positive_duration,
+           "maximum time to write or read one file"),
+    Option("http_upload_timeout", ("--http-upload-timeout",), "BR_HTTP_UPLOAD_TIMEOUT", "180m", positive_duration,
+           "maximum duration of one upload request"),
+    Option("http_download_timeout", ("--http-download-timeout",), "BR_HTTP_DOWNLOAD_TIMEOUT", "180m",
+           positive_duration, "maximum duration of one download request"),
+    Option("rate_default_limit", ("--rate-default-limit",), None, "5", positive_int,
+           "requests per second per client IP on most endpoints"),
+    Option("rate_auth_limit", ("--rate-auth-limit",), None, "10", positive_int,
+           "requests per minute per client IP on login and refresh"),
+    Option("rate_collection_health_limit", ("--rate-collection-health-limit",), None, "10", positive_int,
+           "requests per minute per client IP on collection health"),
+    Option("rate_server_health_limit", ("--rate-server-health-limit",), None, "160", positive_int,
+           "requests per minute per client IP on /health and /ready"),
+    Option("listen", ("--listen",), None, ":8080", parse_listen,
+           "address to listen on: :8080, 127.0.0.1:8080 or [::1]:8080"),
+    Option("provider", ("-p", "--provider"), "BR_CONFIG_PROVIDER", "filesystem", parse_provider,
+           "configuration provider: filesystem (kubernetes is not supported yet)"),
+    Option("config_local_path", ("--config-local-path",), "BR_CONFIG_LOCAL_PATH", DATA_HOME, str,
+           "root of the filesystem configuration ({path}/{namespace}/...)"),
+    Option("config_reload_interval", ("--config-reload-interval",), "BR_CONFIG_RELOAD_INTERVAL", "5s",
+           positive_duration, "how often the configuration directory is checked for changes"),
+    Option("password_check_concurrency", ("--password-check-concurrency",), "BR_PASSWORD_CHECK_CONCURRENCY", "2",
+           positive_int, "password verifications running at once (each takes 64 MiB)"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    namespace: str
+    db_hostname: str
+    db_user: str
+    db_password: str
+    db_name: str
+    db_port: int
+    db_path: str
+    jwt_secret_key: str
+    jwt_expiry: float
+    health_check_key: str
+    log_level: str
+    storage_url: str
+    use_google_cloud: bool
+    storage_health_timeout: float
+    storage_io_timeout: float
+    http_upload_timeout: float
+    http_download_timeout: float
+    rate_default_limit: int
+    rate_auth_limit: int
+    rate_collection_health_limit: int
+    rate_server_health_limit: int
+    listen: tuple
+    provider: str
+    config_local_path: str
+    config_reload_interval: float
+    password_check_concurrency: int
+
+    @property
+    def storage_url_is_default(self) -> bool:
+        return self.storage_url == default_storage_url()
+
+
+def default_storage_url() -> str:
+    return "file://" + os.path.expanduser(f"{DATA_HOME}/data/storage")

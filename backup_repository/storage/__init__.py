@@ -1,0 +1,1 @@
+"""Blob storage on apache-libcloud: storage URLs (gocloud syntax) and the BlobStore used by the server."""

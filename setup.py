@@ -1,0 +1,29 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="backup-repository",
+    version="0.1.0",
+    description="Zero-knowledge, multi-tenant storage server for GPG-encrypted backups "
+                "(drop-in replacement for riotkit-org/backup-repository v4)",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11",
+    packages=find_packages(include=["backup_repository", "backup_repository.*"]),
+    install_requires=[
+        "tornado>=6.3",
+        "aiopg>=1.4",
+        "pyjwt>=2.8",
+        "argon2-cffi>=23.1",
+        "apache-libcloud>=3.8",
+        # libcloud's local-directory driver needs it for its file locks
+        "fasteners>=0.18",
+        "croniter>=2.0",
+        "pyyaml>=6.0",
+    ],
+    extras_require={
+        "test": ["pytest>=7.4", "moto[server]>=5.0", "boto3>=1.28"],
+        "build": ["pyinstaller>=6.0"],
+    },
+    entry_points={"console_scripts": ["backup-repository=backup_repository.cli:main"]},
+)
