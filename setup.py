@@ -22,7 +22,7 @@ setup(
         "pyyaml>=6.0",
     ],
     extras_require={
-        "test": ["pytest>=7.4", "moto[server]>=5.0", "boto3>=1.28"],
+        "test": ["pytest>=7.4", "requests>=2.28", "moto[server]>=5.0", "boto3>=1.28"],
         "build": ["pyinstaller>=6.0"],
     },
     entry_points={"console_scripts": ["backup-repository=backup_repository.cli:main"]},

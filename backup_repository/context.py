@@ -10,7 +10,7 @@ from backup_repository.config.provider import FilesystemProvider, log_problems
 from backup_repository.db import open_database
 from backup_repository.security.auth import AuthService
 from backup_repository.security.passwords import PasswordVerifier
-from backup_repository.security.tokens import TokenService
+from backup_repository.security.tokens import RECOMMENDED_KEY_BYTES, TokenService
 from backup_repository.storage.blobstore import BlobStore
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,9 @@ class AppContext:
         self.auth = AuthService(self.config, self.db, self.tokens, self.verifier)
 
     async def open(self):
+        if len(self.settings.jwt_secret_key.encode()) < RECOMMENDED_KEY_BYTES:
+            log.warning("the JWT secret key is shorter than %d bytes; a longer random key is safer "
+                        "(for example: openssl rand -base64 32)", RECOMMENDED_KEY_BYTES)
         snapshot = self.config.load()
         log.info("configuration: %s (%d users, %d collections)",
                  self.config.root, len(snapshot.users), len(snapshot.collections))

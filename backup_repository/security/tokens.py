@@ -9,6 +9,7 @@ import hashlib
 import json
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -18,6 +19,15 @@ from backup_repository.domain.access import parse_scope, scope_to_json
 from backup_repository.domain.errors import Unauthenticated
 
 ALGORITHM = "HS256"
+#: Shorter keys work (the Go server accepted any) but are reported once at start-up, not on every request.
+RECOMMENDED_KEY_BYTES = 32
+
+try:
+    from jwt.warnings import InsecureKeyLengthWarning
+
+    warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
+except ImportError:  # older PyJWT does not warn at all
+    pass
 
 
 def hash_token(token: str) -> str:

@@ -1,0 +1,125 @@
+"""Fixtures: real server processes over every database × storage backend, PostgreSQL and an S3 server."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from tests import support
+
+PG_DSN = os.environ.get("BR_TEST_PG_DSN", "")
+REQUIRE_PG = os.environ.get("BR_TEST_REQUIRE_PG", "") == "1"
+BACKENDS = [("sqlite", "local"), ("sqlite", "s3"), ("postgres", "local"), ("postgres", "s3")]
+
+
+def require_postgres():
+    if PG_DSN:
+        return
+    if REQUIRE_PG:
+        pytest.fail("BR_TEST_REQUIRE_PG=1 but BR_TEST_PG_DSN is not set: the PostgreSQL tests must run here")
+    pytest.skip(support.PG_HINT)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto in server mode on loopback: a real S3-protocol HTTP server."""
+    port = support.free_port()
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=log)
+    endpoint = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError("moto server exited")
+            time.sleep(0.2)
+    yield endpoint
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+
+
+def create_bucket(endpoint: str) -> str:
+    import boto3
+
+    name = f"br-test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=f"http://{endpoint}", aws_access_key_id=support.S3_KEY,
+                 aws_secret_access_key=support.S3_SECRET, region_name="eu-central-1").create_bucket(
+        Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+    return name
+
+
+@pytest.fixture
+def make_backend(request, tmp_path_factory):
+    """make_backend(db, storage) -> Backend with the flags and environment of fresh, empty stores."""
+    made = []
+
+    def make(db: str, storage: str) -> support.Backend:
+        backend = support.Backend(db, storage)
+        work = tmp_path_factory.mktemp(f"{db}-{storage}")
+        if db == "sqlite":
+            backend.args.append(f"--db-path={work / 'metadata.sqlite3'}")
+        else:
+            require_postgres()
+            params = support.create_pg_database(PG_DSN)
+            backend.args += support.pg_flags(params)
+            backend.cleanup.append(lambda: support.drop_pg_database(PG_DSN, params["dbname"]))
+        if storage == "local":
+            (work / "storage").mkdir()
+            backend.args.append(f"--storage-url=file://{work / 'storage'}")
+        else:
+            endpoint = request.getfixturevalue("s3_server")
+            bucket = create_bucket(endpoint)
+            backend.args.append(
+                f"--storage-url=s3://{bucket}?endpoint={endpoint}&disableSSL=true&s3ForcePathStyle=true"
+                "&region=eu-central-1")
+            backend.env.update(AWS_ACCESS_KEY_ID=support.S3_KEY, AWS_SECRET_ACCESS_KEY=support.S3_SECRET)
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        for cleanup in backend.cleanup:
+            cleanup()
+
+
+@pytest.fixture
+def start_server(tmp_path_factory):
+    """start_server(backend, config, *extra flags, env={}) -> a running Server; all are stopped at the end."""
+    servers = []
+
+    def start(backend, config, *extra, env=None, **kwargs):
+        home = tmp_path_factory.mktemp("home")
+        environment = support.base_env(home)
+        environment.update(backend.env)
+        environment.update(env or {})
+        args = [
+            "--listen=127.0.0.1:0", f"--jwt-secret-key={support.JWT_SECRET}",
+            f"--health-check-key={support.HEALTH_KEY}", f"--config-local-path={config.root}",
+            "--config-reload-interval=0.5s", *backend.args, *extra,
+        ]
+        server = support.Server(args, environment, home / "server.log")
+        servers.append(server)
+        return server.start(**kwargs)
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def config(tmp_path):
+    return support.ConfigDir(tmp_path / "config")
+
+
+@pytest.fixture(params=BACKENDS, ids=[f"{db}-{st}" for db, st in BACKENDS])
+def backend(request, make_backend):
+    return make_backend(*request.param)

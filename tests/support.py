@@ -1,0 +1,200 @@
+"""Helpers for tests that run the real server: processes, configuration directories, backends.
+
+Nothing here is mocked: a server is ``python -m backup_repository`` in its own process, PostgreSQL is the
+machine's (``BR_TEST_PG_DSN``), S3 is moto in server mode on loopback.
+"""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "docs" / "examples"
+NAMESPACE = "backup-repository"
+USERS = Path("backups.riotkit.org/v1alpha1/backupusers")
+COLLECTIONS = Path("backups.riotkit.org/v1alpha1/backupcollections")
+SECRETS = Path("v1/secrets")
+JWT_SECRET = "test-secret-key-that-is-long-enough-for-hs256"
+HEALTH_KEY = "health-key-for-tests"
+S3_KEY, S3_SECRET = "test-access-key", "test-secret-key"
+GO_ADMIN_HASH = (
+    "JGFyZ29uMmlkJHY9MTkkbT02NTUzNix0PTEscD00JHpuVy9IT2Y4Q3RkdStvNSttYlR2REE9PSRaZlVpRGl2QWV2T2RZNndKYWJBb0FQ"
+    "dmM1a1hsemxDNkg2OFY2dGVmNUY0PQ=="
+)
+PG_HINT = ("set BR_TEST_PG_DSN=postgresql://user:password@127.0.0.1:5432/dbname (a role allowed to create "
+           "databases) to run the PostgreSQL tests; .ci/run does this")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ConfigDir:
+    """A configuration directory ({root}/{namespace}/...) that tests can edit while a server runs."""
+
+    def __init__(self, root: Path, copy_examples: bool = True):
+        self.root = Path(root)
+        self.ns = self.root / NAMESPACE
+        if copy_examples:
+            shutil.copytree(EXAMPLES / NAMESPACE, self.ns)
+        else:
+            for sub in (USERS, COLLECTIONS, SECRETS):
+                (self.ns / sub).mkdir(parents=True, exist_ok=True)
+
+    def write(self, sub: Path, name: str, text: str):
+        path = self.ns / sub / f"{name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)  # atomic, like a GitOps checkout
+        return path
+
+    def remove(self, sub: Path, name: str):
+        (self.ns / sub / f"{name}.yaml").unlink()
+
+    def user(self, name: str, password_hash: str, roles=(), extra: str = ""):
+        roles_yaml = "".join(f"\n    - {r}" for r in roles) or " []"
+        return self.write(USERS, name, f"""apiVersion: backups.riotkit.org/v1alpha1
+kind: BackupUser
+metadata:
+  name: {name}
+spec:
+  email: {name}@example.org
+  password: "{password_hash}"
+  roles:{roles_yaml}
+{extra}""")
+
+
+@dataclass
+class Backend:
+    """Where a server keeps its metadata and blobs: flags and environment for one server process."""
+
+    db: str
+    storage: str
+    args: list = field(default_factory=list)
+    env: dict = field(default_factory=dict)
+    cleanup: list = field(default_factory=list)
+
+    @property
+    def id(self):
+        return f"{self.db}-{self.storage}"
+
+
+class Server:
+    def __init__(self, args, env, log_path: Path):
+        self.args, self.env, self.log_path = args, env, log_path
+        self.proc = None
+        self.url = None
+
+    def start(self, timeout: float = 20.0):
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "backup_repository", *self.args],
+            stdout=subprocess.PIPE, stderr=self._log, env=self.env, cwd=str(ROOT),
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline().decode()
+            match = re.search(r"listening on (http://\S+)", line)
+            if match:
+                self.url = match.group(1)
+                return self
+            if not line and self.proc.poll() is not None:
+                break
+        self.stop()
+        raise RuntimeError(f"server did not start; log:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc and self.proc.stdout:
+            self.proc.stdout.close()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    # --- HTTP helpers ---------------------------------------------------------------------------
+    def request(self, method, path, token=None, **kwargs):
+        headers = kwargs.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return requests.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
+
+    def get(self, path, token=None, **kwargs):
+        return self.request("GET", path, token, **kwargs)
+
+    def login(self, username, password, **extra):
+        response = self.request("POST", "/api/stable/auth/login",
+                                json={"username": username, "password": password, **extra})
+        assert response.status_code == 200, response.text
+        return response.json()["data"]["token"]
+
+
+def base_env(home: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BR_") and not k.startswith("AWS_")}
+    env["HOME"] = str(home)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def pg_params(dsn: str) -> dict:
+    parts = urlsplit(dsn)
+    return {"host": parts.hostname or "127.0.0.1", "port": parts.port or 5432, "user": parts.username,
+            "password": parts.password or "", "dbname": parts.path.lstrip("/") or parts.username}
+
+
+def create_pg_database(dsn: str) -> dict:
+    """A fresh, empty database for one server; returns its connection parameters."""
+    import psycopg2
+
+    admin = pg_params(dsn)
+    name = f"br_test_{uuid.uuid4().hex[:12]}"
+    conn = psycopg2.connect(**admin)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return {**admin, "dbname": name}
+
+
+def drop_pg_database(dsn: str, name: str):
+    import psycopg2
+
+    conn = psycopg2.connect(**pg_params(dsn))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
+def pg_flags(params: dict) -> list:
+    return [f"--db-hostname={params['host']}", f"--db-port={params['port']}", f"--db-user={params['user']}",
+            f"--db-password={params['password']}", f"--db-name={params['dbname']}"]
+
+
+def wait_until(predicate, timeout: float = 15.0, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)

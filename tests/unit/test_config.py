@@ -1,0 +1,175 @@
+"""Configuration documents: parsing, aliases, secrets, and problems that name the file and the field."""
+
+import pytest
+
+from backup_repository.config.provider import read_snapshot
+from backup_repository.domain.users import address_allowed
+from tests.support import COLLECTIONS, GO_ADMIN_HASH, SECRETS, USERS, ConfigDir
+
+SECRET = """apiVersion: v1
+kind: Secret
+metadata:
+  name: passwords
+data:
+  alice: "{hash}"
+stringData:
+  health: "abc123"
+"""
+
+COLLECTION = """apiVersion: backups.riotkit.org/v1alpha1
+kind: BackupCollection
+metadata:
+  name: {name}
+spec:
+  description: test
+  filenameTemplate: {template}
+  maxBackupsCount: 3
+  maxOneVersionSize: 1M
+  maxCollectionSize: {total}
+  windows:
+    - from: "{cron}"
+      duration: 30m
+  strategyName: {strategy}
+  strategySpec:
+    keepLastOlderNotMoreThan: 5d
+    maxOlderCopies: 2
+  healthSecretRef:
+    name: passwords
+    entry: health
+  accessControl:
+{acl}
+"""
+
+
+def collection(name="c1", template="c-${{version}}.gpg", total="5M", cron="0 1 * * *", strategy="fifo",
+               acl="    - userName: alice\n      roles: [backupUploader]"):
+    return COLLECTION.format(name=name, template=template.replace("{{", "{").replace("}}", "}"), total=total,
+                             cron=cron, strategy=strategy, acl=acl)
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    c = ConfigDir(tmp_path, copy_examples=False)
+    c.write(SECRETS, "passwords", SECRET.format(hash=GO_ADMIN_HASH))
+    return c
+
+
+def problems_of(snapshot):
+    return [str(p) for p in snapshot.problems]
+
+
+def test_examples_shipped_in_docs_are_clean():
+    from tests.support import EXAMPLES, NAMESPACE
+
+    snapshot = read_snapshot(str(EXAMPLES / NAMESPACE))
+    assert snapshot.problems == ()
+    assert set(snapshot.users) == {"admin", "uploader"}
+    assert set(snapshot.collections) == {"iwa-ait"}
+
+
+def test_user_with_password_from_secret_and_aliases(cfg):
+    cfg.write(USERS, "alice", """apiVersion: backups.riotkit.org/v1alpha1
+kind: BackupUser
+metadata: {name: alice}
+spec:
+  email: alice@example.org
+  password: "inline-is-overridden"
+  passwordFromRef: {name: passwords, entry: alice}
+  roles: [usersManager, backupDownloader]
+  restrictByIP: ["10.0.0.0/8", "192.168.1.5", "fd00::/8"]
+  accessKeys:
+    - name: ci
+      password: "keyhash"
+      objects:
+        - {name: c1, type: collection, roles: [backupUploader]}
+""")
+    snapshot = read_snapshot(str(cfg.ns))
+    alice = snapshot.users["alice"]
+    assert alice.password_hash == GO_ADMIN_HASH
+    assert alice.roles == ("userManager", "backupDownloader")
+    assert alice.access_key("ci").password_hash == "keyhash"
+    assert alice.access_key("ci").roles_on("collection", "c1") == ("backupUploader",)
+    assert address_allowed(alice.restrict_by_ip, "10.1.2.3")
+    assert address_allowed(alice.restrict_by_ip, "192.168.1.5")
+    assert address_allowed(alice.restrict_by_ip, "fd00::1")
+    assert not address_allowed(alice.restrict_by_ip, "192.168.1.6")
+    assert snapshot.problems == ()
+
+
+def test_collection_fields_and_both_acl_forms(cfg):
+    cfg.write(COLLECTIONS, "c1", collection(acl="    - userName: alice\n      roles: [backupUploader]\n"
+                                               "    - name: bob\n      type: user\n      roles: [backupDownloader]"))
+    cfg.user("alice", GO_ADMIN_HASH)
+    cfg.user("bob", GO_ADMIN_HASH)
+    snapshot = read_snapshot(str(cfg.ns))
+    c1 = snapshot.collections["c1"]
+    assert (c1.max_backups_count, c1.max_one_version_size, c1.max_collection_size) == (3, 1 << 20, 5 << 20)
+    assert c1.windows[0].cron == "0 1 * * *" and c1.windows[0].duration == 1800
+    assert c1.keep_last_older_not_more_than == 5 * 86400 and c1.max_older_copies == 2
+    assert c1.health_code_sha256 == "abc123"
+    assert [(g.name, g.type, g.roles) for g in c1.access_control] == [
+        ("alice", "user", ("backupUploader",)), ("bob", "user", ("backupDownloader",))]
+    assert c1.filename_for(7) == "c-7.gpg"
+    assert snapshot.problems == ()
+
+
+@pytest.mark.parametrize("kwargs, field, fragment", [
+    ({"template": "no-version.gpg"}, "spec.filenameTemplate", "${version}"),
+    ({"template": "dir/c-${{version}}"}, "spec.filenameTemplate", "path separator"),
+    ({"total": "2M"}, "spec.maxCollectionSize", "smaller than"),
+    ({"total": "5X"}, "spec.maxCollectionSize", "invalid size"),
+    ({"cron": "61 * * * *"}, "spec.windows[0].from", "cron"),
+    ({"strategy": "lifo"}, "spec.strategyName", "unknown strategy"),
+])
+def test_broken_collection_is_left_out_and_named(cfg, kwargs, field, fragment):
+    cfg.write(COLLECTIONS, "bad", collection(name="bad", **kwargs))
+    cfg.write(COLLECTIONS, "good", collection(name="good"))
+    cfg.user("alice", GO_ADMIN_HASH)
+    snapshot = read_snapshot(str(cfg.ns))
+    assert "bad" not in snapshot.collections and "good" in snapshot.collections
+    [problem] = [p for p in problems_of(snapshot) if "bad.yaml" in p]
+    assert f"bad.yaml: {field}:" in problem and fragment in problem
+
+
+def test_unparsable_yaml_breaks_only_its_object(cfg):
+    cfg.user("alice", GO_ADMIN_HASH)
+    cfg.write(USERS, "broken", "apiVersion: v1\nkind: BackupUser\nspec: [unclosed\n")
+    snapshot = read_snapshot(str(cfg.ns))
+    assert "alice" in snapshot.users and "broken" not in snapshot.users
+    assert any("broken.yaml" in p and "not valid YAML" in p for p in problems_of(snapshot))
+
+
+def test_missing_secret_disables_login_but_keeps_the_user(cfg):
+    cfg.write(USERS, "carol", """apiVersion: backups.riotkit.org/v1alpha1
+kind: BackupUser
+metadata: {name: carol}
+spec:
+  passwordFromRef: {name: nope, entry: carol}
+""")
+    snapshot = read_snapshot(str(cfg.ns))
+    assert snapshot.users["carol"].password_hash is None
+    assert any("carol.yaml: spec.passwordFromRef.name: secret 'nope' does not exist" in p
+               for p in problems_of(snapshot))
+
+
+def test_wrong_kind_bad_ip_and_unknown_role_are_reported(cfg):
+    cfg.write(USERS, "wrongkind", "apiVersion: v1\nkind: Secret\nmetadata: {name: wrongkind}\n")
+    cfg.user("dave", GO_ADMIN_HASH, roles=["superuser"])
+    cfg.user("erin", GO_ADMIN_HASH, extra="  restrictByIP: [not-an-ip]\n")
+    snapshot = read_snapshot(str(cfg.ns))
+    found = problems_of(snapshot)
+    assert any("wrongkind.yaml: kind:" in p for p in found)
+    assert any("dave.yaml: spec.roles[0]: unknown role 'superuser'" in p for p in found)
+    assert any("erin.yaml: spec.restrictByIP:" in p and "not-an-ip" in p for p in found)
+    assert "dave" in snapshot.users and "erin" not in snapshot.users
+
+
+def test_acl_naming_an_unknown_user_is_reported(cfg):
+    cfg.write(COLLECTIONS, "c1", collection())
+    snapshot = read_snapshot(str(cfg.ns))
+    assert any("c1.yaml: spec.accessControl[0]: unknown user 'alice'" in p for p in problems_of(snapshot))
+
+
+def test_missing_directory_is_a_problem_not_a_crash(tmp_path):
+    snapshot = read_snapshot(str(tmp_path / "nope"))
+    assert snapshot.users == {} and any("does not exist" in p for p in problems_of(snapshot))
