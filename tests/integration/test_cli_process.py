@@ -1,0 +1,146 @@
+"""The command line as users run it: one-shot commands, start-up errors, the contract's typical command line."""
+
+import base64
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+from backup_repository.security.passwords import verify_password
+from tests import support
+from tests.conftest import PG_DSN, create_bucket, require_postgres
+
+
+def run_cli(*args, env=None, home=None, timeout=30):
+    environment = support.base_env(home or support.ROOT)
+    environment.update(env or {})
+    return subprocess.run([sys.executable, "-m", "backup_repository", *args], capture_output=True, text=True,
+                          env=environment, timeout=timeout, cwd=str(support.ROOT))
+
+
+def test_help():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for flag in ("--db-hostname", "--jwt-secret-key", "--storage-url", "--listen", "--config-local-path",
+                 "BR_DB_USERNAME", "--encode-password", "--hash-jwt", "--db-path", "--jwt-expiry"):
+        assert flag in result.stdout
+
+
+def test_encode_password_is_go_compatible():
+    result = run_cli("--encode-password", "correct horse")
+    assert result.returncode == 0
+    encoded = result.stdout.strip()
+    assert base64.b64decode(encoded).decode().startswith("$argon2id$v=19$m=65536,t=1,p=4$")
+    assert verify_password("correct horse", encoded) and not verify_password("wrong", encoded)
+
+
+def test_hash_jwt():
+    result = run_cli("--hash-jwt", "abc.def.ghi")
+    assert result.returncode == 0
+    assert result.stdout.strip() == hashlib.sha256(b"abc.def.ghi").hexdigest()
+
+
+def test_missing_jwt_secret_exits_2_saying_how_to_set_it(tmp_path):
+    result = run_cli("--listen=127.0.0.1:0", home=tmp_path)
+    assert result.returncode == 2
+    assert "--jwt-secret-key" in result.stderr and "BR_JWT_SECRET_KEY" in result.stderr
+
+
+def test_kubernetes_provider_is_refused_clearly(tmp_path):
+    result = run_cli("--provider=kubernetes", "--jwt-secret-key=x", home=tmp_path)
+    assert result.returncode == 2 and "not supported yet" in result.stderr
+
+
+@pytest.mark.parametrize("args, env, fragment", [
+    (["--storage-io-timeout=5x"], {}, "invalid value '5x' for --storage-io-timeout"),
+    (["--log-level=chatty"], {}, "invalid value 'chatty' for --log-level"),
+    (["--listen=:70000"], {}, "invalid value ':70000' for --listen"),
+    ([], {"BR_DB_PORT": "0"}, "invalid value '0' for --db-port (from BR_DB_PORT)"),
+])
+def test_invalid_values_exit_2(args, env, fragment):
+    result = run_cli(*args, env=env)
+    assert result.returncode == 2 and fragment in result.stderr
+
+
+def test_unreachable_dependencies_exit_1_saying_what_to_check(tmp_path, config):
+    port = support.free_port()
+    result = run_cli("--jwt-secret-key=x", "--listen=127.0.0.1:0", f"--config-local-path={config.root}",
+                     "--db-hostname=127.0.0.1", f"--db-port={port}", "--db-user=nobody", "--db-name=nothing",
+                     home=tmp_path)
+    assert result.returncode == 1
+    assert "cannot connect to the PostgreSQL" in result.stderr and "check --db-hostname" in result.stderr
+
+    result = run_cli("--jwt-secret-key=x", "--listen=127.0.0.1:0", f"--config-local-path={config.root}",
+                     f"--db-path={tmp_path / 'm.db'}", f"--storage-url=file://{tmp_path / 'missing'}",
+                     home=tmp_path)
+    assert result.returncode == 1 and "does not exist" in result.stderr and "--storage-url" in result.stderr
+
+    result = run_cli("--jwt-secret-key=x", "--listen=127.0.0.1:0", f"--config-local-path={config.root}",
+                     f"--db-path={tmp_path / 'm.db'}",
+                     f"--storage-url=s3://bucket?endpoint=127.0.0.1:{port}&disableSSL=true&region=eu-central-1",
+                     home=tmp_path, env={"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"})
+    assert result.returncode == 1 and "cannot reach s3://bucket" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_contracts_typical_command_line_serves(tmp_path, config, s3_server):
+    """The contract's command line, flag for flag, with this machine's PostgreSQL and S3 server filled in."""
+    require_postgres()
+    params = support.create_pg_database(PG_DSN)
+    bucket = create_bucket(s3_server)
+    args = [
+        f"--db-hostname={params['host']}", f"--db-port={params['port']}", f"--db-user={params['user']}",
+        f"--db-password={params['password']}", f"--db-name={params['dbname']}", "--health-check-key=changeme",
+        "--jwt-secret-key=secret key", "--storage-io-timeout=5m", "--listen=127.0.0.1:0", "--provider=filesystem",
+        f"--config-local-path={config.root}",
+        f"--storage-url=s3://{bucket}?endpoint={s3_server}&disableSSL=true&s3ForcePathStyle=true"
+        "&region=eu-central-1",
+    ]
+    env = support.base_env(tmp_path)
+    env.update(AWS_ACCESS_KEY_ID=support.S3_KEY, AWS_SECRET_ACCESS_KEY=support.S3_SECRET)
+    server = support.Server(args, env, tmp_path / "server.log").start()
+    try:
+        assert server.get("/ready?code=changeme").status_code == 200
+        assert server.login("admin", "admin")
+    finally:
+        server.stop()
+        support.drop_pg_database(PG_DSN, params["dbname"])
+
+
+def test_everything_from_br_variables_and_space_separated_flags(tmp_path, config):
+    """BR_* variables alone configure the server; ``--flag value`` works like ``--flag=value``."""
+    env = support.base_env(tmp_path)
+    env.update(BR_JWT_SECRET_KEY="from-env", BR_HEALTH_CHECK_KEY="env-code", BR_CONFIG_PROVIDER="filesystem",
+               BR_CONFIG_LOCAL_PATH=str(config.root), BR_DB_PATH=str(tmp_path / "m.db"),
+               BR_STORAGE_DRIVER_URL=f"file://{tmp_path}", BR_LOG_LEVEL="info")
+    server = support.Server(["--listen", "127.0.0.1:0", "--namespace", "backup-repository"], env,
+                            tmp_path / "server.log").start()
+    try:
+        assert server.get("/ready", headers={"Authorization": "env-code"}).status_code == 200
+        assert server.login("admin", "admin")
+        assert os.path.exists(tmp_path / "m.db")
+    finally:
+        server.stop()
+
+
+def test_embedded_defaults_need_nothing_but_a_secret(tmp_path, config):
+    """No database, no storage flags: SQLite and a storage directory under ~/.backup-repository."""
+    env = support.base_env(tmp_path)
+    server = support.Server(["--listen=127.0.0.1:0", "--jwt-secret-key=x", f"--config-local-path={config.root}"],
+                            env, tmp_path / "server.log").start()
+    try:
+        assert server.login("admin", "admin")
+        assert (tmp_path / ".backup-repository" / "data" / "metadata.sqlite3").exists()
+        assert (tmp_path / ".backup-repository" / "data" / "storage").is_dir()
+    finally:
+        server.stop()
+    assert server.proc.returncode == 0
+
+
+def test_validate_config(tmp_path, config):
+    assert run_cli("--validate-config", f"--config-local-path={config.root}").returncode == 0
+    config.write(support.USERS, "broken", "kind: BackupUser\nspec: [\n")
+    result = run_cli("--validate-config", f"--config-local-path={config.root}")
+    assert result.returncode == 1 and "broken.yaml" in result.stdout

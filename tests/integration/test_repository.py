@@ -1,0 +1,129 @@
+"""The repository interface behaves identically on SQLite and PostgreSQL (real databases, no server)."""
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from backup_repository.db.repository import DatabaseError
+from backup_repository.db.schema import LATEST
+from backup_repository.db.sqlite import SqliteDatabase
+from backup_repository.domain.sessions import GrantedAccess, utcnow
+from tests import support
+from tests.conftest import PG_DSN, require_postgres
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def make_db(request, tmp_path):
+    """make_db() -> an unopened database; every call on one test returns a handle on the same database."""
+    if request.param == "sqlite":
+        path = tmp_path / "m.sqlite3"
+        yield lambda: SqliteDatabase(str(path))
+        return
+    require_postgres()
+    from backup_repository.db.postgres import PostgresDatabase
+
+    params = support.create_pg_database(PG_DSN)
+    yield lambda: PostgresDatabase(params["host"], params["port"], params["user"], params["password"],
+                                   params["dbname"])
+    support.drop_pg_database(PG_DSN, params["dbname"])
+
+
+def session(sid, user="alice", minutes=0, expires_in=timedelta(hours=1)):
+    created = utcnow() + timedelta(minutes=minutes)
+    return GrantedAccess(id=sid, expires_at=created + expires_in, deactivated=False, description="Login",
+                         requester_ip="127.0.0.1", user=user, access_key_name="", created_at=created,
+                         updated_at=created)
+
+
+def test_migrations_are_idempotent_and_concurrent_safe(make_db):
+    async def scenario():
+        first, second = make_db(), make_db()
+        await asyncio.gather(first.open(), second.open())  # two servers starting at once
+        assert await first.schema_version() == LATEST
+        await first.migrate()
+        await first.migrate()
+        assert await second.schema_version() == LATEST
+        await first.close()
+        await second.close()
+        third = make_db()
+        await third.open()  # a restart on an existing database
+        assert await third.schema_version() == LATEST
+        await third.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_newer_schema_is_refused(make_db):
+    async def scenario():
+        db = make_db()
+        await db.open()
+        await db.execute("INSERT INTO schema_migrations (version, description, applied_at) VALUES (%s, %s, %s)",
+                         (LATEST + 1, "from the future", utcnow()))
+        await db.close()
+        newer = make_db()
+        with pytest.raises(DatabaseError, match="newer than this server knows"):
+            await newer.open()
+        await newer.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_older_database_is_upgraded(make_db):
+    async def scenario():
+        db = make_db()
+        await db.open()
+        # simulate a database written by an older release: forget the last migration and undo it
+        await db.execute("DELETE FROM schema_migrations WHERE version = %s", (LATEST,))
+        await db.execute("DROP TABLE granted_accesses")
+        await db.close()
+        upgraded = make_db()
+        await upgraded.open()
+        assert await upgraded.schema_version() == LATEST
+        await upgraded.create_session(session("s1"))
+        assert (await upgraded.get_session("s1")).user == "alice"
+        await upgraded.close()
+
+    asyncio.run(scenario())
+
+
+def test_sessions_round_trip(make_db):
+    async def scenario():
+        db = make_db()
+        await db.open()
+        original = session("abc")
+        await db.create_session(original)
+        loaded = await db.get_session("abc")
+        assert loaded == original
+        assert loaded.created_at.tzinfo is not None and loaded.is_valid(utcnow())
+        assert await db.get_session("missing") is None
+
+        assert await db.deactivate_session("abc", utcnow()) is True
+        assert (await db.get_session("abc")).deactivated is True
+        assert not (await db.get_session("abc")).is_valid(utcnow())
+        assert await db.deactivate_session("missing", utcnow()) is False
+
+        for index in range(5):
+            await db.create_session(session(f"b{index}", user="bob", minutes=index))
+        listed = await db.list_sessions("bob", limit=3)
+        assert [s.id for s in listed] == ["b4", "b3", "b2"]
+        assert await db.list_sessions("nobody") == []
+        await db.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_transaction_leaves_nothing(make_db):
+    async def scenario():
+        db = make_db()
+        await db.open()
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as tx:
+                await tx.execute(
+                    "INSERT INTO granted_accesses (id, expires_at, user_name, created_at, updated_at) "
+                    "VALUES (%s, %s, %s, %s, %s)", ("tx1", utcnow(), "alice", utcnow(), utcnow()))
+                raise RuntimeError("boom")
+        assert await db.get_session("tx1") is None
+        await db.close()
+
+    asyncio.run(scenario())
