@@ -72,6 +72,9 @@ async def serve(settings) -> int:
         address = sock.getsockname()
         shown = f"[{address[0]}]" if sock.family == socket.AF_INET6 else address[0]
         print(f"backup-repository listening on http://{shown}:{address[1]}", flush=True)
+    if not host:
+        print(f"backup-repository serves every interface; locally: http://127.0.0.1:{sockets[0].getsockname()[1]}",
+              flush=True)
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
