@@ -1,0 +1,47 @@
+"""Backup windows: when uploads are allowed, and whether the latest backup arrived on time (CONTRACT §7, §8).
+
+A window ``{from: cron, duration}`` is open from each time the cron expression fires until ``duration`` later.
+Cron expressions are evaluated in the server's local time zone, as the Go server did (``TZ`` sets it; services
+and containers usually run in UTC).
+"""
+
+from datetime import datetime, timedelta
+from typing import Optional
+
+from croniter import croniter
+
+from backup_repository.domain.collections import BackupWindow
+
+
+def latest_slot(window: BackupWindow, now: datetime):
+    """(start, end) of the most recent slot that started at or before ``now``."""
+    local_now = now.astimezone()
+    # croniter's get_prev is strictly before its start: start one second later so that "fires right now" counts
+    start = croniter(window.cron, local_now + timedelta(seconds=1)).get_prev(datetime)
+    return start, start + timedelta(seconds=window.duration)
+
+
+def in_latest_slot(window: BackupWindow, now: datetime, moment: datetime) -> bool:
+    start, end = latest_slot(window, now)
+    return start <= moment <= end
+
+
+def is_open(windows, now: datetime) -> bool:
+    """True when there are no windows, or ``now`` is inside a slot of one of them."""
+    return not windows or any(in_latest_slot(w, now, now) for w in windows)
+
+
+def check_latest_backup(windows, latest_created_at: Optional[datetime], now: datetime) -> Optional[str]:
+    """None when the latest backup arrived in the most recent slot of some window (or a slot is open now, so it
+    may be in progress); otherwise the BackupWindowValidator message."""
+    if not windows:
+        return None
+    if any(in_latest_slot(w, now, now) for w in windows):
+        return None
+    if latest_created_at is None:
+        return "cannot find any backup in the collection: no version was uploaded yet"
+    if any(in_latest_slot(w, now, latest_created_at) for w in windows):
+        return None
+    slots = ", ".join(f"interval({w.cron}) + {w.duration_text}" for w in windows)
+    return (f"previous backup was not executed in expected time slots: {slots}. "
+            f"Latest backup created at: {latest_created_at.isoformat()}")
