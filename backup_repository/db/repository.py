@@ -6,11 +6,12 @@ written in the ``%s`` parameter style; everything else (queries, migrations) is 
 
 import abc
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Optional
 
 from backup_repository.db.schema import LATEST, MIGRATIONS
 from backup_repository.domain.sessions import GrantedAccess, utcnow
+from backup_repository.domain.versions import Version
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,88 @@ class Repository(abc.ABC):
             (user_name, limit),
         )
         return [_session(row) for row in rows]
+
+    # --- versions -------------------------------------------------------------------------------
+    async def reserve_version_number(self, collection_id: str) -> int:
+        """The next version number of a collection: the highest ever given + 1, never reused."""
+        row = await self.fetchone(
+            "INSERT INTO version_counters (collection_id, last_number) "
+            "VALUES (%s, COALESCE((SELECT MAX(version_number) FROM versions WHERE collection_id = %s), 0) + 1) "
+            "ON CONFLICT (collection_id) DO UPDATE SET last_number = version_counters.last_number + 1 "
+            "RETURNING last_number",
+            (collection_id, collection_id),
+        )
+        return row[0]
+
+    async def insert_version(self, version: Version):
+        await self.execute(
+            f"INSERT INTO versions ({_VERSION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                version.id, version.collection_id, version.number, version.filename, version.size, version.sha256,
+                version.uploaded_by_session_id, version.user, version.created_at, version.updated_at,
+                version.deleted_at,
+            ),
+        )
+
+    async def list_versions(self, collection_id: str) -> list:
+        rows = await self.fetchall(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE collection_id = %s ORDER BY version_number",
+            (collection_id,),
+        )
+        return [_version(row) for row in rows]
+
+    async def get_version(self, collection_id: str, number: int) -> Optional[Version]:
+        row = await self.fetchone(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE collection_id = %s AND version_number = %s",
+            (collection_id, number),
+        )
+        return _version(row) if row else None
+
+    async def latest_version(self, collection_id: str) -> Optional[Version]:
+        row = await self.fetchone(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE collection_id = %s "
+            "ORDER BY version_number DESC LIMIT 1",
+            (collection_id,),
+        )
+        return _version(row) if row else None
+
+    async def delete_version(self, version_id: str) -> bool:
+        return await self.execute("DELETE FROM versions WHERE id = %s", (version_id,)) > 0
+
+    # --- upload locks ---------------------------------------------------------------------------
+    async def acquire_upload_lock(self, collection_id: str, holder: str, now: datetime, ttl: float) -> bool:
+        """Take the collection's upload lease unless another holder has a live one."""
+        count = await self.execute(
+            "INSERT INTO upload_locks (collection_id, holder, expires_at) VALUES (%s, %s, %s) "
+            "ON CONFLICT (collection_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at "
+            "WHERE upload_locks.expires_at < %s OR upload_locks.holder = excluded.holder",
+            (collection_id, holder, now + timedelta(seconds=ttl), now),
+        )
+        return count > 0
+
+    async def renew_upload_lock(self, collection_id: str, holder: str, now: datetime, ttl: float) -> bool:
+        count = await self.execute(
+            "UPDATE upload_locks SET expires_at = %s WHERE collection_id = %s AND holder = %s",
+            (now + timedelta(seconds=ttl), collection_id, holder),
+        )
+        return count > 0
+
+    async def release_upload_lock(self, collection_id: str, holder: str):
+        await self.execute("DELETE FROM upload_locks WHERE collection_id = %s AND holder = %s",
+                           (collection_id, holder))
+
+
+_VERSION_COLUMNS = (
+    "id, collection_id, version_number, filename, filesize, sha256, uploaded_by_session_id, user_name, "
+    "created_at, updated_at, deleted_at"
+)
+
+
+def _version(row) -> Version:
+    return Version(
+        id=row[0], collection_id=row[1], number=row[2], filename=row[3], size=row[4], sha256=row[5],
+        uploaded_by_session_id=row[6], user=row[7], created_at=row[8], updated_at=row[9], deleted_at=row[10],
+    )
 
 
 def _session(row) -> GrantedAccess:

@@ -25,6 +25,34 @@ MIGRATIONS = [
             "CREATE INDEX granted_accesses_user_created ON granted_accesses (user_name, created_at)",
         ],
     ),
+    (
+        2,
+        "versions, version counters and upload locks",
+        [
+            """CREATE TABLE versions (
+                id TEXT PRIMARY KEY,
+                collection_id TEXT NOT NULL,
+                version_number INTEGER NOT NULL,
+                filename TEXT NOT NULL,
+                filesize BIGINT NOT NULL,
+                sha256 TEXT NOT NULL,
+                uploaded_by_session_id TEXT NOT NULL DEFAULT '',
+                user_name TEXT NOT NULL DEFAULT '',
+                created_at TIMESTAMPTZ NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL,
+                deleted_at TIMESTAMPTZ NULL,
+                UNIQUE (collection_id, version_number)
+            )""",
+            # the highest number ever given per collection: numbers are never reused, even after rotation
+            "CREATE TABLE version_counters (collection_id TEXT PRIMARY KEY, last_number INTEGER NOT NULL)",
+            # one upload per collection at a time across every server: a lease that its holder keeps renewing
+            """CREATE TABLE upload_locks (
+                collection_id TEXT PRIMARY KEY,
+                holder TEXT NOT NULL,
+                expires_at TIMESTAMPTZ NOT NULL
+            )""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

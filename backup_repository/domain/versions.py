@@ -3,8 +3,45 @@
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Optional
 
 from backup_repository.domain.collections import STRATEGY_FIFO_PLUS_OLDER, Collection
+from backup_repository.domain.sessions import format_time
+
+
+@dataclass(frozen=True)
+class Version:
+    """A registered version: visible only once its object is completely stored (CONTRACT §7)."""
+
+    id: str  # uuid
+    collection_id: str
+    number: int
+    filename: str
+    size: int
+    sha256: str
+    uploaded_by_session_id: str
+    user: str
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: Optional[datetime] = None
+
+    def info(self) -> "VersionInfo":
+        return VersionInfo(self.id, self.number, self.size, self.created_at)
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "collectionId": self.collection_id,
+            "versionNumber": self.number,
+            "filename": self.filename,
+            "filesize": self.size,
+            "sha256": self.sha256,
+            "uploadedBySessionId": self.uploaded_by_session_id,
+            "user": self.user,
+            "CreatedAt": format_time(self.created_at),
+            "UpdatedAt": format_time(self.updated_at),
+            "DeletedAt": format_time(self.deleted_at),
+        }
 
 
 @dataclass(frozen=True)

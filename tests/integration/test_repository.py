@@ -9,6 +9,7 @@ from backup_repository.db.repository import DatabaseError
 from backup_repository.db.schema import LATEST
 from backup_repository.db.sqlite import SqliteDatabase
 from backup_repository.domain.sessions import GrantedAccess, utcnow
+from backup_repository.domain.versions import Version
 from tests import support
 from tests.conftest import PG_DSN, require_postgres
 
@@ -73,15 +74,17 @@ def test_an_older_database_is_upgraded(make_db):
     async def scenario():
         db = make_db()
         await db.open()
-        # simulate a database written by an older release: forget the last migration and undo it
-        await db.execute("DELETE FROM schema_migrations WHERE version = %s", (LATEST,))
-        await db.execute("DROP TABLE granted_accesses")
+        await db.create_session(session("kept"))
+        # turn it into a database of release 1 (sessions only): forget and undo migration 2
+        await db.execute("DELETE FROM schema_migrations WHERE version = %s", (2,))
+        for table in ("versions", "version_counters", "upload_locks"):
+            await db.execute(f"DROP TABLE {table}")
         await db.close()
         upgraded = make_db()
         await upgraded.open()
         assert await upgraded.schema_version() == LATEST
-        await upgraded.create_session(session("s1"))
-        assert (await upgraded.get_session("s1")).user == "alice"
+        assert (await upgraded.get_session("kept")).user == "alice"  # data survives the upgrade
+        assert await upgraded.reserve_version_number("c") == 1
         await upgraded.close()
 
     asyncio.run(scenario())
@@ -124,6 +127,69 @@ def test_a_failed_transaction_leaves_nothing(make_db):
                     "VALUES (%s, %s, %s, %s, %s)", ("tx1", utcnow(), "alice", utcnow(), utcnow()))
                 raise RuntimeError("boom")
         assert await db.get_session("tx1") is None
+        await db.close()
+
+    asyncio.run(scenario())
+
+
+def version(collection_id, number, size=10):
+    now = utcnow()
+    return Version(id=f"{collection_id}-{number}", collection_id=collection_id, number=number,
+                   filename=f"b-{number}.gpg", size=size, sha256="ab" * 32, uploaded_by_session_id="s",
+                   user="alice", created_at=now, updated_at=now)
+
+
+def test_version_numbers_are_never_reused(make_db):
+    async def scenario():
+        db = make_db()
+        await db.open()
+        assert [await db.reserve_version_number("c") for _ in range(3)] == [1, 2, 3]
+        assert await db.reserve_version_number("other") == 1
+        for number in (1, 2, 3):
+            await db.insert_version(version("c", number, size=number))
+        assert [v.number for v in await db.list_versions("c")] == [1, 2, 3]
+        assert (await db.latest_version("c")).number == 3
+        assert (await db.get_version("c", 2)).size == 2 and await db.get_version("c", 9) is None
+        for v in await db.list_versions("c"):
+            assert await db.delete_version(v.id)
+        assert await db.list_versions("c") == [] and await db.latest_version("c") is None
+        assert await db.reserve_version_number("c") == 4  # rotation deleted everything: still 4
+        await db.close()
+
+    asyncio.run(scenario())
+
+
+def test_duplicate_version_numbers_are_refused_by_the_database(make_db):
+    async def scenario():
+        db = make_db()
+        await db.open()
+        await db.insert_version(version("c", 1))
+        with pytest.raises(Exception):
+            await db.insert_version(Version(**{**version("c", 1).__dict__, "id": "other-id"}))
+        assert len(await db.list_versions("c")) == 1
+        await db.close()
+
+    asyncio.run(scenario())
+
+
+def test_upload_lock_is_exclusive_renewable_and_expires(make_db):
+    async def scenario():
+        db = make_db()
+        await db.open()
+        now = utcnow()
+        assert await db.acquire_upload_lock("c", "server-a", now, ttl=45)
+        assert not await db.acquire_upload_lock("c", "server-b", now, ttl=45)
+        assert await db.acquire_upload_lock("other", "server-b", now, ttl=45)
+        assert await db.renew_upload_lock("c", "server-a", now + timedelta(seconds=30), ttl=45)
+        assert not await db.renew_upload_lock("c", "server-b", now, ttl=45)
+        # the holder crashed: once its lease runs out, another server takes the lock
+        assert not await db.acquire_upload_lock("c", "server-b", now + timedelta(seconds=60), ttl=45)
+        assert await db.acquire_upload_lock("c", "server-b", now + timedelta(seconds=76), ttl=45)
+        assert not await db.renew_upload_lock("c", "server-a", now + timedelta(seconds=77), ttl=45)
+        await db.release_upload_lock("c", "server-a")  # not the holder: nothing happens
+        assert not await db.acquire_upload_lock("c", "server-a", now + timedelta(seconds=78), ttl=45)
+        await db.release_upload_lock("c", "server-b")
+        assert await db.acquire_upload_lock("c", "server-a", now + timedelta(seconds=79), ttl=45)
         await db.close()
 
     asyncio.run(scenario())
