@@ -62,22 +62,6 @@ def parse_duration(text) -> float:
     return sign * total
 
 
-def format_duration(seconds: float) -> str:
-    """Format seconds the way Go prints a ``time.Duration`` (``1h30m0s``, ``5m0s``, ``0s``)."""
-    if seconds == 0:
-        return "0s"
-    sign = "-" if seconds < 0 else ""
-    seconds = abs(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    secs_text = f"{secs:g}"
-    if hours:
-        return f"{sign}{int(hours)}h{int(minutes)}m{secs_text}s"
-    if minutes:
-        return f"{sign}{int(minutes)}m{secs_text}s"
-    return f"{sign}{secs_text}s"
-
-
 def parse_size(text) -> int:
     """Return the number of bytes in a size like ``512``, ``5M``, ``1.5GiB``; raise ValueError otherwise."""
     if isinstance(text, bool):

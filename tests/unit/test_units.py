@@ -1,6 +1,6 @@
 import pytest
 
-from backup_repository.domain.units import format_duration, parse_duration, parse_size
+from backup_repository.domain.units import parse_duration, parse_size
 
 
 @pytest.mark.parametrize("text, seconds", [
@@ -16,13 +16,6 @@ def test_go_durations(text, seconds):
 def test_invalid_durations(text):
     with pytest.raises(ValueError):
         parse_duration(text)
-
-
-def test_format_duration_like_go():
-    assert format_duration(5400) == "1h30m0s"
-    assert format_duration(300) == "5m0s"
-    assert format_duration(0) == "0s"
-    assert format_duration(7.5) == "7.5s"
 
 
 @pytest.mark.parametrize("text, size", [
