@@ -6,7 +6,6 @@ and the value.
 """
 
 import argparse
-import hashlib
 import os
 import sys
 
@@ -70,7 +69,9 @@ def main(argv=None) -> int:
         print(encode_password(args.encode_password))
         return 0
     if args.hash_jwt is not None:
-        print(hashlib.sha256(args.hash_jwt.encode("utf-8")).hexdigest())
+        from backup_repository.security.tokens import hash_token
+
+        print(hash_token(args.hash_jwt))
         return 0
     if args.validate_config:
         return validate_config(settings)

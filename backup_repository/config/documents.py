@@ -5,7 +5,6 @@ document describes: a user whose password secret is missing is loaded but cannot
 unparsable size is left out, and all other objects keep working.
 """
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 
@@ -325,6 +324,3 @@ def _health_code(spec: dict, secrets: dict, document: Document):
         return "!unresolved"
     return value.strip().lower()
 
-
-def hash_health_code(code: str) -> str:
-    return hashlib.sha256(code.encode("utf-8")).hexdigest()

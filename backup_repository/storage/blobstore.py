@@ -9,7 +9,6 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from libcloud.common.types import LibcloudError
 from libcloud.storage.types import ContainerDoesNotExistError, ObjectDoesNotExistError
 
 from backup_repository.storage.urls import StorageConfigError, StorageLocation, make_driver, parse_storage_url
@@ -102,7 +101,7 @@ class BlobStore:
             raise StorageError(f"no answer from {self.describe()} within {timeout:g}s") from None
         except StorageError:
             raise
-        except (LibcloudError, OSError, Exception) as exc:
+        except Exception as exc:  # libcloud, network and OS errors alike
             raise StorageError(f"{self.describe()}: {_reason(exc)}") from exc
 
 
