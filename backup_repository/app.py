@@ -4,7 +4,7 @@ import logging
 
 import tornado.web
 
-from backup_repository.http import auth, health
+from backup_repository.http import auth, collections, health
 from backup_repository.http.base import NotFoundHandler
 
 
@@ -12,6 +12,7 @@ def make_app(ctx) -> tornado.web.Application:
     handlers = [
         *health.routes(ctx),
         *auth.routes(ctx),
+        *collections.routes(ctx),
     ]
     return tornado.web.Application(
         handlers,

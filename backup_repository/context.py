@@ -4,6 +4,7 @@
 ``close()`` releases them in reverse order.
 """
 
+import asyncio
 import logging
 
 from backup_repository.config.provider import FilesystemProvider, log_problems
@@ -11,6 +12,8 @@ from backup_repository.db import open_database
 from backup_repository.security.auth import AuthService
 from backup_repository.security.passwords import PasswordVerifier
 from backup_repository.security.tokens import RECOMMENDED_KEY_BYTES, TokenService
+from backup_repository.services.collections import CollectionService
+from backup_repository.services.uploads import UploadService
 from backup_repository.storage.blobstore import BlobStore
 
 log = logging.getLogger(__name__)
@@ -27,6 +30,8 @@ class AppContext:
         self.verifier = PasswordVerifier(settings.password_check_concurrency)
         self.tokens = TokenService(settings.jwt_secret_key, settings.jwt_expiry)
         self.auth = AuthService(self.config, self.db, self.tokens, self.verifier)
+        self.collections = CollectionService(self.config, self.db)
+        self.uploads = None  # needs the storage: built in open()
 
     async def open(self):
         if len(self.settings.jwt_secret_key.encode()) < RECOMMENDED_KEY_BYTES:
@@ -46,9 +51,17 @@ class AppContext:
         )
         log.info("storage: %s", self.storage.describe())
         await self.storage.open()
+        self.uploads = UploadService(self.config, self.db, self.storage)
         self.config.start()
 
+    async def abort_uploads(self):
+        """Uploads still running when the server stops leave nothing behind: abort them before closing."""
+        if self.uploads is not None and self.uploads.active:
+            log.info("abandoning %d unfinished upload(s)", len(self.uploads.active))
+            await asyncio.gather(*(upload.abort() for upload in list(self.uploads.active)))
+
     async def close(self):
+        await self.abort_uploads()
         await self.config.stop()
         if self.storage is not None:
             await self.storage.close()

@@ -20,6 +20,8 @@ log = logging.getLogger("backup_repository")
 
 #: How long in-flight requests may run on after SIGTERM before their connections are closed.
 SHUTDOWN_GRACE_SECONDS = 30.0
+#: Bytes read from a socket at once, and the largest piece of a request body handed to a handler.
+READ_CHUNK = 1 << 20
 
 
 def run(settings) -> int:
@@ -59,7 +61,9 @@ async def serve(settings) -> int:
         return 1
 
     app = make_app(ctx)
-    server = tornado.httpserver.HTTPServer(app, xheaders=False, idle_connection_timeout=3600)
+    server = tornado.httpserver.HTTPServer(
+        app, xheaders=False, idle_connection_timeout=3600, chunk_size=READ_CHUNK, max_buffer_size=4 * READ_CHUNK,
+    )
     host, port = settings.listen
     try:
         sockets = tornado.netutil.bind_sockets(port, address=host or None)

@@ -48,11 +48,8 @@ def s3_server(tmp_path_factory):
 
 
 def create_bucket(endpoint: str) -> str:
-    import boto3
-
     name = f"br-test-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=f"http://{endpoint}", aws_access_key_id=support.S3_KEY,
-                 aws_secret_access_key=support.S3_SECRET, region_name="eu-central-1").create_bucket(
+    support.s3_client(endpoint).create_bucket(
         Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
     return name
 
@@ -66,18 +63,22 @@ def make_backend(request, tmp_path_factory):
         backend = support.Backend(db, storage)
         work = tmp_path_factory.mktemp(f"{db}-{storage}")
         if db == "sqlite":
-            backend.args.append(f"--db-path={work / 'metadata.sqlite3'}")
+            backend.db_path = work / "metadata.sqlite3"
+            backend.args.append(f"--db-path={backend.db_path}")
         else:
             require_postgres()
             params = support.create_pg_database(PG_DSN)
+            backend.db_params = params
             backend.args += support.pg_flags(params)
             backend.cleanup.append(lambda: support.drop_pg_database(PG_DSN, params["dbname"]))
         if storage == "local":
             (work / "storage").mkdir()
+            backend.storage_path = work / "storage"
             backend.args.append(f"--storage-url=file://{work / 'storage'}")
         else:
             endpoint = request.getfixturevalue("s3_server")
             bucket = create_bucket(endpoint)
+            backend.bucket, backend.s3_endpoint = bucket, endpoint
             backend.args.append(
                 f"--storage-url=s3://{bucket}?endpoint={endpoint}&disableSSL=true&s3ForcePathStyle=true"
                 "&region=eu-central-1")
@@ -123,3 +124,9 @@ def config(tmp_path):
 @pytest.fixture(params=BACKENDS, ids=[f"{db}-{st}" for db, st in BACKENDS])
 def backend(request, make_backend):
     return make_backend(*request.param)
+
+
+@pytest.fixture(scope="session")
+def gpg(tmp_path_factory):
+    """Real gpg with a throwaway key, shared by the session (key generation takes a moment)."""
+    return support.Gpg(tmp_path_factory.mktemp("gnupg"))

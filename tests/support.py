@@ -86,10 +86,31 @@ class Backend:
     args: list = field(default_factory=list)
     env: dict = field(default_factory=dict)
     cleanup: list = field(default_factory=list)
+    storage_path: Path = None  # local storage
+    bucket: str = ""  # S3 storage
+    s3_endpoint: str = ""
+    db_params: dict = None  # PostgreSQL
+    db_path: Path = None  # SQLite
 
     @property
     def id(self):
         return f"{self.db}-{self.storage}"
+
+    def objects(self) -> list:
+        """Every object name in the store, plus ``multipart:<name>`` for each unfinished S3 multipart upload."""
+        if self.storage == "local":
+            return sorted(str(p.relative_to(self.storage_path)) for p in self.storage_path.rglob("*") if p.is_file())
+        client = s3_client(self.s3_endpoint)
+        names = [o["Key"] for o in client.list_objects_v2(Bucket=self.bucket).get("Contents", [])]
+        uploads = client.list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])
+        return sorted(names + [f"multipart:{u['Key']}" for u in uploads])
+
+
+def s3_client(endpoint: str):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=f"http://{endpoint}", aws_access_key_id=S3_KEY,
+                        aws_secret_access_key=S3_SECRET, region_name="eu-central-1")
 
 
 class Server:
@@ -198,3 +219,79 @@ def wait_until(predicate, timeout: float = 15.0, interval: float = 0.2):
         if result or time.monotonic() > deadline:
             return result
         time.sleep(interval)
+
+
+class Gpg:
+    """Real gpg with a throwaway key in its own GNUPGHOME."""
+
+    def __init__(self, home: Path):
+        self.home = Path(home)
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.env = {**os.environ, "GNUPGHOME": str(self.home)}
+        self._run("--quick-generate-key", "--passphrase", "", "backups@example.org", "default", "default", "never")
+
+    def _run(self, *args, data: bytes = None) -> bytes:
+        result = subprocess.run(["gpg", "--batch", "--yes", "--pinentry-mode", "loopback", *args], input=data,
+                                capture_output=True, env=self.env)
+        if result.returncode != 0:
+            raise RuntimeError(f"gpg {args[0]} failed: {result.stderr.decode(errors='replace')}")
+        return result.stdout
+
+    def encrypt(self, data: bytes, armor: bool = True) -> bytes:
+        return self._run("--encrypt", "--recipient", "backups@example.org", "--trust-model", "always",
+                         *(["--armor"] if armor else []), data=data)
+
+    def decrypt(self, data: bytes) -> bytes:
+        return self._run("--decrypt", data=data)
+
+
+def armored(payload: bytes) -> bytes:
+    """A body that passes the server's ASCII-armor checks without running gpg (for size and race tests)."""
+    return b"-----BEGIN PGP MESSAGE-----\n\n" + payload + b"\n-----END PGP MESSAGE-----\n"
+
+
+class RawUpload:
+    """An upload over a plain socket, so that a test controls exactly when body bytes are sent (or not)."""
+
+    def __init__(self, server_url: str, path: str, token: str, length: int = None, chunked: bool = False):
+        parts = urlsplit(server_url)
+        self.sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
+        self.chunked = chunked
+        head = [f"POST {path} HTTP/1.1", f"Host: {parts.netloc}", f"Authorization: Bearer {token}",
+                "Content-Type: application/octet-stream"]
+        head.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {length}")
+        self.sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+
+    def send(self, data: bytes):
+        if self.chunked:
+            self.sock.sendall(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        else:
+            self.sock.sendall(data)
+
+    def end(self):
+        if self.chunked:
+            self.sock.sendall(b"0\r\n\r\n")
+
+    def response(self, timeout: float = 30.0):
+        """(status, JSON body) of the response."""
+        import json
+
+        self.sock.settimeout(timeout)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            piece = self.sock.recv(65536)
+            if not piece:
+                break
+            data += piece
+        head, _, body = data.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = int(re.search(rb"(?i)content-length: *([0-9]+)", head).group(1))
+        while len(body) < length:
+            piece = self.sock.recv(65536)
+            if not piece:
+                break
+            body += piece
+        return status, json.loads(body[:length])
+
+    def close(self):
+        self.sock.close()

@@ -6,7 +6,7 @@ written in the ``%s`` parameter style; everything else (queries, migrations) is 
 
 import abc
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 from backup_repository.db.schema import LATEST, MIGRATIONS
@@ -131,6 +131,14 @@ class Repository(abc.ABC):
         )
         return row[0]
 
+    async def release_version_number(self, collection_id: str, number: int) -> bool:
+        """Give back a number reserved by an upload that failed, unless a later one was reserved since."""
+        count = await self.execute(
+            "UPDATE version_counters SET last_number = last_number - 1 WHERE collection_id = %s AND last_number = %s",
+            (collection_id, number),
+        )
+        return count > 0
+
     async def insert_version(self, version: Version):
         await self.execute(
             f"INSERT INTO versions ({_VERSION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -163,6 +171,14 @@ class Repository(abc.ABC):
         )
         return _version(row) if row else None
 
+    async def collection_stats(self) -> dict:
+        """{collection id: (versions count, used bytes, latest version time)} for every collection with versions."""
+        rows = await self.fetchall(
+            "SELECT collection_id, COUNT(*), COALESCE(SUM(filesize), 0), MAX(created_at) FROM versions "
+            "GROUP BY collection_id"
+        )
+        return {row[0]: (int(row[1]), int(row[2]), _timestamp(row[3])) for row in rows}
+
     async def delete_version(self, version_id: str) -> bool:
         return await self.execute("DELETE FROM versions WHERE id = %s", (version_id,)) > 0
 
@@ -193,6 +209,15 @@ _VERSION_COLUMNS = (
     "id, collection_id, version_number, filename, filesize, sha256, uploaded_by_session_id, user_name, "
     "created_at, updated_at, deleted_at"
 )
+
+
+def _timestamp(value) -> Optional[datetime]:
+    """Aggregates lose SQLite's column type, so MAX() of a timestamp comes back as its text."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value
 
 
 def _version(row) -> Version:

@@ -32,6 +32,10 @@ class NotFound(DomainError):
     status = 404
 
 
+class RequestTimeout(DomainError):
+    status = 408
+
+
 class Conflict(DomainError):
     status = 409
 
@@ -42,6 +46,10 @@ class PayloadTooLarge(DomainError):
 
 class TooManyRequests(DomainError):
     status = 429
+
+
+class RangeNotSatisfiable(DomainError):
+    status = 416
 
 
 class ServiceUnavailable(DomainError):

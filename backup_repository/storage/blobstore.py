@@ -1,19 +1,38 @@
-"""The blob store: objects named ``{collectionId}/{filename}`` in one bucket (or directory), via libcloud.
+"""The blob store: objects named ``{collectionId}/{filename}`` in one bucket or directory (CONTRACT §6).
 
-Every libcloud call blocks, so each runs on a bounded thread pool, never on the event loop.
+Two backends share one small interface: ``LocalBackend`` (a local directory) and ``CloudBackend`` (S3 and GCS via
+apache-libcloud). Their calls block, so they never run on the event loop: short operations use a small thread
+pool, and each streamed transfer gets a thread of its own pool so that long uploads and downloads cannot starve
+health checks or deletions.
+
+A streamed write goes through a ``Channel``: the event loop hands chunks over as they arrive from the socket,
+the transfer thread hashes and writes them, and when the thread falls behind the channel makes the event loop
+wait (back-pressure), so memory stays flat whatever the size of the object.
 """
 
 import asyncio
+import hashlib
 import logging
 import os
+import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Optional
 
-from libcloud.storage.types import ContainerDoesNotExistError, ObjectDoesNotExistError
-
+from backup_repository.storage.cloud import CloudBackend
+from backup_repository.storage.local import LocalBackend
 from backup_repository.storage.urls import StorageConfigError, StorageLocation, make_driver, parse_storage_url
 
 log = logging.getLogger(__name__)
+
+#: Chunks handed to a transfer thread are coalesced to about this size: fewer thread hand-offs per byte.
+PIECE = 1 << 20
+#: How many bytes an upload may have in flight between the socket and the store before reading pauses.
+HIGH_WATER = 8 << 20
+#: Upper bound of concurrent streamed transfers per process; more wait for a free thread.
+TRANSFER_THREADS = 64
 
 
 class StorageError(Exception):
@@ -21,64 +40,92 @@ class StorageError(Exception):
 
 
 class BlobStore:
-    def __init__(self, location: StorageLocation, driver, container_name: str, io_threads: int = 16):
+    def __init__(self, location: StorageLocation, backend, io_threads: int = 8):
         self.location = location
-        self._driver = driver
-        self._container_name = container_name
-        self._container = None
+        self.backend = backend
         self._executor = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="storage")
+        self._transfers = ThreadPoolExecutor(max_workers=TRANSFER_THREADS, thread_name_prefix="transfer")
 
     @classmethod
     def from_url(cls, url: str, use_google_cloud: bool = False, create_local: bool = False) -> "BlobStore":
         """Build the store for ``url``; ``create_local`` creates a missing local directory (embedded default)."""
         location = parse_storage_url(url, use_google_cloud)
-        if location.scheme == "file" and create_local:
-            os.makedirs(location.bucket, mode=0o700, exist_ok=True)
-        if location.scheme == "file" and not os.path.isdir(location.bucket):
-            raise StorageConfigError(
-                f"the storage directory {location.bucket} does not exist; create it or fix --storage-url"
-            )
+        if location.scheme == "file":
+            if create_local:
+                os.makedirs(location.bucket, mode=0o700, exist_ok=True)
+            if not os.path.isdir(location.bucket):
+                raise StorageConfigError(
+                    f"the storage directory {location.bucket} does not exist; create it or fix --storage-url"
+                )
+            return cls(location, LocalBackend(location.bucket))
         driver, container = make_driver(location)
-        return cls(location, driver, container)
+        return cls(location, CloudBackend(driver, container))
 
     def describe(self) -> str:
         return self.location.describe()
 
     async def _run(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def _open_container(self):
         try:
-            return self._driver.get_container(self._container_name)
-        except ContainerDoesNotExistError:
-            raise StorageError(f"the bucket {self._container_name!r} does not exist in {self.describe()}") from None
-        except Exception as exc:  # network, credentials, TLS: libcloud raises many types
-            raise StorageError(f"cannot reach {self.describe()}: {_reason(exc)}") from exc
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except StorageError:
+            raise
+        except Exception as exc:  # libcloud, network and OS errors alike
+            raise StorageError(f"{self.describe()}: {_reason(exc)}") from exc
 
     async def open(self):
-        """Check at start-up that the bucket is reachable."""
-        self._container = await self._run(self._open_container)
+        """Check at start-up that the bucket or directory is reachable."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self.backend.check)
+        except Exception as exc:
+            raise StorageError(f"cannot reach {self.describe()}: {_reason(exc)}") from exc
 
     async def close(self):
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._transfers.shutdown(wait=False, cancel_futures=True)
 
-    # --- small objects --------------------------------------------------------------------------
-    def _put_bytes_sync(self, name: str, data: bytes):
-        self._driver.upload_object_via_stream(iter([data]), self._container, name)
-
-    def _get_bytes_sync(self, name: str) -> bytes:
-        obj = self._driver.get_object(self._container_name, name)
-        return b"".join(self._driver.download_object_as_stream(obj))
-
-    def _delete_sync(self, name: str) -> bool:
-        try:
-            obj = self._driver.get_object(self._container_name, name)
-        except ObjectDoesNotExistError:
-            return False
-        return self._driver.delete_object(obj)
+    # --- small operations -----------------------------------------------------------------------
+    async def size(self, name: str) -> Optional[int]:
+        return await self._run(self.backend.size, name)
 
     async def delete(self, name: str) -> bool:
-        return await self._run(self._delete_sync, name)
+        return await self._run(self.backend.delete, name)
+
+    async def put_bytes(self, name: str, data: bytes):
+        await self._run(self.backend.put_bytes, name, data)
+
+    async def get_bytes(self, name: str) -> bytes:
+        return await self._run(self.backend.get_bytes, name)
+
+    async def list(self, prefix: str = "") -> list:
+        return await self._run(lambda: list(self.backend.list(prefix)))
+
+    # --- streams --------------------------------------------------------------------------------
+    def writer(self, name: str, check_size=None) -> "ObjectWriter":
+        """Start writing ``name``; it becomes visible only when ``ObjectWriter.close()`` succeeds."""
+        return ObjectWriter(self, name, check_size)
+
+    async def read(self, name: str, start: int = 0, end: int = None):
+        """Yield the bytes ``[start, end)`` of ``name``; the next chunk is read while the caller sends this one.
+
+        Use with ``contextlib.aclosing`` so that an early exit (a client that went away) closes the object.
+        """
+        loop = asyncio.get_running_loop()
+        chunks = self.backend.read_range(name, start, end)
+        pending = loop.run_in_executor(self._transfers, next, chunks, None)
+        try:
+            while True:
+                try:
+                    chunk = await pending
+                except Exception as exc:
+                    raise StorageError(f"cannot read {name} from {self.describe()}: {_reason(exc)}") from exc
+                if chunk is None:
+                    return
+                pending = loop.run_in_executor(self._transfers, next, chunks, None)
+                yield chunk
+        finally:
+            if not pending.done():
+                await asyncio.wait([pending])
+            await loop.run_in_executor(self._transfers, chunks.close)
 
     async def health_check(self, timeout: float):
         """Write, read back and delete a ``.health-<nanoseconds>`` object within ``timeout`` seconds."""
@@ -86,23 +133,158 @@ class BlobStore:
         payload = f"health check {name}".encode()
 
         async def round_trip():
-            if self._container is None:
-                self._container = await self._run(self._open_container)
-            await self._run(self._put_bytes_sync, name, payload)
+            await self.open()
+            await self.put_bytes(name, payload)
             try:
-                if await self._run(self._get_bytes_sync, name) != payload:
+                if await self.get_bytes(name) != payload:
                     raise StorageError("the object read back differs from the one written")
             finally:
-                await self._run(self._delete_sync, name)
+                await self.delete(name)
 
         try:
             await asyncio.wait_for(round_trip(), timeout)
         except asyncio.TimeoutError:
             raise StorageError(f"no answer from {self.describe()} within {timeout:g}s") from None
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    name: str
+    size: int
+    sha256: str
+
+
+class Aborted(Exception):
+    """Raised inside a transfer thread when the upload was abandoned."""
+
+
+class ObjectWriter:
+    """One object being streamed into the store by a transfer thread."""
+
+    def __init__(self, store: BlobStore, name: str, check_size=None):
+        self.name = name
+        self._store = store
+        self._loop = asyncio.get_running_loop()
+        self._channel = Channel(self._loop, HIGH_WATER)
+        self._pending = bytearray()
+        self._hash = hashlib.sha256()
+        self._result = self._loop.run_in_executor(
+            store._transfers, store.backend.write_stream, name, self._channel, check_size
+        )
+        # a thread that stopped early (the store failed) must not leave the event loop waiting for room
+        self._result.add_done_callback(lambda _: self._channel.abort())
+
+    @property
+    def failed(self) -> bool:
+        """True when the transfer thread already gave up (the store refused or went away)."""
+        return self._result.done()
+
+    def write(self, data) -> Optional[asyncio.Future]:
+        """Queue ``data``; returns a future to await when the store is behind (back-pressure), else None.
+
+        The data is hashed here, on the event loop (about 0.6 ms per MiB), so that the transfer thread only
+        writes: hashing and writing then overlap instead of adding up.
+        """
+        self._hash.update(data)
+        if self._pending or len(data) < PIECE:
+            self._pending += data
+            if len(self._pending) < PIECE:
+                return None
+            data, self._pending = bytes(self._pending), bytearray()
+        return self._channel.put(bytes(data) if not isinstance(data, bytes) else data)
+
+    async def close(self) -> StoredObject:
+        """Flush, complete the object and return its size and sha256; raise StorageError on any failure."""
+        if self._pending:
+            waiting = self._channel.put(bytes(self._pending))
+            self._pending = bytearray()
+            if waiting is not None:
+                await waiting
+        self._channel.close()
+        try:
+            size = await self._result
         except StorageError:
             raise
-        except Exception as exc:  # libcloud, network and OS errors alike
-            raise StorageError(f"{self.describe()}: {_reason(exc)}") from exc
+        except Exception as exc:
+            raise StorageError(f"cannot store {self.name} in {self._store.describe()}: {_reason(exc)}") from exc
+        return StoredObject(self.name, size, self._hash.hexdigest())
+
+    async def abort(self):
+        """Abandon the object: the transfer thread stops and removes whatever it wrote."""
+        self._pending = bytearray()
+        self._channel.abort()
+        try:
+            await self._result
+        except Aborted:
+            pass
+        except Exception as exc:  # the store failed as well; nothing more we can do here
+            log.warning("while abandoning %s: %s", self.name, _reason(exc))
+
+
+class Channel:
+    """Chunks from the event loop to one consumer thread, with back-pressure towards the event loop."""
+
+    def __init__(self, loop, high_water: int):
+        self._loop = loop
+        self._high = high_water
+        self._cond = threading.Condition()
+        self._items = deque()
+        self._buffered = 0
+        self._closed = False
+        self._aborted = False
+        self._waiter = None  # a future of the event loop, resolved when the consumer caught up
+
+    # event loop side
+    def put(self, data: bytes) -> Optional[asyncio.Future]:
+        with self._cond:
+            if self._aborted:
+                return None
+            self._items.append(data)
+            self._buffered += len(data)
+            self._cond.notify()
+            if self._buffered < self._high:
+                return None
+            self._waiter = self._loop.create_future()
+            return self._waiter
+
+    def close(self):
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def abort(self):
+        with self._cond:
+            self._aborted = True
+            self._items.clear()
+            self._buffered = 0
+            self._cond.notify()
+            self._wake()
+
+    def _wake(self):
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            self._loop.call_soon_threadsafe(_resolve, waiter)
+
+    # consumer thread side
+    def __iter__(self):
+        while True:
+            with self._cond:
+                while not self._items and not self._closed and not self._aborted:
+                    self._cond.wait()
+                if self._aborted:
+                    raise Aborted("the upload was abandoned")
+                if not self._items:
+                    return
+                data = self._items.popleft()
+                self._buffered -= len(data)
+                if self._waiter is not None and self._buffered <= self._high // 2:
+                    self._wake()
+            yield data
+
+
+def _resolve(future: asyncio.Future):
+    if not future.done():
+        future.set_result(None)
 
 
 def _reason(exc: Exception) -> str:

@@ -1,0 +1,31 @@
+"""The checks behind ``GET /api/stable/repository/collection/{id}/health`` (CONTRACT §8), as plain functions."""
+
+from backup_repository.domain.windows import check_latest_backup
+from backup_repository.health.checks import CheckResult
+
+
+def collection_checks(collection, versions, now) -> list:
+    """BackupWindowValidator, VersionsSizeValidator and SumOfVersionsValidator for a collection's versions."""
+    latest = max(versions, key=lambda v: v.number).created_at if versions else None
+    window_problem = check_latest_backup(collection.windows, latest, now)
+
+    size_problem = None
+    for version in sorted(versions, key=lambda v: v.number):
+        if version.size > collection.max_one_version_size:
+            size_problem = (f"maximum filesize is bigger than collection soft limit per file. "
+                            f"Failed file: {version.filename} (size={version.size}b)")
+            break
+
+    total = sum(v.size for v in versions)
+    sum_problem = None
+    if total > collection.max_collection_size:
+        sum_problem = f"Summary of all files is {total}b, while collection hard limit is {collection.max_collection_size}b"
+
+    return [
+        CheckResult(name, problem is None, problem or "OK")
+        for name, problem in (
+            ("BackupWindowValidator", window_problem),
+            ("VersionsSizeValidator", size_problem),
+            ("SumOfVersionsValidator", sum_problem),
+        )
+    ]

@@ -1,0 +1,251 @@
+"""Collections API (CONTRACT §5, §7, §8): upload, download, version listing, collection listing and health."""
+
+import asyncio
+import logging
+import re
+from contextlib import aclosing
+from typing import Optional
+
+import tornado.iostream
+import tornado.web
+
+from backup_repository.domain.errors import DomainError, RangeNotSatisfiable, RequestTimeout
+from backup_repository.http.base import AuthenticatedHandler, BaseHandler
+from backup_repository.services.uploads import UploadRequest
+from backup_repository.storage.blobstore import StorageError
+from backup_repository.storage.pipeline import STREAM_ERROR
+
+log = logging.getLogger(__name__)
+
+#: Bodies of uploads are limited by the collection's budget, checked while streaming, not by Tornado.
+UNLIMITED_BODY = 1 << 62
+REQUEST_TOO_LONG = "Request took too long"
+STORAGE_FAILED = STREAM_ERROR + "the storage did not accept the data; the server log has the details"
+
+
+@tornado.web.stream_request_body
+class VersionsHandler(BaseHandler):
+    """``.../collection/{id}/version``: ``GET`` lists the versions, ascending by number; ``POST`` uploads one.
+
+    An upload is checked before its first body byte is read (in ``prepare``), then streams into the store.
+    """
+
+    upload = None
+    _failure = None  # the task answering a rejected upload
+    _timer = None
+    _body_complete = False
+
+    async def get(self, collection_id):
+        versions = await self.ctx.collections.versions(self.principal, collection_id)
+        self.ok({"versions": [version.to_json() for version in versions]})
+
+    async def prepare(self):
+        if self.request.method != "POST":
+            await self.authenticate()
+            return
+        self.request.connection.set_max_body_size(UNLIMITED_BODY)
+        await self.authenticate()
+        headers = self.request.headers
+        declared = None
+        if "chunked" not in headers.get("Transfer-Encoding", "").lower() and headers.get("Content-Length"):
+            try:
+                declared = int(headers["Content-Length"])
+            except ValueError:
+                declared = None
+        request = UploadRequest(self.path_args[0], headers.get("Content-Type", ""), declared)
+        self.upload = await self.ctx.uploads.begin(self.principal, request)
+        settings = self.ctx.settings
+        timeout = min(settings.http_upload_timeout, settings.storage_io_timeout)
+        self._timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
+
+    def data_received(self, chunk: bytes):
+        if self.upload is None or self._failure is not None:
+            return None
+        try:
+            return self.upload.feed(chunk)
+        except Exception as exc:
+            self._reject(exc)
+            return None
+
+    async def post(self, collection_id):
+        self._body_complete = True
+        if self._failure is not None:
+            await self._failure
+            return
+        self._cancel_timer()
+        try:
+            version = await self.upload.complete()
+        except StorageError as exc:
+            log.error("upload to %s failed in the store: %s", collection_id, exc)
+            self.fail(500, STORAGE_FAILED)
+            return
+        self.ok({"version": version.to_json()})
+
+    def _timed_out(self):
+        self._timer = None
+        if not self._body_complete:
+            self._reject(RequestTimeout(REQUEST_TOO_LONG))
+
+    def _reject(self, exc: Exception):
+        """Refuse the upload mid-body: remove what was written, answer, and let Tornado close the connection."""
+        if self._failure is not None or self._finished:
+            return
+        self._failure = asyncio.ensure_future(self._answer_rejection(exc))
+
+    async def _answer_rejection(self, exc: Exception):
+        await self.upload.abort()
+        if self._finished or self.request.connection.stream.closed():
+            return
+        if isinstance(exc, DomainError):
+            log.info("upload to %s refused: %s", self.path_args[0], exc.message)
+            self.fail(exc.status, exc.message)
+        elif isinstance(exc, StorageError):
+            log.error("upload to %s failed in the store: %s", self.path_args[0], exc)
+            self.fail(500, STORAGE_FAILED)
+        else:
+            log.error("upload to %s failed", self.path_args[0], exc_info=exc)
+            self.fail(500, "internal server error")
+
+    def on_connection_close(self):
+        """The client went away (or the server is stopping): nothing of an unfinished upload may stay."""
+        super().on_connection_close()
+        self._cancel_timer()
+        if self.upload is not None and self._failure is None and not self._body_complete:
+            self._failure = asyncio.ensure_future(self.upload.abort())
+
+    def on_finish(self):
+        self._cancel_timer()
+
+    def _cancel_timer(self):
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class DownloadHandler(AuthenticatedHandler):
+    """``GET|HEAD .../collection/{id}/version/{latest|N|vN}``: streamed, with ETag and single byte ranges."""
+
+    async def get(self, collection_id, reference):
+        await self._send(collection_id, reference, with_body=True)
+
+    async def head(self, collection_id, reference):
+        await self._send(collection_id, reference, with_body=False)
+
+    async def _send(self, collection_id, reference, with_body: bool):
+        download = await self.ctx.collections.download(self.principal, collection_id, reference)
+        version = download.version
+        etag = f'"{version.sha256}"'
+        wanted = self.request.headers.get("Range")
+        if_range = self.request.headers.get("If-Range")
+        if wanted and if_range and if_range.strip() != etag:
+            wanted = None  # the client holds a different version: send it whole
+        span = parse_range(wanted, version.size) if wanted else None
+
+        self.set_header("Content-Type", "application/octet-stream")
+        self.set_header("Content-Disposition", f'attachment; filename="{_quoted(version.filename)}"')
+        self.set_header("ETag", etag)
+        self.set_header("Accept-Ranges", "bytes")
+        start, end = span if span is not None else (0, version.size)
+        if span is not None:
+            self.set_status(206)
+            self.set_header("Content-Range", f"bytes {start}-{end - 1}/{version.size}")
+        self.set_header("Content-Length", str(end - start))
+        if not with_body or start == end:
+            self.finish()
+            return
+
+        timer = asyncio.get_running_loop().call_later(self.ctx.settings.http_download_timeout, self._timed_out)
+        try:
+            async with aclosing(self.ctx.storage.read(download.object_name, start, end)) as chunks:
+                async for chunk in chunks:
+                    self.write(chunk)
+                    await self.flush()
+        except tornado.iostream.StreamClosedError:
+            log.info("download of %s v%d stopped: the client went away", collection_id, version.number)
+            return
+        finally:
+            timer.cancel()
+        self.finish()
+
+    def _timed_out(self):
+        log.warning("download of %s took longer than --http-download-timeout; closing", self.request.path)
+        self.request.connection.close()
+
+    def write_error(self, status_code, **kwargs):
+        if self._headers_written:
+            return  # the body is already under way: the short Content-Length tells the client it failed
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        for name in ("Content-Disposition", "ETag", "Accept-Ranges", "Content-Range", "Content-Length"):
+            self.clear_header(name)
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, RangeNotSatisfiable):
+            self.set_header("Content-Range", f"bytes */{exc.size}")
+        super().write_error(status_code, **kwargs)
+
+
+class CollectionsHandler(AuthenticatedHandler):
+    """``GET /api/stable/repository/collection``: the collections the caller may list."""
+
+    async def get(self):
+        self.ok({"collections": await self.ctx.collections.listing(self.principal)})
+
+
+class CollectionHealthHandler(BaseHandler):
+    """``GET /api/stable/repository/collection/{id}/health``: no token; the collection's code when it has one."""
+
+    async def get(self, collection_id):
+        code = self.get_query_argument("code", "") or self.request.headers.get("Authorization", "")
+        results = await self.ctx.collections.health(collection_id, code)
+        data = {"health": [result.to_json() for result in results]}
+        if all(result.ok for result in results):
+            self.ok(data)
+        else:
+            self.fail(500, "one of checks failed", data)
+
+
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+
+
+def parse_range(header: str, size: int) -> Optional[tuple]:
+    """(start, end exclusive) of a single ``Range: bytes=...`` request; None to send the whole object.
+
+    Multiple ranges and malformed headers are ignored (the whole object is sent, as RFC 9110 allows); a range
+    that starts beyond the end raises RangeNotSatisfiable (416).
+    """
+    match = _RANGE.fullmatch(header.strip().replace(" ", ""))
+    if not match or (not match.group(1) and not match.group(2)):
+        return None
+    first, last = match.group(1), match.group(2)
+    if not first:  # the last N bytes
+        length = int(last)
+        if length == 0:
+            raise _unsatisfiable(size)
+        return max(0, size - length), size
+    start = int(first)
+    end = size if not last else min(int(last) + 1, size)
+    if last and int(last) < start:
+        return None
+    if start >= size:
+        raise _unsatisfiable(size)
+    return start, end
+
+
+def _unsatisfiable(size: int) -> RangeNotSatisfiable:
+    error = RangeNotSatisfiable("requested range not satisfiable")
+    error.size = size
+    return error
+
+
+def _quoted(filename: str) -> str:
+    return filename.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def routes(ctx):
+    kwargs = {"ctx": ctx}
+    collection = r"/api/(?:alpha|stable)/repository/collection/([^/]+)"
+    return [
+        (r"/api/stable/repository/collection/?", CollectionsHandler, kwargs),
+        (rf"{collection}/version/?", VersionsHandler, kwargs),
+        (rf"{collection}/version/([^/]+)", DownloadHandler, kwargs),
+        (r"/api/stable/repository/collection/([^/]+)/health", CollectionHealthHandler, kwargs),
+    ]

@@ -1,0 +1,101 @@
+"""Reading collections: version listings, downloads, the collection list and collection health (CONTRACT §5, §8)."""
+
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+
+from backup_repository.domain import roles as R
+from backup_repository.domain.access import decide
+from backup_repository.domain.errors import Forbidden, NotFound
+from backup_repository.domain.sessions import format_time, utcnow
+from backup_repository.health.collection import collection_checks
+from backup_repository.services.uploads import COLLECTION_NOT_FOUND, object_name
+
+VERSION_NOT_FOUND = "cannot find specified version"
+NOT_ALLOWED_TO_DOWNLOAD = "not authorized to download versions from this collection"
+NOT_ALLOWED_TO_LIST = "not authorized to list versions"
+INVALID_HEALTH_CODE = "not authorized - invalid value of 'code' parameter in query string"
+
+_VERSION_REF = re.compile(r"v?([0-9]{1,18})")
+
+
+@dataclass(frozen=True)
+class Download:
+    collection: object
+    version: object
+
+    @property
+    def object_name(self) -> str:
+        return object_name(self.version.collection_id, self.version.filename)
+
+
+class CollectionService:
+    def __init__(self, config, db, clock=utcnow):
+        self._config = config
+        self._db = db
+        self._clock = clock
+
+    def _collection(self, collection_id: str):
+        collection = self._config.collection(collection_id)
+        if collection is None:
+            raise NotFound(COLLECTION_NOT_FOUND)
+        return collection
+
+    @staticmethod
+    def _may(actor, action, collection) -> bool:
+        return decide(actor, action, collection.id, collection.access_control)
+
+    def _may_list(self, actor, collection) -> bool:
+        return self._may(actor, R.ACTION_UPLOAD, collection) or self._may(actor, R.ACTION_DOWNLOAD, collection)
+
+    async def versions(self, principal, collection_id: str) -> list:
+        collection = self._collection(collection_id)
+        if not self._may_list(principal.actor, collection):
+            raise Forbidden(NOT_ALLOWED_TO_LIST)
+        return await self._db.list_versions(collection.id)
+
+    async def download(self, principal, collection_id: str, reference: str) -> Download:
+        """Resolve ``latest``, ``N`` or ``vN`` to a stored version the caller may download."""
+        collection = self._collection(collection_id)
+        if not self._may(principal.actor, R.ACTION_DOWNLOAD, collection):
+            raise Forbidden(NOT_ALLOWED_TO_DOWNLOAD)
+        if reference == "latest":
+            version = await self._db.latest_version(collection.id)
+        else:
+            match = _VERSION_REF.fullmatch(reference)
+            version = await self._db.get_version(collection.id, int(match.group(1))) if match else None
+        if version is None:
+            raise NotFound(VERSION_NOT_FOUND)
+        return Download(collection, version)
+
+    async def listing(self, principal) -> list:
+        """The collections the caller may list versions of, with their usage."""
+        snapshot = self._config.snapshot
+        stats = await self._db.collection_stats()
+        result = []
+        for collection_id in sorted(snapshot.collections):
+            collection = snapshot.collections[collection_id]
+            if not self._may_list(principal.actor, collection):
+                continue
+            count, used, latest = stats.get(collection_id, (0, 0, None))
+            result.append({
+                "id": collection.id,
+                "description": collection.description,
+                "versionsCount": count,
+                "usedBytes": used,
+                "maxBackupsCount": collection.max_backups_count,
+                "maxCollectionSize": collection.max_collection_size,
+                "latestVersionAt": format_time(latest),
+            })
+        return result
+
+    async def health(self, collection_id: str, code: str) -> list:
+        """The collection's health checks; the code must match ``healthSecretRef`` when the collection has one."""
+        collection = self._collection(collection_id)
+        if collection.health_code_sha256 is not None:
+            digest = hashlib.sha256((code or "").encode()).hexdigest()
+            if not hmac.compare_digest(digest, collection.health_code_sha256):
+                raise Forbidden(INVALID_HEALTH_CODE)
+        versions = await self._db.list_versions(collection.id)
+        return collection_checks(collection, versions, self._clock())

@@ -1,0 +1,205 @@
+"""Uploads of new versions (CONTRACT §7): the checks before the body, the commit after it, and the clean-up
+after any failure.
+
+``UploadService.begin()`` runs every check that needs no body byte — collection, permission, backup window, the
+collection's upload lock, the size budget — then reserves the version number and opens the object writer.
+``Upload.complete()`` registers the version once the body is stored and rotates out what the strategy says;
+``Upload.abort()`` removes every trace of an upload that did not complete.
+"""
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Optional
+
+from backup_repository.domain import roles as R
+from backup_repository.domain.access import decide
+from backup_repository.domain.errors import Conflict, Forbidden, NotFound
+from backup_repository.domain.sessions import utcnow
+from backup_repository.domain.versions import Version, allowed_upload_size, rotate_out
+from backup_repository.domain.windows import is_open
+from backup_repository.storage.pipeline import UploadPipeline, too_large
+
+log = logging.getLogger(__name__)
+
+COLLECTION_NOT_FOUND = "cannot find specified collection"
+NOT_ALLOWED_TO_UPLOAD = "not authorized to upload versions to this collection"
+WINDOW_CLOSED = (
+    "backup window does not allow you to send a backup at this time. "
+    "You need a token that has a special permission 'uploadsAnytime'"
+)
+PARALLEL_UPLOAD = "cannot upload to same collection in parallel"
+
+#: The upload lock is a lease: renewed every LOCK_RENEW seconds, it expires LOCK_TTL seconds after the last
+#: renewal, so a crashed server blocks its collection for at most LOCK_TTL seconds.
+LOCK_TTL = 45.0
+LOCK_RENEW = 15.0
+#: A multipart body is larger than the file it carries (part headers, delimiters); this much is tolerated
+#: before a declared Content-Length alone is reason to refuse. The file itself is counted exactly.
+MULTIPART_OVERHEAD = 64 << 10
+
+
+def object_name(collection_id: str, filename: str) -> str:
+    return f"{collection_id}/{filename}"
+
+
+class SizeMismatch(Exception):
+    pass
+
+
+@dataclass
+class UploadRequest:
+    collection_id: str
+    content_type: str = ""
+    declared_length: Optional[int] = None
+
+
+class UploadService:
+    def __init__(self, config, db, storage, clock=utcnow):
+        self._config = config
+        self._db = db
+        self._storage = storage
+        self._clock = clock
+        self.active = set()
+
+    async def begin(self, principal, request: UploadRequest) -> "Upload":
+        collection = self._config.collection(request.collection_id)
+        if collection is None:
+            raise NotFound(COLLECTION_NOT_FOUND)
+        actor = principal.actor
+        if not decide(actor, R.ACTION_UPLOAD, collection.id, collection.access_control):
+            raise Forbidden(NOT_ALLOWED_TO_UPLOAD)
+        now = self._clock()
+        if not is_open(collection.windows, now) and not decide(
+            actor, R.ACTION_UPLOAD_ANYTIME, collection.id, collection.access_control
+        ):
+            raise Forbidden(WINDOW_CLOSED)
+
+        holder = uuid.uuid4().hex
+        if not await self._db.acquire_upload_lock(collection.id, holder, now, LOCK_TTL):
+            raise Conflict(PARALLEL_UPLOAD)
+        upload = Upload(self, collection, principal, holder)
+        try:
+            await upload.prepare(request, now)
+        except BaseException:
+            await upload.abort()
+            raise
+        return upload
+
+
+class Upload:
+    """One upload in progress; it holds the collection's lock until it completes or is aborted."""
+
+    def __init__(self, service: UploadService, collection, principal, holder: str):
+        self._service = service
+        self._db = service._db
+        self.collection = collection
+        self.principal = principal
+        self.holder = holder
+        self.number = None
+        self.pipeline = None
+        self._renewal = None
+        self._finished = False
+        service.active.add(self)
+
+    async def prepare(self, request: UploadRequest, now):
+        self._renewal = asyncio.ensure_future(self._renew_lock())
+        versions = await self._db.list_versions(self.collection.id)
+        allowed = allowed_upload_size(self.collection, [v.info() for v in versions], now)
+        if request.declared_length is not None:
+            slack = MULTIPART_OVERHEAD if request.content_type.lower().startswith("multipart/") else 0
+            if request.declared_length - slack > allowed:
+                raise too_large(request.declared_length, allowed)
+        self.number = await self._db.reserve_version_number(self.collection.id)
+        self.filename = self.collection.filename_for(self.number)
+        writer = self._service._storage.writer(object_name(self.collection.id, self.filename), self._check_size)
+        self.pipeline = UploadPipeline(writer, allowed, request.content_type)
+        log.info("upload of %s v%d started by %r (up to %d bytes)", self.collection.id, self.number,
+                 self.principal.actor.name, allowed)
+
+    def _check_size(self, stored: int):
+        """Runs in the storage thread before the object is committed."""
+        if stored != self.pipeline.received:
+            raise SizeMismatch(f"the store holds {stored} bytes, {self.pipeline.received} were received")
+
+    def feed(self, data):
+        return self.pipeline.feed(data)
+
+    async def complete(self) -> Version:
+        """The body is complete: store, register, rotate; any failure removes the upload entirely."""
+        try:
+            stored = await self.pipeline.finish()
+            now = self._service._clock()
+            version = Version(
+                id=str(uuid.uuid4()), collection_id=self.collection.id, number=self.number,
+                filename=self.filename, size=stored.size, sha256=stored.sha256,
+                uploaded_by_session_id=self.principal.session.id, user=self.principal.actor.name,
+                created_at=now, updated_at=now,
+            )
+            try:
+                await self._db.insert_version(version)
+            except BaseException:
+                await self._service._storage.delete(stored.name)
+                raise
+        except BaseException:
+            await self.abort()
+            raise
+        self._finished = True
+        log.info("stored %s v%d: %d bytes, sha256 %s", self.collection.id, self.number, version.size,
+                 version.sha256)
+        try:
+            await self._rotate(now)
+        finally:
+            await self._release()
+        return version
+
+    async def _rotate(self, now):
+        versions = await self._db.list_versions(self.collection.id)
+        by_id = {v.id: v for v in versions}
+        for info in rotate_out(self.collection, [v.info() for v in versions], now):
+            doomed = by_id[info.id]
+            await self._db.delete_version(doomed.id)
+            try:
+                await self._service._storage.delete(object_name(doomed.collection_id, doomed.filename))
+            except Exception as exc:  # the row is gone; the object is an orphan to sweep later
+                log.error("rotation of %s v%d: the object could not be deleted: %s", doomed.collection_id,
+                          doomed.number, exc)
+            log.info("rotation: deleted %s v%d", doomed.collection_id, doomed.number)
+
+    async def abort(self):
+        """Remove every trace of this upload: the object, the reserved number, the lock. Safe to call twice."""
+        if self._finished:
+            return
+        self._finished = True
+        try:
+            if self.pipeline is not None:
+                await self.pipeline.abort()
+            if self.number is not None:
+                await self._db.release_version_number(self.collection.id, self.number)
+            log.info("upload of %s v%s abandoned; nothing of it was kept", self.collection.id, self.number)
+        except Exception as exc:
+            log.error("while abandoning an upload of %s: %s", self.collection.id, exc)
+        finally:
+            await self._release()
+
+    async def _release(self):
+        if self._renewal is not None:
+            self._renewal.cancel()
+            self._renewal = None
+        self._service.active.discard(self)
+        try:
+            await self._db.release_upload_lock(self.collection.id, self.holder)
+        except Exception as exc:  # the lease expires on its own
+            log.error("cannot release the upload lock of %s: %s", self.collection.id, exc)
+
+    async def _renew_lock(self):
+        while True:
+            await asyncio.sleep(LOCK_RENEW)
+            try:
+                now = self._service._clock()
+                if not await self._db.renew_upload_lock(self.collection.id, self.holder, now, LOCK_TTL):
+                    log.warning("the upload lock of %s was lost; taking it again", self.collection.id)
+                    await self._db.acquire_upload_lock(self.collection.id, self.holder, now, LOCK_TTL)
+            except Exception as exc:
+                log.warning("cannot renew the upload lock of %s: %s", self.collection.id, exc)

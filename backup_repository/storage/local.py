@@ -1,0 +1,132 @@
+"""Objects as files below one local directory (``file:///dir``).
+
+libcloud's local driver writes straight into the final file (a half-written version would be visible), takes a
+lock file per object and reads a whole file into memory to serve a byte range. Backups are large and must appear
+atomically, so this small backend does the file work itself: a temporary file in the same directory, fsync, then
+an atomic rename; ranges are read with ``pread``. Every method blocks and runs on the store's thread pool.
+"""
+
+import os
+import uuid
+
+CHUNK = 1 << 20
+TEMP_MARK = ".upload-"
+
+
+class LocalBackend:
+    def __init__(self, root: str):
+        self.root = root
+
+    def check(self):
+        """Raise OSError when the directory cannot hold objects."""
+        if not os.path.isdir(self.root):
+            raise FileNotFoundError(f"the storage directory {self.root} does not exist")
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise PermissionError(f"the storage directory {self.root} is not writable")
+
+    def _path(self, name: str) -> str:
+        parts = name.split("/")
+        if not name or any(part in ("", ".", "..") for part in parts):
+            raise ValueError(f"invalid object name {name!r}")
+        return os.path.join(self.root, *parts)
+
+    # --- writing --------------------------------------------------------------------------------
+    def write_stream(self, name: str, chunks, check_size=None) -> int:
+        """Write every chunk, then make the object visible at ``name`` in one rename.
+
+        ``check_size(stored_bytes)`` may raise to refuse the object before it becomes visible. When anything
+        fails (the chunk iterator included) the temporary file is removed and nothing is left behind.
+        """
+        path = self._path(name)
+        directory = os.path.dirname(path)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        temp = os.path.join(directory, f".{os.path.basename(path)}{TEMP_MARK}{uuid.uuid4().hex}")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                for chunk in chunks:
+                    view = memoryview(chunk)
+                    while view:
+                        written = os.write(fd, view)
+                        view = view[written:]
+                os.fsync(fd)
+                size = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+            if check_size is not None:
+                check_size(size)
+            os.replace(temp, path)
+        except BaseException:
+            _unlink(temp)
+            raise
+        _fsync_directory(directory)
+        return size
+
+    def put_bytes(self, name: str, data: bytes):
+        self.write_stream(name, [data])
+
+    # --- reading --------------------------------------------------------------------------------
+    def size(self, name: str):
+        """The object's size, or None when it does not exist."""
+        try:
+            return os.stat(self._path(name)).st_size
+        except FileNotFoundError:
+            return None
+
+    def read_range(self, name: str, start: int = 0, end: int = None, chunk_size: int = CHUNK):
+        """Yield the bytes ``[start, end)`` of an object (to its end when ``end`` is None)."""
+        fd = os.open(self._path(name), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if end is None:
+                end = os.fstat(fd).st_size
+            position = start
+            while position < end:
+                data = os.pread(fd, min(chunk_size, end - position), position)
+                if not data:
+                    raise EOFError(f"{name} ended at byte {position}, {end - position} bytes early")
+                position += len(data)
+                yield data
+        finally:
+            os.close(fd)
+
+    def get_bytes(self, name: str) -> bytes:
+        return b"".join(self.read_range(name))
+
+    # --- deleting -------------------------------------------------------------------------------
+    def delete(self, name: str) -> bool:
+        path = self._path(name)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        _fsync_directory(os.path.dirname(path))
+        return True
+
+    def list(self, prefix: str = ""):
+        """Names of the stored objects below ``prefix`` (temporary upload files included)."""
+        base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        for directory, _, files in os.walk(base):
+            for file_name in files:
+                full = os.path.join(directory, file_name)
+                yield os.path.relpath(full, self.root).replace(os.sep, "/")
+
+
+def _unlink(path: str):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_directory(directory: str):
+    """Make a rename or unlink durable: a crash right after must not bring the old entry back."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
