@@ -101,6 +101,7 @@ class Upload:
         self.pipeline = None
         self._renewal = None
         self._finished = False
+        self._aborting = None
         service.active.add(self)
 
     async def prepare(self, request: UploadRequest, now):
@@ -168,16 +169,25 @@ class Upload:
             log.info("rotation: deleted %s v%d", doomed.collection_id, doomed.number)
 
     async def abort(self):
-        """Remove every trace of this upload: the object, the reserved number, the lock. Safe to call twice."""
-        if self._finished:
+        """Remove every trace of this upload: the object, the reserved number, the lock.
+
+        Safe to call several times and from several places (client gone, server stopping): all wait for the
+        same clean-up."""
+        if self._finished and self._aborting is None:
             return
         self._finished = True
+        if self._aborting is None:
+            self._aborting = asyncio.ensure_future(self._abort())
+        await asyncio.shield(self._aborting)
+
+    async def _abort(self):
         try:
             if self.pipeline is not None:
                 await self.pipeline.abort()
             if self.number is not None:
                 await self._db.release_version_number(self.collection.id, self.number)
-            log.info("upload of %s v%s abandoned; nothing of it was kept", self.collection.id, self.number)
+            if self.number is not None:
+                log.info("upload of %s v%d abandoned; nothing of it was kept", self.collection.id, self.number)
         except Exception as exc:
             log.error("while abandoning an upload of %s: %s", self.collection.id, exc)
         finally:

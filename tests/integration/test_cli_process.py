@@ -142,5 +142,36 @@ def test_embedded_defaults_need_nothing_but_a_secret(tmp_path, config):
 def test_validate_config(tmp_path, config):
     assert run_cli("--validate-config", f"--config-local-path={config.root}").returncode == 0
     config.write(support.USERS, "broken", "kind: BackupUser\nspec: [\n")
+    config.write(support.COLLECTIONS, "bad", """apiVersion: backups.riotkit.org/v1alpha1
+kind: BackupCollection
+metadata:
+  name: bad
+spec:
+  filenameTemplate: bad-${version}.gpg
+  maxBackupsCount: 2
+  maxOneVersionSize: 1M
+  maxCollectionSize: 5M
+  windows:
+    - from: "0 1 * * *"
+      duration: 2 hours
+""")
+    config.write(support.COLLECTIONS, "stranger", """apiVersion: backups.riotkit.org/v1alpha1
+kind: BackupCollection
+metadata:
+  name: stranger
+spec:
+  filenameTemplate: s-${version}.gpg
+  maxBackupsCount: 2
+  maxOneVersionSize: 1M
+  maxCollectionSize: 5M
+  accessControl:
+    - name: ghost
+      type: user
+      roles: [backupUploader]
+""")
     result = run_cli("--validate-config", f"--config-local-path={config.root}")
-    assert result.returncode == 1 and "broken.yaml" in result.stdout
+    lines = result.stdout.splitlines()
+    assert result.returncode == 1 and len(lines) == 3, result.stdout
+    assert any("broken.yaml" in line and "not valid YAML" in line for line in lines)
+    assert any("bad.yaml: spec.windows[0].duration:" in line for line in lines)
+    assert any("stranger.yaml: spec.accessControl[0]:" in line and "ghost" in line for line in lines)

@@ -1,0 +1,224 @@
+"""Backup windows, collection health, the collection list, byte ranges, timeouts and crashes (CONTRACT §5, §7, §8).
+
+These rules do not depend on the backend, so they run on SQLite with local storage, except where the database
+matters (the upload lock after a crash), which runs on both databases."""
+
+import hashlib
+import os
+import signal
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from tests.integration.collections_config import PASSWORD, write_collections_config
+from tests.support import RawUpload, armored, wait_until
+
+WINDOW_CLOSED = ("backup window does not allow you to send a backup at this time. "
+                 "You need a token that has a special permission 'uploadsAnytime'")
+
+
+def path(collection, suffix=""):
+    return f"/api/stable/repository/collection/{collection}/version{suffix}"
+
+
+def health_path(collection):
+    return f"/api/stable/repository/collection/{collection}/health"
+
+
+@pytest.fixture
+def local(make_backend):
+    return make_backend("sqlite", "local")
+
+
+@pytest.fixture
+def api(local, config, start_server):
+    write_collections_config(config)
+    server = start_server(local, config)
+    server.backend = local
+    return server
+
+
+def test_backup_windows_and_uploads_anytime(api):
+    writer = api.login("writer", PASSWORD)
+    refused = api.request("POST", path("closed"), writer, data=armored(b"x"))
+    assert refused.status_code == 403
+    assert refused.json() == {"status": False, "error": WINDOW_CLOSED, "data": {}}
+    assert api.request("POST", path("open"), writer, data=armored(b"x")).status_code == 200
+    anytime = api.login("anytime", PASSWORD)
+    assert api.request("POST", path("closed"), anytime, data=armored(b"x")).status_code == 200
+    # collectionManager inherits uploadsAnytime; systemAdmin inherits collectionManager
+    admin = api.login("admin", PASSWORD)
+    assert api.request("POST", path("closed"), admin, data=armored(b"x")).status_code == 200
+    # the window is checked before anything else is reserved: nothing was stored for the refused upload
+    assert sorted(api.backend.objects()) == ["closed/closed-1.gpg", "closed/closed-2.gpg", "open/open-1.gpg"]
+
+
+def test_collection_health(api, config):
+    admin = api.login("admin", PASSWORD)
+    # iwa-ait (the example) has a healthSecretRef: sha256 of "changeme-health-code"
+    refused = api.get(health_path("iwa-ait"), params={"code": "wrong"})
+    assert refused.status_code == 403
+    assert refused.json() == {"status": False, "data": {},
+                              "error": "not authorized - invalid value of 'code' parameter in query string"}
+    assert api.get(health_path("iwa-ait")).status_code == 403
+    assert api.get(health_path("nope")).json()["error"] == "cannot find specified collection"
+
+    # no windows and nothing too big: healthy, no code needed for a collection without healthSecretRef
+    healthy = api.get(health_path("docs"))
+    assert healthy.status_code == 200
+    assert healthy.json()["data"]["health"] == [
+        {"name": name, "status": True, "statusText": f"{name}=true", "message": "OK"}
+        for name in ("BackupWindowValidator", "VersionsSizeValidator", "SumOfVersionsValidator")
+    ]
+    # a closed window and no backup at all
+    closed = api.get(health_path("closed"))
+    assert closed.status_code == 500 and closed.json()["error"] == "one of checks failed"
+    window = closed.json()["data"]["health"][0]
+    assert window["name"] == "BackupWindowValidator" and window["status"] is False
+    assert window["message"].startswith("cannot find any backup in the collection")
+
+    # a version larger than maxOneVersionSize (allowed through the extra space) fails the soft-limit check
+    big = armored(b"b" * (2 << 20))
+    assert api.request("POST", path("docs"), admin, data=big).status_code == 200
+    checks = {c["name"]: c for c in api.get(health_path("docs")).json()["data"]["health"]}
+    assert checks["VersionsSizeValidator"]["status"] is False
+    assert checks["VersionsSizeValidator"]["message"] == (
+        "maximum filesize is bigger than collection soft limit per file. "
+        f"Failed file: docs-1.gpg (size={len(big)}b)")
+    assert checks["SumOfVersionsValidator"]["status"] is True
+
+    # the code may come in the Authorization header too; iwa-ait has a window that is closed now
+    with_code = api.get(health_path("iwa-ait"), headers={"Authorization": "changeme-health-code"})
+    assert with_code.status_code in (200, 500) and len(with_code.json()["data"]["health"]) == 3
+    assert api.get(health_path("iwa-ait"), params={"code": "changeme-health-code"}).json()["data"]["health"]
+
+
+def test_collection_list_shows_usage(api):
+    admin = api.login("admin", PASSWORD)
+    bodies = [armored(b"a" * 1000), armored(b"b" * 2000)]
+    for body in bodies:
+        assert api.request("POST", path("docs"), admin, data=body).status_code == 200
+    collections = {c["id"]: c for c in api.get("/api/stable/repository/collection", admin).json()["data"]
+                   ["collections"]}
+    docs = collections["docs"]
+    assert docs["versionsCount"] == 2 and docs["usedBytes"] == sum(map(len, bodies))
+    assert docs["maxBackupsCount"] == 3 and docs["maxCollectionSize"] == 5 << 20
+    assert docs["description"] == "collection docs"
+    latest = datetime.fromisoformat(docs["latestVersionAt"].replace("Z", "+00:00"))
+    assert abs(datetime.now(timezone.utc) - latest) < timedelta(minutes=1)
+    assert collections["older"]["versionsCount"] == 0 and collections["older"]["latestVersionAt"] is None
+
+
+def test_ranges_head_and_etag(api):
+    admin = api.login("admin", PASSWORD)
+    body = armored(os.urandom(10_000))
+    api.request("POST", path("docs"), admin, data=body)
+    url = path("docs", "/1")
+    etag = f'"{hashlib.sha256(body).hexdigest()}"'
+
+    head = api.request("HEAD", url, admin)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["Content-Length"] == str(len(body)) and head.headers["ETag"] == etag
+    assert head.headers["Accept-Ranges"] == "bytes"
+
+    cases = {"bytes=0-99": (0, 100), "bytes=100-": (100, len(body)), "bytes=-50": (len(body) - 50, len(body)),
+             f"bytes=5-{len(body) + 100}": (5, len(body)), "bytes=-999999": (0, len(body))}
+    for header, (start, end) in cases.items():
+        response = api.get(url, admin, headers={"Range": header})
+        assert response.status_code == 206, header
+        assert response.content == body[start:end], header
+        assert response.headers["Content-Range"] == f"bytes {start}-{end - 1}/{len(body)}"
+
+    beyond = api.get(url, admin, headers={"Range": f"bytes={len(body)}-"})
+    assert beyond.status_code == 416 and beyond.headers["Content-Range"] == f"bytes */{len(body)}"
+    assert beyond.json()["status"] is False
+    # several ranges or nonsense: the whole file
+    for header in ("bytes=0-1,5-6", "lines=1-2", "bytes=9-3"):
+        response = api.get(url, admin, headers={"Range": header})
+        assert response.status_code == 200 and response.content == body, header
+    # If-Range with another ETag: the client's partial copy is stale, so the whole file comes back
+    stale = api.get(url, admin, headers={"Range": "bytes=0-9", "If-Range": '"other"'})
+    assert stale.status_code == 200 and stale.content == body
+    fresh = api.get(url, admin, headers={"Range": "bytes=0-9", "If-Range": etag})
+    assert fresh.status_code == 206 and fresh.content == body[:10]
+
+
+def test_a_stalled_upload_times_out_with_408(local, config, start_server):
+    write_collections_config(config)
+    server = start_server(local, config, "--http-upload-timeout=2s")
+    server.backend = local
+    admin = server.login("admin", PASSWORD)
+    raw = RawUpload(server.url, path("docs"), admin, length=100_000)
+    raw.send(armored(b"x" * 1000))
+    status, body = raw.response(timeout=20)
+    raw.close()
+    assert status == 408 and body == {"status": False, "error": "Request took too long", "data": {}}
+    assert wait_until(lambda: server.backend.objects() == [], timeout=10)
+    assert server.request("POST", path("docs"), admin, data=armored(b"x")).json()["data"]["version"][
+        "versionNumber"] == 1
+
+
+def test_stopping_the_server_mid_upload_leaves_nothing(local, config, start_server):
+    write_collections_config(config)
+    server = start_server(local, config)
+    admin = server.login("admin", PASSWORD)
+    raw = RawUpload(server.url, path("docs"), admin, chunked=True)
+    raw.send(armored(b"x" * 500_000)[:-100])
+    assert wait_until(lambda: local.objects(), timeout=5)
+    server.proc.send_signal(signal.SIGTERM)
+    raw.close()
+    assert server.proc.wait(40) == 0
+    assert local.objects() == []
+    connection = sqlite3.connect(local.db_path)
+    assert connection.execute("SELECT COUNT(*) FROM versions").fetchone() == (0,)
+    assert connection.execute("SELECT COUNT(*) FROM upload_locks").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_a_crashed_upload_blocks_its_collection_only_until_the_lease_expires(db, make_backend, config,
+                                                                             start_server):
+    backend = make_backend(db, "local")
+    write_collections_config(config)
+    server = start_server(backend, config)
+    admin = server.login("admin", PASSWORD)
+    raw = RawUpload(server.url, path("docs"), admin, chunked=True)
+    raw.send(armored(b"x" * 100_000)[:-100])
+    assert wait_until(lambda: backend.objects(), timeout=5)
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait(10)
+    raw.close()
+
+    expires = query(backend, "SELECT expires_at FROM upload_locks WHERE collection_id = 'docs'")[0][0]
+    expires = expires if isinstance(expires, datetime) else datetime.fromisoformat(expires)
+    assert expires - datetime.now(timezone.utc) <= timedelta(seconds=60)
+
+    again = start_server(backend, config)
+    admin = again.login("admin", PASSWORD)
+    blocked = again.request("POST", path("docs"), admin, data=armored(b"y"))
+    assert blocked.status_code == 409
+    # time passes: the lease runs out
+    past = datetime.now(timezone.utc) - timedelta(seconds=1)
+    query(backend, "UPDATE upload_locks SET expires_at = %s", (past,))
+    response = again.request("POST", path("docs"), admin, data=armored(b"y"))
+    assert response.status_code == 200, response.text
+
+
+def query(backend, sql, params=()):
+    if backend.db == "sqlite":
+        connection = sqlite3.connect(backend.db_path)
+        if params:
+            params = tuple(p.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00") for p in params)
+        with connection:
+            rows = connection.execute(sql.replace("%s", "?"), params).fetchall()
+        connection.close()
+        return rows
+    import psycopg2
+
+    connection = psycopg2.connect(**backend.db_params)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall() if cursor.description else []
+    connection.close()
+    return rows

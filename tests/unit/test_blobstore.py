@@ -1,0 +1,124 @@
+"""The blob store on a real local directory: atomic streamed writes, aborts, size checks, ranged reads."""
+
+import asyncio
+import hashlib
+import os
+from contextlib import aclosing
+
+import pytest
+
+from backup_repository.storage.blobstore import BlobStore, StorageError
+from backup_repository.storage.local import LocalBackend
+
+
+@pytest.fixture
+def store(tmp_path):
+    (tmp_path / "store").mkdir()
+    return BlobStore.from_url(f"file://{tmp_path / 'store'}")
+
+
+def files(store) -> list:
+    return sorted(store.backend.list())
+
+
+def test_streamed_write_appears_only_when_complete(store):
+    data = [os.urandom(300_000) for _ in range(10)]
+
+    async def scenario():
+        writer = store.writer("c/one.gpg")
+        for chunk in data:
+            waiting = writer.write(chunk)
+            if waiting is not None:
+                await waiting
+        await asyncio.sleep(0.05)
+        visible_before = [n for n in files(store) if not n.startswith("c/.")]
+        stored = await writer.close()
+        return visible_before, stored
+
+    visible_before, stored = asyncio.run(scenario())
+    assert visible_before == []
+    assert stored.size == sum(map(len, data)) and stored.sha256 == hashlib.sha256(b"".join(data)).hexdigest()
+    assert files(store) == ["c/one.gpg"]
+    assert store.backend.get_bytes("c/one.gpg") == b"".join(data)
+
+
+def test_an_aborted_write_leaves_nothing(store):
+    async def scenario():
+        writer = store.writer("c/two.gpg")
+        writer.write(os.urandom(3 << 20))
+        await asyncio.sleep(0.05)
+        partial = files(store)
+        await writer.abort()
+        return partial
+
+    partial = asyncio.run(scenario())
+    assert len(partial) == 1 and partial[0].startswith("c/.two.gpg.upload-")
+    assert files(store) == []
+
+
+def test_a_refused_size_leaves_nothing(store):
+    def refuse(size):
+        raise ValueError(f"expected another size than {size}")
+
+    async def scenario():
+        writer = store.writer("c/three.gpg", check_size=refuse)
+        writer.write(b"data")
+        await writer.close()
+
+    with pytest.raises(StorageError, match="expected another size than 4"):
+        asyncio.run(scenario())
+    assert files(store) == []
+
+
+def test_back_pressure_when_the_store_is_slow(store, monkeypatch):
+    """While the writing thread is blocked, write() hands back a future instead of buffering without limit."""
+    import threading
+
+    gate = threading.Event()
+    original = store.backend.write_stream
+
+    def slow(name, chunks, check_size=None):
+        gate.wait(10)
+        return original(name, chunks, check_size)
+
+    monkeypatch.setattr(store.backend, "write_stream", slow)
+
+    async def scenario():
+        writer = store.writer("c/slow.gpg")
+        queued = 0
+        while True:
+            waiting = writer.write(b"x" * (1 << 20))
+            queued += 1
+            if waiting is not None:
+                break
+        assert not waiting.done()
+        gate.set()
+        await asyncio.wait_for(waiting, 10)
+        await writer.close()
+        return queued
+
+    queued = asyncio.run(scenario())
+    assert 4 <= queued <= 16  # about HIGH_WATER (8 MiB) of 1 MiB pieces were taken before the pause
+
+
+def test_ranged_reads(store):
+    data = os.urandom(3 << 20)
+    store.backend.put_bytes("c/r.gpg", data)
+
+    async def read(start, end):
+        out = b""
+        async with aclosing(store.read("c/r.gpg", start, end)) as chunks:
+            async for chunk in chunks:
+                out += chunk
+        return out
+
+    assert asyncio.run(read(0, None)) == data
+    assert asyncio.run(read(5, 1 << 20)) == data[5:1 << 20]
+    assert asyncio.run(read((2 << 20) + 1, len(data))) == data[(2 << 20) + 1:]
+
+
+def test_object_names_cannot_escape_the_directory(tmp_path):
+    backend = LocalBackend(str(tmp_path))
+    for name in ("../x", "a/../../x", "", "/abs", "a//b", "./a"):
+        with pytest.raises(ValueError):
+            backend.put_bytes(name, b"x")
