@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RUN    := .run
 
-.PHONY: run test venv clean
+.PHONY: run test bench venv clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ run: $(STAMP)
 ## make test: the whole suite (PostgreSQL tests need BR_TEST_PG_DSN; .ci/run sets it)
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+## make bench: upload/download throughput and server memory on loopback (figures: docs/performance.md)
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

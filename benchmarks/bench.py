@@ -1,0 +1,244 @@
+"""Throughput and memory of uploads and downloads, measured against a real server on loopback.
+
+    make bench                       # or: python benchmarks/bench.py [--size-mib 1024] [--runs 3]
+
+Starts ``python -m backup_repository`` (or the executable named by ``--server``) with SQLite and a local storage
+directory in a temporary directory, and drives it with curl:
+
+- a 1 GiB upload with Content-Length (``curl -T file``), a 1 GiB chunked upload from a pipe (``cat | curl -T -``),
+  and the download of it (``curl -o /dev/null``);
+- 8 parallel uploads of 128 MiB to 8 collections.
+
+For each: MB/s (10^6 bytes per second of wall time), and the server's resident memory (VmRSS of
+/proc/PID/status) sampled every 50 ms while the transfer runs: the peak and the value before it started.
+Each measurement runs ``--runs`` times; the best and the median are printed.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GO_ADMIN_HASH = (
+    "JGFyZ29uMmlkJHY9MTkkbT02NTUzNix0PTEscD00JHpuVy9IT2Y4Q3RkdStvNSttYlR2REE9PSRaZlVpRGl2QWV2T2RZNndKYWJBb0FQ"
+    "dmM1a1hsemxDNkg2OFY2dGVmNUY0PQ=="
+)
+MIB = 1 << 20
+PARALLEL = 8
+PARALLEL_MIB = 128
+
+
+def write_config(root: Path, collections: int):
+    ns = root / "backup-repository"
+    users = ns / "backups.riotkit.org/v1alpha1/backupusers"
+    colls = ns / "backups.riotkit.org/v1alpha1/backupcollections"
+    users.mkdir(parents=True)
+    colls.mkdir(parents=True)
+    (users / "bench.yaml").write_text(f"""apiVersion: backups.riotkit.org/v1alpha1
+kind: BackupUser
+metadata:
+  name: bench
+spec:
+  email: bench@example.org
+  password: "{GO_ADMIN_HASH}"
+  roles: [systemAdmin]
+""")
+    for index in range(collections):
+        (colls / f"bench{index}.yaml").write_text(f"""apiVersion: backups.riotkit.org/v1alpha1
+kind: BackupCollection
+metadata:
+  name: bench{index}
+spec:
+  filenameTemplate: bench-${{version}}.gpg
+  maxBackupsCount: 1
+  maxOneVersionSize: 4G
+  maxCollectionSize: 4G
+""")
+
+
+def make_body(path: Path, size: int):
+    """An ASCII-armored-looking body of exactly ``size`` bytes (random content, so nothing compresses)."""
+    header, footer = b"-----BEGIN PGP MESSAGE-----\n\n", b"\n-----END PGP MESSAGE-----\n"
+    block = os.urandom(MIB)
+    remaining = size - len(header) - len(footer)
+    with open(path, "wb") as handle:
+        handle.write(header)
+        while remaining > 0:
+            handle.write(block[:remaining])
+            remaining -= min(remaining, len(block))
+        handle.write(footer)
+
+
+class RssSampler:
+    """VmRSS of a process every 50 ms, in a thread."""
+
+    def __init__(self, pid: int, interval: float = 0.05):
+        self.pid, self.interval = pid, interval
+        self.samples = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def rss_mib(self) -> float:
+        with open(f"/proc/{self.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.samples.append(self.rss_mib())
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self.before = self.rss_mib()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(self.rss_mib())
+
+    @property
+    def peak(self) -> float:
+        return max(self.samples)
+
+
+class Bench:
+    def __init__(self, server_cmd, work: Path):
+        self.work = work
+        write_config(work / "config", PARALLEL)
+        (work / "storage").mkdir()
+        self.log = open(work / "server.log", "wb")
+        self.proc = subprocess.Popen(
+            [*server_cmd, "--listen=127.0.0.1:0", "--jwt-secret-key=benchmark-secret-key-benchmark-secret-key",
+             f"--config-local-path={work / 'config'}", f"--db-path={work / 'metadata.sqlite3'}",
+             f"--storage-url=file://{work / 'storage'}", "--log-level=warning"],
+            stdout=subprocess.PIPE, stderr=self.log, cwd=str(ROOT),
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        for _ in range(200):
+            line = self.proc.stdout.readline().decode()
+            match = re.search(r"listening on (http://\S+)", line)
+            if match:
+                self.url = match.group(1)
+                break
+        else:
+            raise SystemExit(f"the server did not start; see {work / 'server.log'}")
+        answer = subprocess.run(["curl", "-sS", "-X", "POST", "-d", json.dumps({"username": "bench",
+                                 "password": "admin"}), f"{self.url}/api/stable/auth/login"],
+                                capture_output=True, check=True).stdout
+        self.token = json.loads(answer)["data"]["token"]
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(30)
+        self.log.close()
+
+    def _url(self, collection: str, suffix: str = "") -> str:
+        return f"{self.url}/api/stable/repository/collection/{collection}/version{suffix}"
+
+    def _curl(self, *args, stdin=None) -> subprocess.Popen:
+        return subprocess.Popen(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                                 "-H", f"Authorization: Bearer {self.token}", *args],
+                                stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def _finish(self, procs):
+        for proc in procs:
+            out, err = proc.communicate()
+            if out.decode() != "200":
+                raise SystemExit(f"transfer failed: HTTP {out.decode()} {err.decode()}; "
+                                 f"see {self.work / 'server.log'}")
+
+    def measure(self, start):
+        """Run the transfer(s) that ``start()`` begins; return (seconds, RssSampler)."""
+        with RssSampler(self.proc.pid) as rss:
+            began = time.perf_counter()
+            procs = start()
+            self._finish(procs)
+            elapsed = time.perf_counter() - began
+        return elapsed, rss
+
+    def upload(self, body: Path, collection="bench0"):
+        return self.measure(lambda: [self._curl("-X", "POST", "-T", str(body), self._url(collection))])
+
+    def upload_chunked(self, body: Path, collection="bench0"):
+        def start():
+            cat = subprocess.Popen(["cat", str(body)], stdout=subprocess.PIPE)
+            curl = self._curl("-X", "POST", "-T", "-", self._url(collection), stdin=cat.stdout)
+            cat.stdout.close()
+            return [curl]
+        return self.measure(start)
+
+    def download(self, collection="bench0"):
+        return self.measure(lambda: [self._curl(self._url(collection, "/latest"))])
+
+    def parallel_uploads(self, body: Path):
+        return self.measure(lambda: [self._curl("-X", "POST", "-T", str(body), self._url(f"bench{i}"))
+                                     for i in range(PARALLEL)])
+
+
+def report(name: str, size: int, runs: list, target_mbs: float, rss_limit: float) -> dict:
+    speeds = [size / seconds / 1e6 for seconds, _ in runs]
+    peaks = [rss.peak for _, rss in runs]
+    row = {
+        "name": name, "best_mbs": max(speeds), "median_mbs": statistics.median(speeds),
+        "rss_before_mib": runs[-1][1].before, "rss_peak_mib": max(peaks),
+        "target_mbs": target_mbs, "rss_limit_mib": rss_limit,
+    }
+    verdict = "ok" if row["median_mbs"] >= target_mbs and row["rss_peak_mib"] < rss_limit else "BELOW TARGET"
+    print(f"{name:<34} {row['median_mbs']:8.0f} {row['best_mbs']:8.0f} MB/s  "
+          f"RSS {row['rss_before_mib']:5.1f} -> peak {row['rss_peak_mib']:5.1f} MiB   "
+          f"(target >= {target_mbs:.0f} MB/s, < {rss_limit:.0f} MiB: {verdict})", flush=True)
+    return row
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024, help="size of the large transfer (default 1024)")
+    parser.add_argument("--runs", type=int, default=3, help="repetitions of each measurement (default 3)")
+    parser.add_argument("--server", default=None, help="server executable (default: python -m backup_repository)")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    if not shutil.which("curl"):
+        raise SystemExit("curl is needed for the benchmark")
+
+    server_cmd = [args.server] if args.server else [sys.executable, "-m", "backup_repository"]
+    work = Path(tempfile.mkdtemp(prefix="br-bench-"))
+    big, small = work / "big.asc", work / "small.asc"
+    size, small_size = args.size_mib * MIB, PARALLEL_MIB * MIB
+    make_body(big, size)
+    make_body(small, small_size)
+    bench = Bench(server_cmd, work)
+    print(f"server {' '.join(server_cmd)} at {bench.url}; storage {work / 'storage'}; "
+          f"{os.cpu_count()} CPUs; median and best of {args.runs} runs", flush=True)
+    results = []
+    try:
+        results.append(report(f"upload {args.size_mib} MiB (Content-Length)", size,
+                              [bench.upload(big) for _ in range(args.runs)], 300, 100))
+        results.append(report(f"upload {args.size_mib} MiB (chunked, pipe)", size,
+                              [bench.upload_chunked(big) for _ in range(args.runs)], 250, 100))
+        results.append(report(f"download {args.size_mib} MiB", size,
+                              [bench.download() for _ in range(args.runs)], 400, 100))
+        results.append(report(f"{PARALLEL} x {PARALLEL_MIB} MiB parallel uploads", PARALLEL * small_size,
+                              [bench.parallel_uploads(small) for _ in range(args.runs)], 300, 150))
+    finally:
+        bench.close()
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
