@@ -222,3 +222,25 @@ def query(backend, sql, params=()):
         rows = cursor.fetchall() if cursor.description else []
     connection.close()
     return rows
+
+
+def test_one_upload_per_collection_across_servers_sharing_a_database(make_backend, config, start_server):
+    backend = make_backend("postgres", "local")
+    write_collections_config(config)
+    first, second = start_server(backend, config), start_server(backend, config)
+    token = first.login("admin", PASSWORD)
+    body = armored(b"x" * 200_000)
+    raw = RawUpload(first.url, path("docs"), token, length=len(body))
+    raw.send(body[:50_000])
+    assert wait_until(lambda: backend.objects(), timeout=5)
+    refused = second.request("POST", path("docs"), token, data=armored(b"y"))
+    assert refused.status_code == 409
+    assert refused.json()["error"] == "cannot upload to same collection in parallel"
+    raw.send(body[50_000:])
+    status, answer = raw.response()
+    raw.close()
+    assert status == 200
+    # the second server sees the version the first one stored, and numbers continue across servers
+    following = second.request("POST", path("docs"), token, data=armored(b"y"))
+    assert following.json()["data"]["version"]["versionNumber"] == 2
+    assert [v["versionNumber"] for v in first.get(path("docs"), token).json()["data"]["versions"]] == [1, 2]
