@@ -17,9 +17,10 @@ FORM_ERROR = "cannot read file from multipart/urlencoded form: "
 
 ARMOR_HEADER = b"-----BEGIN PGP MESSAGE"
 ARMOR_FOOTER = b"-----END PGP MESSAGE-----"
-#: OpenPGP packet tags that may open an encrypted message: public-key and symmetric-key encrypted session keys,
-#: symmetrically encrypted data, integrity-protected data and AEAD-encrypted data (RFC 4880, RFC 9580).
-ENCRYPTED_MESSAGE_TAGS = frozenset({1, 3, 9, 18, 20})
+#: OpenPGP packets that may open an encrypted message, with the versions their first body byte may have:
+#: public-key and symmetric-key encrypted session keys, symmetrically encrypted data (no version byte),
+#: integrity-protected data and AEAD-encrypted data (RFC 4880, RFC 9580).
+ENCRYPTED_MESSAGE_VERSIONS = {1: {3, 6}, 3: {4, 5, 6}, 9: None, 18: {1, 2}, 20: {1}}
 WHITESPACE = b" \t\r\n"
 
 
@@ -93,7 +94,10 @@ class GpgCheck:
                 raise BadRequest(STREAM_ERROR + NO_GPG_HEADER)
             return
         if head[0] & 0x80:
-            if packet_tag(head[0]) not in ENCRYPTED_MESSAGE_TAGS:
+            verdict = binary_message_start(head)
+            if verdict is None and not final:
+                return  # not enough bytes yet to tell
+            if not verdict:
                 raise BadRequest(STREAM_ERROR + NO_GPG_HEADER)
             self._decided = True
             return
@@ -109,6 +113,29 @@ class GpgCheck:
             self._decide(final=True)
         if self._armored and not self._tail.rstrip(WHITESPACE).endswith(ARMOR_FOOTER):
             raise BadRequest(STREAM_ERROR + NO_GPG_FOOTER)
+
+
+def binary_message_start(head: bytes):
+    """True when ``head`` opens with an encryption packet of a known version, False when it cannot, None when
+    more bytes are needed to tell."""
+    first = head[0]
+    tag = packet_tag(first)
+    if tag not in ENCRYPTED_MESSAGE_VERSIONS:
+        return False
+    if first & 0x40:  # new format: 1, 2 or 5 length octets, or a partial length (data packets only)
+        if len(head) < 2:
+            return None
+        octet = head[1]
+        length_octets = 1 if octet < 192 else 2 if octet < 224 else 5 if octet == 255 else 1
+    else:  # old format: the length type is in the two low bits; 3 means "until the end"
+        length_octets = (1, 2, 4, 0)[first & 0x03]
+    versions = ENCRYPTED_MESSAGE_VERSIONS[tag]
+    if versions is None:
+        return True
+    position = 1 + length_octets
+    if len(head) <= position:
+        return None
+    return head[position] in versions
 
 
 def packet_tag(first_byte: int) -> int:

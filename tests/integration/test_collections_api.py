@@ -101,7 +101,7 @@ def test_failed_uploads_leave_nothing_behind(api):
     token = api.login("admin", PASSWORD)
     megabyte = os.urandom(1 << 20)
 
-    assert_error(upload(api, token, "docs", os.urandom(1000)), 400,
+    assert_error(upload(api, token, "docs", b"-- PostgreSQL database dump\n" + os.urandom(1000)), 400,
                  STREAM_ERROR + "first chunk of uploaded data does not contain a valid GPG header")
     assert_error(upload(api, token, "docs", b""), 400, STREAM_ERROR + "sent empty data")
     assert_error(upload(api, token, "docs", b"-----BEGIN PGP MESSAGE-----\n" + megabyte), 400,

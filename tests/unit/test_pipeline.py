@@ -91,21 +91,30 @@ def test_armored_messages():
     assert not gpg_ok(b"plain text that is long enough to be judged")
 
 
-@pytest.mark.parametrize("first, ok", [
-    (0x85, True),   # old format, tag 1: public-key encrypted session key (gpg --encrypt)
-    (0x8C, True),   # old format, tag 3: symmetric-key encrypted session key (gpg --symmetric)
-    (0xC1, True),   # new format, tag 1
-    (0xC3, True),   # new format, tag 3
-    (0xD2, True),   # new format, tag 18: integrity-protected data
-    (0xA4, True),   # old format, tag 9: symmetrically encrypted data
-    (0xD4, True),   # new format, tag 20: AEAD
-    (0xA3, False),  # old format, tag 8: compressed data (not encrypted)
-    (0x89, False),  # old format, tag 2: a signature
-    (0xC6, False),  # new format, tag 6: a public key
-    (0x1F, False),  # gzip's first byte has bit 7 clear
+@pytest.mark.parametrize("head, ok", [
+    ("85 01 0c 03", True),     # old format, tag 1 (public-key encrypted session key), 2-octet length, v3
+    ("84 5e 03", True),        # old format, tag 1, 1-octet length, v3 (gpg with an ECC key)
+    ("8c 0d 04", True),        # old format, tag 3 (symmetric-key encrypted session key), v4 (gpg --symmetric)
+    ("c1 0c 03", True),        # new format, tag 1
+    ("c1 ff 00 00 01 0c 06", True),  # new format, 5-octet length, v6
+    ("c3 0d 05", True),        # new format, tag 3, v5
+    ("d2 e0 01", True),        # new format, tag 18 (integrity-protected data), partial length, v1
+    ("d2 c0 10 02", True),     # tag 18, 2-octet length, v2
+    ("a4 10", True),           # old format, tag 9 (symmetrically encrypted data): no version byte
+    ("d4 10 01", True),        # new format, tag 20 (AEAD), v1
+    ("85 01 0c 07", False),    # tag 1 with an unknown version
+    ("8c 0d 01", False),       # tag 3 with an unknown version
+    ("a3 01", False),          # old format, tag 8: compressed data (not encrypted)
+    ("89 01 0c 04", False),    # old format, tag 2: a signature
+    ("c6 0c 04", False),       # new format, tag 6: a public key
+    ("1f 8b 08", False),       # gzip: bit 7 clear
 ])
-def test_binary_messages_by_first_packet(first, ok):
-    assert gpg_ok(bytes([first]) + b"\x01\x02rest of the message") is ok
+def test_binary_messages_by_first_packet(head, ok):
+    assert gpg_ok(bytes.fromhex(head) + b"rest of the message") is ok
+
+
+def test_a_binary_start_too_short_to_judge_is_refused():
+    assert not gpg_ok(bytes.fromhex("85 01"))
 
 
 def test_packet_tags():
