@@ -174,17 +174,14 @@ class ObjectWriter:
         # a thread that stopped early (the store failed) must not leave the event loop waiting for room
         self._result.add_done_callback(lambda _: self._channel.abort())
 
-    @property
-    def failed(self) -> bool:
-        """True when the transfer thread already gave up (the store refused or went away)."""
-        return self._result.done()
-
     def write(self, data) -> Optional[asyncio.Future]:
         """Queue ``data``; returns a future to await when the store is behind (back-pressure), else None.
 
         The data is hashed here, on the event loop (about 0.6 ms per MiB), so that the transfer thread only
         writes: hashing and writing then overlap instead of adding up.
         """
+        if self._result.done():  # before close(), a finished thread means the store failed: stop at once
+            self._raise_failure()
         self._hash.update(data)
         if self._pending or len(data) < PIECE:
             self._pending += data
@@ -203,11 +200,13 @@ class ObjectWriter:
         self._channel.close()
         try:
             size = await self._result
-        except StorageError:
-            raise
-        except Exception as exc:
-            raise StorageError(f"cannot store {self.name} in {self._store.describe()}: {_reason(exc)}") from exc
+        except Exception:
+            self._raise_failure()
         return StoredObject(self.name, size, self._hash.hexdigest())
+
+    def _raise_failure(self):
+        exc = self._result.exception()
+        raise StorageError(f"cannot store {self.name} in {self._store.describe()}: {_reason(exc)}") from exc
 
     async def abort(self):
         """Abandon the object: the transfer thread stops and removes whatever it wrote."""

@@ -11,8 +11,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.integration.collections_config import PASSWORD, write_collections_config
-from tests.support import RawUpload, armored, wait_until
+from tests.integration.collections_config import PASSWORD, collection, write_collections_config
+from tests.support import COLLECTIONS, RawUpload, armored, wait_until
 
 WINDOW_CLOSED = ("backup window does not allow you to send a backup at this time. "
                  "You need a token that has a special permission 'uploadsAnytime'")
@@ -244,3 +244,63 @@ def test_one_upload_per_collection_across_servers_sharing_a_database(make_backen
     following = second.request("POST", path("docs"), token, data=armored(b"y"))
     assert following.json()["data"]["version"]["versionNumber"] == 2
     assert [v["versionNumber"] for v in first.get(path("docs"), token).json()["data"]["versions"]] == [1, 2]
+
+
+def test_a_storage_failure_mid_upload_is_a_500_and_leaves_no_version(tmp_path, config, start_server):
+    """S3 goes away while the body streams: the client gets the storage error at once, no version is registered
+    and the collection's lock is released (a dedicated moto server, so that stopping it harms no other test)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import create_bucket
+    from tests.support import S3_KEY, S3_SECRET, Backend, free_port
+
+    port = free_port()
+    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: _listening(socket, port), timeout=30)
+        endpoint = f"127.0.0.1:{port}"
+        bucket = create_bucket(endpoint)
+        backend = Backend("sqlite", "s3", args=[
+            f"--db-path={tmp_path / 'm.sqlite3'}",
+            f"--storage-url=s3://{bucket}?endpoint={endpoint}&disableSSL=true&region=eu-central-1"],
+            env={"AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET})
+        write_collections_config(config)
+        config.write(COLLECTIONS, "large", collection("large", one="100M", total="300M"))
+        server = start_server(backend, config)
+        admin = server.login("admin", PASSWORD)
+        raw = RawUpload(server.url, path("large"), admin, chunked=True)
+        raw.send(armored(b"x" * 100_000)[:-100])
+        time.sleep(0.5)
+        moto.kill()
+        moto.wait(10)
+        status, body = None, None
+        for _ in range(20):  # libcloud notices when it sends the first 5 MiB part
+            try:
+                raw.send(b"y" * (1 << 20))
+            except OSError:
+                break
+        status, body = raw.response(timeout=60)
+        raw.close()
+        assert status == 500
+        assert body["error"] == ("cannot upload version. cannot upload file, cannot copy stream, error: the storage "
+                                 "did not accept the data; the server log has the details")
+        assert server.get(path("large"), admin).json()["data"]["versions"] == []
+        # the lock is free again: the next upload gets past it (and fails on the missing storage, not with 409)
+        again = server.request("POST", path("large"), admin, data=armored(b"z"))
+        assert again.status_code == 500, again.text
+        assert "Traceback" not in server.log()
+    finally:
+        moto.kill()
+        moto.wait(10)
+
+
+def _listening(socket, port) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
