@@ -31,5 +31,6 @@ def log_request(handler: tornado.web.RequestHandler):
     """One line per request. The query string is left out: it may carry a token (?token=) or a code (?code=)."""
     status = handler.get_status()
     level = logging.INFO if status < 500 else logging.ERROR
+    address = getattr(handler, "client_ip", None) or handler.request.remote_ip
     access_log.log(level, "%d %s %s (%s) %.1fms", status, handler.request.method, handler.request.path,
-                   handler.request.remote_ip, 1000.0 * handler.request.request_time())
+                   address, 1000.0 * handler.request.request_time())

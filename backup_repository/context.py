@@ -11,6 +11,7 @@ from backup_repository.config.provider import FilesystemProvider, log_problems
 from backup_repository.db import open_database
 from backup_repository.security.auth import AuthService
 from backup_repository.security.passwords import PasswordVerifier
+from backup_repository.security.ratelimit import RateLimits
 from backup_repository.security.tokens import RECOMMENDED_KEY_BYTES, TokenService
 from backup_repository.services.collections import CollectionService
 from backup_repository.services.uploads import UploadService
@@ -27,7 +28,8 @@ class AppContext:
         )
         self.db = open_database(settings)
         self.storage = None
-        self.verifier = PasswordVerifier(settings.password_check_concurrency)
+        self.verifier = PasswordVerifier(settings.password_check_concurrency, settings.password_check_queue)
+        self.rate_limits = RateLimits(settings)
         self.tokens = TokenService(settings.jwt_secret_key, settings.jwt_expiry)
         self.auth = AuthService(self.config, self.db, self.tokens, self.verifier)
         self.collections = CollectionService(self.config, self.db)
@@ -51,7 +53,7 @@ class AppContext:
         )
         log.info("storage: %s", self.storage.describe())
         await self.storage.open()
-        self.uploads = UploadService(self.config, self.db, self.storage)
+        self.uploads = UploadService(self.config, self.db, self.storage, self.settings.max_uploads_per_user)
         self.config.start()
 
     async def abort_uploads(self):

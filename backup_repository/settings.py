@@ -5,6 +5,7 @@
 typed, valid settings.
 """
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -76,6 +77,20 @@ def positive_duration(text: str) -> float:
     return seconds
 
 
+def parse_trusted_proxies(text: str) -> tuple:
+    """Comma-separated IPs or CIDRs, IPv4 or IPv6; empty for none."""
+    networks = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or CIDR") from None
+    return tuple(networks)
+
+
 @dataclass(frozen=True)
 class Option:
     dest: str
@@ -138,6 +153,13 @@ OPTIONS = (
            positive_duration, "how often the configuration directory is checked for changes"),
     Option("password_check_concurrency", ("--password-check-concurrency",), "BR_PASSWORD_CHECK_CONCURRENCY", "2",
            positive_int, "password verifications running at once (each takes 64 MiB)"),
+    Option("password_check_queue", ("--password-check-queue",), "BR_PASSWORD_CHECK_QUEUE", "16", positive_int,
+           "logins that may wait for a password verification; more are answered 503 at once"),
+    Option("trusted_proxies", ("--trusted-proxies",), "BR_TRUSTED_PROXIES", "", parse_trusted_proxies,
+           "comma-separated CIDRs of reverse proxies whose X-Forwarded-For / X-Real-IP are believed "
+           "(default: none, the client is the socket's peer)"),
+    Option("max_uploads_per_user", ("--max-uploads-per-user",), "BR_MAX_UPLOADS_PER_USER", "8", positive_int,
+           "uploads one user may have in progress at once; more are answered 429"),
 )
 
 
@@ -169,6 +191,9 @@ class Settings:
     config_local_path: str
     config_reload_interval: float
     password_check_concurrency: int
+    password_check_queue: int
+    trusted_proxies: tuple
+    max_uploads_per_user: int
 
     @property
     def storage_url_is_default(self) -> bool:

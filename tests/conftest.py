@@ -13,6 +13,9 @@ from tests import support
 
 PG_DSN = os.environ.get("BR_TEST_PG_DSN", "")
 REQUIRE_PG = os.environ.get("BR_TEST_REQUIRE_PG", "") == "1"
+#: Tests send many requests per second from 127.0.0.1; rate-limit tests pass the limits they test after these.
+NO_RATE_LIMITS = ("--rate-default-limit=1000000", "--rate-auth-limit=1000000",
+                  "--rate-collection-health-limit=1000000", "--rate-server-health-limit=1000000")
 BACKENDS = [("sqlite", "local"), ("sqlite", "s3"), ("postgres", "local"), ("postgres", "s3")]
 
 
@@ -105,7 +108,7 @@ def start_server(tmp_path_factory):
         args = [
             "--listen=127.0.0.1:0", f"--jwt-secret-key={support.JWT_SECRET}",
             f"--health-check-key={support.HEALTH_KEY}", f"--config-local-path={config.root}",
-            "--config-reload-interval=0.5s", *backend.args, *extra,
+            "--config-reload-interval=0.5s", *NO_RATE_LIMITS, *backend.args, *extra,
         ]
         server = support.Server(args, environment, home / "server.log")
         servers.append(server)

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
@@ -52,7 +53,17 @@ class SqliteDatabase(Repository):
             self.path, detect_types=sqlite3.PARSE_DECLTYPES, isolation_level=None, check_same_thread=False,
             timeout=30,
         )
-        conn.execute("PRAGMA journal_mode=WAL")
+        # Switching to WAL takes an exclusive lock and SQLite does not wait for it (the busy timeout does not
+        # apply): when two processes open a new database at once, one of them must retry.
+        for attempt in range(50):
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 49:
+                    conn.close()
+                    raise
+                time.sleep(0.1)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         return conn

@@ -45,12 +45,24 @@ class PayloadTooLarge(DomainError):
 
 
 class TooManyRequests(DomainError):
+    """Answered with a ``Retry-After`` header of ``retry_after`` seconds."""
+
     status = 429
+
+    def __init__(self, message: str, retry_after: int = 1):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class RangeNotSatisfiable(DomainError):
     status = 416
 
 
-class ServiceUnavailable(DomainError):
+class ServiceUnavailable(TooManyRequests):
     status = 503
+
+
+class InternalError(DomainError):
+    """A failure the client can do nothing about; the message must say no more than the client may know."""
+
+    status = 500

@@ -52,13 +52,16 @@ def _scope(value) -> tuple:
 
 
 class LoginHandler(BaseHandler):
+    rate_class = "auth"
+
     async def post(self):
-        username, password, scope = parse_login_body(self.request.body, self.request.body_arguments)
+        username, password, scope = parse_login_body(self.body, self.form_arguments())
         result = await self.ctx.auth.login(username, password, scope, self.client_ip)
         self.ok(result.to_json())
 
 
 class RefreshHandler(AuthenticatedHandler):
+    rate_class = "auth"
     async def get(self):
         result = await self.ctx.auth.refresh(self.principal, self.client_ip)
         self.ok(result.to_json())

@@ -7,19 +7,90 @@ No traceback ever reaches a client: unexpected exceptions are logged and answere
 
 import json
 import logging
+import math
 from http import HTTPStatus
 
+import tornado.httputil
 import tornado.web
 
-from backup_repository.domain.errors import DomainError, Unauthenticated
+from backup_repository.domain.errors import DomainError, PayloadTooLarge, TooManyRequests, Unauthenticated
+from backup_repository.security.addresses import client_address
 
 log = logging.getLogger(__name__)
 
+#: Request bodies of every endpoint but uploads (logins are a few hundred bytes).
+BODY_LIMIT = 64 << 10
+#: How long a client may take to send such a body.
+BODY_TIMEOUT = 60.0
+#: Tornado's own body limit is lifted per request: the handler enforces its limit and answers in JSON.
+UNLIMITED_BODY = 1 << 62
+TOO_MANY_REQUESTS = "too many requests, retry later"
 
+
+@tornado.web.stream_request_body
 class BaseHandler(tornado.web.RequestHandler):
+    """Every handler: rate limit and body limit in ``prepare()``, the JSON envelope, the one error path.
+
+    Bodies are streamed into a bounded buffer (``self.body``) so that an oversized one is answered with a JSON 413
+    before it is read, instead of Tornado closing the connection.
+    """
+
+    #: The rate-limit class of the endpoint (security/ratelimit.py), or None for no request-rate limit.
+    rate_class = "default"
+    body_limit = BODY_LIMIT
+
     def initialize(self, ctx):
         self.ctx = ctx
         self.principal = None
+        self._body = bytearray()
+        self._client_ip = None
+
+    async def prepare(self):
+        self.request.connection.set_max_body_size(UNLIMITED_BODY)
+        self.request.connection.set_body_timeout(BODY_TIMEOUT)
+        self.check_rate()
+        declared = self.request.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > self.body_limit:
+            raise PayloadTooLarge(f"the request body is larger than {self.body_limit} bytes")
+
+    def check_rate(self, rate_class: str = None):
+        rate_class = rate_class or self.rate_class
+        if rate_class is None:
+            return
+        retry = self.ctx.rate_limits.hit(rate_class, self.client_ip)
+        if retry is not None:
+            raise TooManyRequests(TOO_MANY_REQUESTS, max(1, math.ceil(retry)))
+
+    def data_received(self, chunk: bytes):
+        if self._finished:
+            return None
+        if len(self._body) + len(chunk) > self.body_limit:
+            self.stop_early(PayloadTooLarge(f"the request body is larger than {self.body_limit} bytes"))
+            return None
+        self._body += chunk
+        return None
+
+    def stop_early(self, exc: Exception):
+        """Answer now, while the body is still arriving; the handler's method will not run.
+
+        Tornado closes the connection once the answer is sent (the rest of the body is never read). The body
+        future is failed here so that the request does not wait for a body nobody will read.
+        """
+        if not self._finished:
+            self.send_error(getattr(exc, "status", 500), exc_info=(type(exc), exc, None))
+        tornado.web.RequestHandler.on_connection_close(self)
+
+    @property
+    def body(self) -> bytes:
+        return bytes(self._body)
+
+    def form_arguments(self) -> dict:
+        """The fields of a form body (urlencoded or multipart), as Tornado would have parsed them."""
+        arguments, files = {}, {}
+        tornado.httputil.parse_body_arguments(
+            self.request.headers.get("Content-Type", ""), self.body, arguments, files, self.request.headers
+        )
+        return arguments
 
     def set_default_headers(self):
         self.set_header("Content-Type", "application/json; charset=utf-8")
@@ -28,10 +99,17 @@ class BaseHandler(tornado.web.RequestHandler):
 
     @property
     def client_ip(self) -> str:
-        return self.request.remote_ip or ""
+        """The socket's peer, or the address a trusted proxy forwarded (security/addresses.py)."""
+        if self._client_ip is None:
+            self._client_ip = client_address(
+                self.request.remote_ip or "", self.request.headers, self.ctx.settings.trusted_proxies
+            )
+        return self._client_ip
 
     # --- responses ------------------------------------------------------------------------------
     def send_json(self, status: int, body: dict):
+        if self._finished:
+            return
         self.set_status(status)
         self.finish(json.dumps(body, ensure_ascii=False))
 
@@ -48,6 +126,8 @@ class BaseHandler(tornado.web.RequestHandler):
             self.finish(json.dumps({"status": False, "code": 401, "message": exc.message, "data": {}}))
         elif isinstance(exc, DomainError):
             self.set_status(exc.status)
+            if isinstance(exc, TooManyRequests):
+                self.set_header("Retry-After", str(exc.retry_after))
             self.finish(json.dumps({"status": False, "error": exc.message, "data": {}}))
         elif isinstance(exc, tornado.web.HTTPError):
             self.finish(json.dumps({"status": False, "error": _reason(status_code, exc), "data": {}}))
@@ -77,13 +157,15 @@ class AuthenticatedHandler(BaseHandler):
     """Every method needs a valid token; it is checked in prepare(), before any body byte is read."""
 
     async def prepare(self):
+        await super().prepare()
         await self.authenticate()
 
 
 class NotFoundHandler(BaseHandler):
     """Unknown paths: a JSON 404 instead of Tornado's HTML page."""
 
-    def prepare(self):
+    async def prepare(self):
+        await super().prepare()
         self.fail(404, "not found")
 
 

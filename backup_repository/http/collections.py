@@ -9,21 +9,18 @@ from typing import Optional
 import tornado.iostream
 import tornado.web
 
-from backup_repository.domain.errors import DomainError, RangeNotSatisfiable, RequestTimeout
-from backup_repository.http.base import AuthenticatedHandler, BaseHandler
+from backup_repository.domain.errors import DomainError, InternalError, RangeNotSatisfiable, RequestTimeout
+from backup_repository.http.base import UNLIMITED_BODY, AuthenticatedHandler, BaseHandler
 from backup_repository.services.uploads import UploadRequest
 from backup_repository.storage.blobstore import StorageError
 from backup_repository.storage.pipeline import STREAM_ERROR
 
 log = logging.getLogger(__name__)
 
-#: Bodies of uploads are limited by the collection's budget, checked while streaming, not by Tornado.
-UNLIMITED_BODY = 1 << 62
 REQUEST_TOO_LONG = "Request took too long"
 STORAGE_FAILED = STREAM_ERROR + "the storage did not accept the data; the server log has the details"
 
 
-@tornado.web.stream_request_body
 class VersionsHandler(BaseHandler):
     """``.../collection/{id}/version``: ``GET`` lists the versions, ascending by number; ``POST`` uploads one.
 
@@ -41,8 +38,11 @@ class VersionsHandler(BaseHandler):
 
     async def prepare(self):
         if self.request.method != "POST":
+            await super().prepare()
             await self.authenticate()
             return
+        # uploads: no request-rate limit (the original had none) but a bound on concurrent uploads per user;
+        # the body is limited by the collection's budget, counted while streaming
         self.request.connection.set_max_body_size(UNLIMITED_BODY)
         await self.authenticate()
         headers = self.request.headers
@@ -57,9 +57,12 @@ class VersionsHandler(BaseHandler):
         settings = self.ctx.settings
         timeout = min(settings.http_upload_timeout, settings.storage_io_timeout)
         self._timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
+        self.request.connection.set_body_timeout(timeout + 10)  # a last resort behind the 408 of the timer
 
     def data_received(self, chunk: bytes):
-        if self.upload is None or self._failure is not None:
+        if self.upload is None:
+            return super().data_received(chunk)
+        if self._failure is not None:
             return None
         try:
             return self.upload.feed(chunk)
@@ -94,17 +97,17 @@ class VersionsHandler(BaseHandler):
 
     async def _answer_rejection(self, exc: Exception):
         await self.upload.abort()
-        if self._finished or self.request.connection.stream.closed():
-            return
         if isinstance(exc, DomainError):
             log.info("upload to %s refused: %s", self.path_args[0], exc.message)
-            self.fail(exc.status, exc.message)
         elif isinstance(exc, StorageError):
             log.error("upload to %s failed in the store: %s", self.path_args[0], exc)
-            self.fail(500, STORAGE_FAILED)
+            exc = InternalError(STORAGE_FAILED)
         else:
             log.error("upload to %s failed", self.path_args[0], exc_info=exc)
-            self.fail(500, "internal server error")
+            exc = InternalError("internal server error")
+        if self._finished or self.request.connection.stream is None or self.request.connection.stream.closed():
+            return
+        self.stop_early(exc)
 
     def on_connection_close(self):
         """The client went away (or the server is stopping): nothing of an unfinished upload may stay."""
@@ -192,6 +195,8 @@ class CollectionsHandler(AuthenticatedHandler):
 
 class CollectionHealthHandler(BaseHandler):
     """``GET /api/stable/repository/collection/{id}/health``: no token; the collection's code when it has one."""
+
+    rate_class = "collection_health"
 
     async def get(self, collection_id):
         code = self.get_query_argument("code", "") or self.request.headers.get("Authorization", "")

@@ -15,11 +15,13 @@ INVALID_CODE = (
 
 
 class HealthHandler(BaseHandler):
+    rate_class = "server_health"
     def get(self):
         self.ok({"msg": HEALTH_MESSAGE})
 
 
 class ReadyHandler(BaseHandler):
+    rate_class = "server_health"
     async def get(self):
         expected = self.ctx.settings.health_check_key
         code = self.request.headers.get("Authorization", "") or self.get_query_argument("code", "")

@@ -12,7 +12,8 @@ from backup_repository.domain.access import Actor, decide_global
 from backup_repository.domain.errors import Forbidden, NotFound, Unauthenticated
 from backup_repository.domain.sessions import GrantedAccess, utcnow
 from backup_repository.domain.users import address_allowed
-from backup_repository.security.passwords import InvalidHash
+from backup_repository.domain.errors import ServiceUnavailable
+from backup_repository.security.passwords import InvalidHash, Overloaded
 from backup_repository.security.tokens import hash_token
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 INCORRECT_CREDENTIALS = "incorrect Username or Password"
 MISSING_CREDENTIALS = "missing Username or Password"
 LOGIN_DESCRIPTION = "Login"
+OVERLOADED = "the server is busy checking other logins, retry in a moment"
 MAX_LISTED_SESSIONS = 100
 
 
@@ -74,6 +76,9 @@ class AuthService:
         try:
             # Always run one verification, against a dummy hash when there is nothing to check against.
             valid = await self._verifier.verify(password, password_hash)
+        except Overloaded as exc:
+            log.warning("login of %r from %s refused: %s", login, client_ip, exc)
+            raise ServiceUnavailable(OVERLOADED, retry_after=2) from None
         except InvalidHash:
             log.error("the password hash of user %r%s is malformed; login refused",
                       user_name, f" (access key {key_name!r})" if key_name else "")

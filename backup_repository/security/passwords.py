@@ -84,16 +84,32 @@ def verify_password(password: str, encoded: str) -> bool:
 DUMMY_HASH = encode_password(base64.b64encode(os.urandom(18)).decode("ascii"), salt=os.urandom(SALT_LENGTH))
 
 
+class Overloaded(Exception):
+    """More verifications are waiting than the queue allows."""
+
+
 class PasswordVerifier:
     """Runs verifications on a small dedicated thread pool, so that at most ``concurrency`` of them (each
-    taking 64 MiB) run at once and the event loop is never blocked."""
+    taking 64 MiB) run at once and the event loop is never blocked. At most ``queue`` more may wait; beyond
+    that ``verify`` raises Overloaded at once, so a login flood costs neither memory nor a growing wait."""
 
-    def __init__(self, concurrency: int = 2):
+    def __init__(self, concurrency: int = 2, queue: int = 16):
         self.concurrency = concurrency
+        self.queue = queue
+        self.in_flight = 0
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="argon2")
 
     async def verify(self, password: str, encoded) -> bool:
         """False for a wrong password, a missing hash or a malformed one (the latter is logged by the caller)."""
+        if self.in_flight >= self.concurrency + self.queue:
+            raise Overloaded(f"{self.in_flight} password verifications are running or waiting")
+        self.in_flight += 1
+        try:
+            return await self._verify(password, encoded)
+        finally:
+            self.in_flight -= 1
+
+    async def _verify(self, password: str, encoded) -> bool:
         target = encoded or DUMMY_HASH
         loop = asyncio.get_running_loop()
         try:

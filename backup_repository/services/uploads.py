@@ -15,7 +15,7 @@ from typing import Optional
 
 from backup_repository.domain import roles as R
 from backup_repository.domain.access import decide
-from backup_repository.domain.errors import Conflict, Forbidden, NotFound
+from backup_repository.domain.errors import Conflict, Forbidden, NotFound, TooManyRequests
 from backup_repository.domain.sessions import utcnow
 from backup_repository.domain.versions import Version, allowed_upload_size, rotate_out
 from backup_repository.domain.windows import is_open
@@ -30,6 +30,7 @@ WINDOW_CLOSED = (
     "You need a token that has a special permission 'uploadsAnytime'"
 )
 PARALLEL_UPLOAD = "cannot upload to same collection in parallel"
+TOO_MANY_UPLOADS = "too many uploads in progress for this user, retry when one has finished"
 
 #: The upload lock is a lease: renewed every LOCK_RENEW seconds, it expires LOCK_TTL seconds after the last
 #: renewal, so a crashed server blocks its collection for at most LOCK_TTL seconds.
@@ -56,12 +57,16 @@ class UploadRequest:
 
 
 class UploadService:
-    def __init__(self, config, db, storage, clock=utcnow):
+    def __init__(self, config, db, storage, max_per_user: int = 8, clock=utcnow):
         self._config = config
         self._db = db
         self._storage = storage
         self._clock = clock
+        self.max_per_user = max_per_user
         self.active = set()
+
+    def running_for(self, user_name: str) -> int:
+        return sum(1 for upload in self.active if upload.principal.actor.name == user_name)
 
     async def begin(self, principal, request: UploadRequest) -> "Upload":
         collection = self._config.collection(request.collection_id)
@@ -75,6 +80,8 @@ class UploadService:
             actor, R.ACTION_UPLOAD_ANYTIME, collection.id, collection.access_control
         ):
             raise Forbidden(WINDOW_CLOSED)
+        if self.running_for(actor.name) >= self.max_per_user:
+            raise TooManyRequests(TOO_MANY_UPLOADS, retry_after=10)
 
         holder = uuid.uuid4().hex
         if not await self._db.acquire_upload_lock(collection.id, holder, now, LOCK_TTL):

@@ -1,0 +1,60 @@
+"""Request rate limits per client address (CONTRACT §1): a token bucket per (endpoint class, address).
+
+A bucket holds ``limit`` tokens and refills ``limit`` tokens per ``period``. The table is bounded: it keeps at
+most ``max_entries`` addresses per class, dropping the least recently seen first, so a flood of distinct
+addresses cannot grow memory without limit (a dropped address simply starts again with a full bucket).
+"""
+
+import time
+from collections import OrderedDict
+from typing import Optional
+
+#: Endpoint classes and the settings that hold their limits: (setting, period in seconds).
+CLASSES = {
+    "default": ("rate_default_limit", 1.0),
+    "auth": ("rate_auth_limit", 60.0),
+    "collection_health": ("rate_collection_health_limit", 60.0),
+    "server_health": ("rate_server_health_limit", 60.0),
+}
+MAX_ENTRIES = 50_000
+
+
+class RateLimiter:
+    def __init__(self, limit: int, period: float, max_entries: int = MAX_ENTRIES, clock=time.monotonic):
+        self.limit = limit
+        self.period = period
+        self.max_entries = max_entries
+        self._clock = clock
+        self._buckets = OrderedDict()  # address -> (tokens, last update)
+
+    def __len__(self):
+        return len(self._buckets)
+
+    def hit(self, address: str) -> Optional[float]:
+        """Take one token; None when allowed, else the seconds until the next token."""
+        now = self._clock()
+        rate = self.limit / self.period
+        tokens, last = self._buckets.pop(address, (float(self.limit), now))
+        tokens = min(float(self.limit), tokens + (now - last) * rate)
+        if tokens >= 1.0:
+            tokens -= 1.0
+            retry = None
+        else:
+            retry = (1.0 - tokens) / rate
+        self._buckets[address] = (tokens, now)
+        while len(self._buckets) > self.max_entries:
+            self._buckets.popitem(last=False)
+        return retry
+
+
+class RateLimits:
+    """One limiter per endpoint class, built from the settings."""
+
+    def __init__(self, settings, max_entries: int = MAX_ENTRIES):
+        self._limiters = {
+            name: RateLimiter(getattr(settings, setting), period, max_entries)
+            for name, (setting, period) in CLASSES.items()
+        }
+
+    def hit(self, endpoint_class: str, address: str) -> Optional[float]:
+        return self._limiters[endpoint_class].hit(address)
