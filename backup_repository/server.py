@@ -22,8 +22,6 @@ log = logging.getLogger("backup_repository")
 SHUTDOWN_GRACE_SECONDS = 30.0
 #: Bytes read from a socket at once, and the largest piece of a request body handed to a handler.
 READ_CHUNK = 1 << 20
-#: A kept-alive connection with no request, or a request whose headers have not arrived, is closed after this.
-IDLE_TIMEOUT = 60.0
 #: The request line and headers together (tokens are about 500 bytes).
 MAX_HEADER_BYTES = 16 << 10
 
@@ -68,7 +66,7 @@ async def serve(settings) -> int:
     server = tornado.httpserver.HTTPServer(
         app, xheaders=False, chunk_size=READ_CHUNK, max_buffer_size=4 * READ_CHUNK,
         # also the time limit for a request's headers to arrive (slow-header clients are cut off)
-        idle_connection_timeout=IDLE_TIMEOUT, max_header_size=MAX_HEADER_BYTES,
+        idle_connection_timeout=settings.http_idle_timeout, max_header_size=MAX_HEADER_BYTES,
     )
     host, port = settings.listen
     try:

@@ -135,6 +135,8 @@ OPTIONS = (
            "maximum duration of one upload request"),
     Option("http_download_timeout", ("--http-download-timeout",), "BR_HTTP_DOWNLOAD_TIMEOUT", "180m",
            positive_duration, "maximum duration of one download request"),
+    Option("http_idle_timeout", ("--http-idle-timeout",), "BR_HTTP_IDLE_TIMEOUT", "60s", positive_duration,
+           "a connection without a request, slow headers, or a slow body (except uploads) is closed after this"),
     Option("rate_default_limit", ("--rate-default-limit",), None, "5", positive_int,
            "requests per second per client IP on most endpoints"),
     Option("rate_auth_limit", ("--rate-auth-limit",), None, "10", positive_int,
@@ -182,6 +184,7 @@ class Settings:
     storage_io_timeout: float
     http_upload_timeout: float
     http_download_timeout: float
+    http_idle_timeout: float
     rate_default_limit: int
     rate_auth_limit: int
     rate_collection_health_limit: int

@@ -13,6 +13,7 @@ from croniter import croniter
 
 from backup_repository.domain import roles as R
 from backup_repository.domain.collections import STRATEGIES, VERSION_PLACEHOLDER, BackupWindow, Collection
+from backup_repository.domain.names import KEY_NAME_RULE, OBJECT_NAME_RULE, is_key_name, is_object_name
 from backup_repository.domain.units import parse_duration, parse_size
 from backup_repository.domain.users import AccessKey, ObjectGrant, User, parse_networks
 
@@ -89,6 +90,10 @@ def load_document(path: str, expected_kind: str, problems: list):
     kind = body.get("kind")
     if kind != expected_kind:
         problems.append(Problem(path, "kind", f"expected {expected_kind!r}, found {kind!r}"))
+        return None
+    if not is_object_name(doc_id):
+        problems.append(Problem(path, "metadata.name", f"{doc_id!r} is not a valid name ({OBJECT_NAME_RULE}); "
+                                                       "rename the file"))
         return None
     document = Document(doc_id, path, body)
     metadata = body.get("metadata")
@@ -222,6 +227,9 @@ def parse_user(document: Document, secrets: dict) -> User:
         name = _string(item.get("name"), f"{where}.name")
         if not name:
             document.warn(f"{where}.name", "an access key needs a name; key ignored")
+            continue
+        if not is_key_name(name):
+            document.warn(f"{where}.name", f"{name!r} is not a valid access key name ({KEY_NAME_RULE}); key ignored")
             continue
         keys[name] = AccessKey(
             name=name,

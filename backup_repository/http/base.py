@@ -20,8 +20,6 @@ log = logging.getLogger(__name__)
 
 #: Request bodies of every endpoint but uploads (logins are a few hundred bytes).
 BODY_LIMIT = 64 << 10
-#: How long a client may take to send such a body.
-BODY_TIMEOUT = 60.0
 #: Tornado's own body limit is lifted per request: the handler enforces its limit and answers in JSON.
 UNLIMITED_BODY = 1 << 62
 TOO_MANY_REQUESTS = "too many requests, retry later"
@@ -47,7 +45,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     async def prepare(self):
         self.request.connection.set_max_body_size(UNLIMITED_BODY)
-        self.request.connection.set_body_timeout(BODY_TIMEOUT)
+        self.request.connection.set_body_timeout(self.ctx.settings.http_idle_timeout)
         self.check_rate()
         declared = self.request.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > self.body_limit:

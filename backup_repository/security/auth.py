@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from backup_repository.domain import roles as R
 from backup_repository.domain.access import Actor, decide_global
 from backup_repository.domain.errors import Forbidden, NotFound, Unauthenticated
+from backup_repository.domain.names import is_object_name
 from backup_repository.domain.sessions import GrantedAccess, utcnow
 from backup_repository.domain.users import address_allowed
 from backup_repository.domain.errors import ServiceUnavailable
@@ -68,7 +69,8 @@ class AuthService:
     async def login(self, login: str, password: str, scope: tuple, client_ip: str) -> LoginResult:
         """Check the credentials and open a session; every refusal looks the same to the client."""
         user_name, key_name = split_login(login)
-        user = self._config.user(user_name)
+        well_formed = is_object_name(user_name) and (key_name or "$" not in login)  # "user$" names no key
+        user = self._config.user(user_name) if well_formed else None
         key = user.access_key(key_name) if (user and key_name) else None
         password_hash = None
         if user is not None and not user.deactivated and (not key_name or key is not None):
@@ -140,7 +142,7 @@ class AuthService:
         may_view_others = decide_global(actor, R.ACTION_VIEW_PROFILE)
         if name != actor.name and not may_view_others:
             raise Forbidden("no permissions to view that user account")
-        user = self._config.user(name)
+        user = self._config.user(name) if is_object_name(name) else None
         if user is None:
             raise NotFound("cannot find specified user")
         return user

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from backup_repository.domain import roles as R
 from backup_repository.domain.access import decide
 from backup_repository.domain.errors import Forbidden, NotFound
+from backup_repository.domain.names import is_object_name
 from backup_repository.domain.sessions import format_time, utcnow
 from backup_repository.health.collection import collection_checks
 from backup_repository.services.uploads import COLLECTION_NOT_FOUND, object_name
@@ -37,7 +38,7 @@ class CollectionService:
         self._clock = clock
 
     def _collection(self, collection_id: str):
-        collection = self._config.collection(collection_id)
+        collection = self._config.collection(collection_id) if is_object_name(collection_id) else None
         if collection is None:
             raise NotFound(COLLECTION_NOT_FOUND)
         return collection

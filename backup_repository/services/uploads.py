@@ -16,6 +16,7 @@ from typing import Optional
 from backup_repository.domain import roles as R
 from backup_repository.domain.access import decide
 from backup_repository.domain.errors import Conflict, Forbidden, NotFound, TooManyRequests
+from backup_repository.domain.names import is_object_name
 from backup_repository.domain.sessions import utcnow
 from backup_repository.domain.versions import Version, allowed_upload_size, rotate_out
 from backup_repository.domain.windows import is_open
@@ -69,7 +70,8 @@ class UploadService:
         return sum(1 for upload in self.active if upload.principal.actor.name == user_name)
 
     async def begin(self, principal, request: UploadRequest) -> "Upload":
-        collection = self._config.collection(request.collection_id)
+        valid = is_object_name(request.collection_id)
+        collection = self._config.collection(request.collection_id) if valid else None
         if collection is None:
             raise NotFound(COLLECTION_NOT_FOUND)
         actor = principal.actor
