@@ -16,13 +16,13 @@ setup(
         "pyjwt>=2.8",
         "argon2-cffi>=23.1",
         "apache-libcloud>=3.8",
-        # libcloud's local-directory driver needs it for its file locks
-        "fasteners>=0.18",
         "croniter>=2.0",
         "pyyaml>=6.0",
     ],
     extras_require={
-        "test": ["pytest>=7.4", "requests>=2.28", "moto[server]>=5.0", "boto3>=1.28"],
+        # hypothesis drives the API fuzz test from docs/openapi.yaml; openapi-spec-validator checks that file
+        "test": ["pytest>=7.4", "requests>=2.28", "moto[server]>=5.0", "boto3>=1.28", "hypothesis>=6.100",
+                 "openapi-spec-validator>=0.7"],
         "build": ["pyinstaller>=6.0"],
     },
     entry_points={"console_scripts": ["backup-repository=backup_repository.cli:main"]},

@@ -85,9 +85,12 @@ class BaseHandler(tornado.web.RequestHandler):
     def form_arguments(self) -> dict:
         """The fields of a form body (urlencoded or multipart), as Tornado would have parsed them."""
         arguments, files = {}, {}
-        tornado.httputil.parse_body_arguments(
-            self.request.headers.get("Content-Type", ""), self.body, arguments, files, self.request.headers
-        )
+        try:
+            tornado.httputil.parse_body_arguments(
+                self.request.headers.get("Content-Type", ""), self.body, arguments, files, self.request.headers
+            )
+        except tornado.httputil.HTTPInputError:  # e.g. a Content-Encoding: the body is not a readable form
+            return {}
         return arguments
 
     def set_default_headers(self):

@@ -64,13 +64,10 @@ def parse_storage_url(url: str, use_google_cloud: bool = False) -> StorageLocati
 
 
 def make_driver(location: StorageLocation, environ=os.environ):
-    """Return (libcloud driver, container name) for a location."""
+    """Return (libcloud driver, container name) for an object-store location (local directories are served by
+    storage/local.py, not by libcloud)."""
     from libcloud.storage.providers import get_driver
     from libcloud.storage.types import Provider
-
-    if location.scheme == "file":
-        parent, name = os.path.split(location.bucket)
-        return get_driver(Provider.LOCAL)(key=parent), name
 
     if location.scheme == "s3":
         options = location.options
