@@ -12,3 +12,15 @@ def test_every_flag_and_variable_is_in_the_configuration_docs():
             assert f"`{option.env}`" in text, option.env
     for command in ("--encode-password", "--hash-jwt", "--validate-config"):
         assert command in text
+
+
+def test_every_test_named_in_the_security_docs_exists():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    named = set(re.findall(r"`(test_\w+)`", (root / "docs" / "security.md").read_text()))
+    defined = set()
+    for path in (root / "tests").rglob("test_*.py"):
+        defined |= set(re.findall(r"^def (test_\w+)", path.read_text(), re.M))
+    assert named and not named - defined, sorted(named - defined)
