@@ -27,6 +27,14 @@ def require_postgres():
     pytest.skip(support.PG_HINT)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_server_log():
+    """Every server started by the suite is checked when it stops: its log must not hold a secret it was given
+    (JWT secret, health-check key, password hashes, S3 secret) or a token it issued."""
+    yield
+    assert not support.LEAKS, f"secrets found in server logs: {support.LEAKS}"
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """moto in server mode on loopback: a real S3-protocol HTTP server."""

@@ -113,11 +113,19 @@ def s3_client(endpoint: str):
                         aws_secret_access_key=S3_SECRET, region_name="eu-central-1")
 
 
+#: Secrets every test server knows; no server log may contain them (checked when each server stops).
+STATIC_SECRETS = {"JWT secret": JWT_SECRET, "health-check key": HEALTH_KEY, "password hash": GO_ADMIN_HASH,
+                  "S3 secret key": S3_SECRET}
+#: Servers whose log carried a secret: (log path, what); the session fails at its end when this is not empty.
+LEAKS = []
+
+
 class Server:
     def __init__(self, args, env, log_path: Path):
         self.args, self.env, self.log_path = args, env, log_path
         self.proc = None
         self.url = None
+        self.issued_tokens = []
 
     def start(self, timeout: float = 20.0):
         self._log = open(self.log_path, "ab")
@@ -152,6 +160,14 @@ class Server:
             self.proc.stdout.close()
         if getattr(self, "_log", None):
             self._log.close()
+        self.check_log_for_secrets()
+
+    def check_log_for_secrets(self):
+        log = self.log()
+        secrets = {**STATIC_SECRETS, **{f"token {t[:12]}...": t for t in self.issued_tokens}}
+        for what, secret in secrets.items():
+            if secret and secret in log:
+                LEAKS.append((str(self.log_path), what))
 
     # --- HTTP helpers ---------------------------------------------------------------------------
     def request(self, method, path, token=None, **kwargs):
@@ -167,7 +183,9 @@ class Server:
         response = self.request("POST", "/api/stable/auth/login",
                                 json={"username": username, "password": password, **extra})
         assert response.status_code == 200, response.text
-        return response.json()["data"]["token"]
+        token = response.json()["data"]["token"]
+        self.issued_tokens.append(token)
+        return token
 
 
 def base_env(home: Path) -> dict:
