@@ -16,7 +16,7 @@ CLASSES = {
     "collection_health": ("rate_collection_health_limit", 60.0),
     "server_health": ("rate_server_health_limit", 60.0),
 }
-MAX_ENTRIES = 50_000
+MAX_ENTRIES = 20_000
 
 
 class RateLimiter:
