@@ -5,13 +5,22 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RUN    := .run
 
-.PHONY: run test bench venv clean
+.PHONY: run test bench binary install venv clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+BUILD_STAMP := $(VENV)/.installed-build
+PREFIX ?= /usr/local
+DESTDIR ?=
+UNITDIR ?= /etc/systemd/system
+
+$(BUILD_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[build]'
+	touch $(BUILD_STAMP)
 
 venv: $(STAMP)
 
@@ -33,6 +42,30 @@ test: $(STAMP)
 ## make bench: upload/download throughput and server memory on loopback (figures: docs/performance.md)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
+
+## make binary: one executable, dist/backup-repository, that needs no Python on the target
+binary: $(BUILD_STAMP)
+	$(BIN)/pyinstaller --noconfirm --clean --log-level WARN --distpath dist --workpath build/pyinstaller \
+	  packaging/backup-repository.spec
+	@ls -l dist/backup-repository
+
+## make install PREFIX=/usr/local: the executable and the systemd unit (build it first with make binary)
+install:
+	@test -x dist/backup-repository || { echo "run make binary first"; exit 1; }
+	install -D -m 0755 dist/backup-repository $(DESTDIR)$(PREFIX)/bin/backup-repository
+	install -D -m 0644 systemd/backup-repository.service $(DESTDIR)$(UNITDIR)/backup-repository.service
+	install -D -m 0644 systemd/backup-repository.sysusers $(DESTDIR)/usr/lib/sysusers.d/backup-repository.conf
+	sed -i 's#^ExecStart=/usr/local/bin/#ExecStart=$(PREFIX)/bin/#' $(DESTDIR)$(UNITDIR)/backup-repository.service
+	install -d -m 0750 $(DESTDIR)/etc/backup-repository $(DESTDIR)/etc/backup-repository/config
+	test -e $(DESTDIR)/etc/backup-repository/env || \
+	  install -m 0600 systemd/backup-repository.env.example $(DESTDIR)/etc/backup-repository/env
+	if [ -z "$(DESTDIR)" ]; then \
+	  { command -v systemd-sysusers >/dev/null && systemd-sysusers /usr/lib/sysusers.d/backup-repository.conf; } || \
+	  id backup-repository >/dev/null 2>&1 || useradd --system --home-dir /var/lib/backup-repository \
+	    --shell /usr/sbin/nologin backup-repository; \
+	  chgrp -R backup-repository /etc/backup-repository/config && chgrp backup-repository /etc/backup-repository; \
+	fi
+	@echo "installed; next: edit /etc/backup-repository/env, then systemctl daemon-reload && systemctl enable --now backup-repository"
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

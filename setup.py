@@ -20,9 +20,10 @@ setup(
         "pyyaml>=6.0",
     ],
     extras_require={
-        # hypothesis drives the API fuzz test from docs/openapi.yaml; openapi-spec-validator checks that file
+        # hypothesis drives the API fuzz test from docs/openapi.yaml; openapi-spec-validator checks that file;
+        # pyinstaller builds the single executable that the packaging tests run
         "test": ["pytest>=7.4", "requests>=2.28", "moto[server]>=5.0", "boto3>=1.28", "hypothesis>=6.100",
-                 "openapi-spec-validator>=0.7"],
+                 "openapi-spec-validator>=0.7", "pyinstaller>=6.0"],
         "build": ["pyinstaller>=6.0"],
     },
     entry_points={"console_scripts": ["backup-repository=backup_repository.cli:main"]},

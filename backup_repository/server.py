@@ -9,6 +9,7 @@ import sys
 import tornado.httpserver
 import tornado.netutil
 
+from backup_repository import systemd
 from backup_repository.app import make_app
 from backup_repository.context import AppContext
 from backup_repository.db.repository import DatabaseError
@@ -88,7 +89,9 @@ async def serve(settings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    systemd.notify(f"READY=1\nSTATUS=serving on port {sockets[0].getsockname()[1]}")
     await stopping.wait()
+    systemd.notify("STOPPING=1\nSTATUS=stopping: finishing requests in flight")
 
     log.info("stopping: no new connections; waiting up to %gs for requests in flight", SHUTDOWN_GRACE_SECONDS)
     server.stop()

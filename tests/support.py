@@ -121,8 +121,9 @@ LEAKS = []
 
 
 class Server:
-    def __init__(self, args, env, log_path: Path):
+    def __init__(self, args, env, log_path: Path, command=None):
         self.args, self.env, self.log_path = args, env, log_path
+        self.command = list(command or [sys.executable, "-m", "backup_repository"])
         self.proc = None
         self.url = None
         self.issued_tokens = []
@@ -130,7 +131,7 @@ class Server:
     def start(self, timeout: float = 20.0):
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "backup_repository", *self.args],
+            [*self.command, *self.args],
             stdout=subprocess.PIPE, stderr=self._log, env=self.env, cwd=str(ROOT),
         )
         deadline = time.monotonic() + timeout
