@@ -96,6 +96,19 @@ class Backend:
     def id(self):
         return f"{self.db}-{self.storage}"
 
+    def put_object(self, name: str, data: bytes):
+        """Write an object behind the server's back (as another server or an earlier crash would)."""
+        if self.storage == "local":
+            (self.storage_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (self.storage_path / name).write_bytes(data)
+        else:
+            s3_client(self.s3_endpoint).put_object(Bucket=self.bucket, Key=name, Body=data)
+
+    def get_object(self, name: str) -> bytes:
+        if self.storage == "local":
+            return (self.storage_path / name).read_bytes()
+        return s3_client(self.s3_endpoint).get_object(Bucket=self.bucket, Key=name)["Body"].read()
+
     def objects(self) -> list:
         """Every object name in the store, plus ``multipart:<name>`` for each unfinished S3 multipart upload."""
         if self.storage == "local":

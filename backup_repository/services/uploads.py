@@ -40,6 +40,8 @@ LOCK_RENEW = 15.0
 #: A multipart body is larger than the file it carries (part headers, delimiters); this much is tolerated
 #: before a declared Content-Length alone is reason to refuse. The file itself is counted exactly.
 MULTIPART_OVERHEAD = 64 << 10
+#: How many taken object names an upload skips before giving up (see Upload._reserve_free_number).
+MAX_SKIPPED_NUMBERS = 1000
 
 
 def object_name(collection_id: str, filename: str) -> str:
@@ -121,12 +123,28 @@ class Upload:
             slack = MULTIPART_OVERHEAD if request.content_type.lower().startswith("multipart/") else 0
             if request.declared_length - slack > allowed:
                 raise too_large(request.declared_length, allowed)
-        self.number = await self._db.reserve_version_number(self.collection.id)
-        self.filename = self.collection.filename_for(self.number)
+        await self._reserve_free_number()
         writer = self._service._storage.writer(object_name(self.collection.id, self.filename), self._check_size)
         self.pipeline = UploadPipeline(writer, allowed, request.content_type)
         log.info("upload of %s v%d started by %r (up to %d bytes)", self.collection.id, self.number,
                  self.principal.actor.name, allowed)
+
+    async def _reserve_free_number(self):
+        """Reserve the next number whose object name is free in the store.
+
+        An object may already sit at that name without a version owning it: written by the Go server into the
+        same bucket, or left by a crash between storing and registering. It is never overwritten: its number
+        is skipped."""
+        storage = self._service._storage
+        for _ in range(MAX_SKIPPED_NUMBERS):
+            self.number = await self._db.reserve_version_number(self.collection.id)
+            self.filename = self.collection.filename_for(self.number)
+            name = object_name(self.collection.id, self.filename)
+            if await storage.size(name) is None:
+                return
+            log.warning("%s already exists in the store without a version owning it; number %d is skipped so "
+                        "that it is not overwritten", name, self.number)
+        raise Conflict(f"cannot find a free object name in collection {self.collection.id}; see the server log")
 
     def _check_size(self, stored: int):
         """Runs in the storage thread before the object is committed."""

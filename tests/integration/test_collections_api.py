@@ -215,3 +215,14 @@ def test_many_racing_uploads_store_exactly_one_each_time(api):
     assert stored >= 1 and set(results) <= {200, 409}
     numbers = [number for number, _ in listed(api, token, "docs")]
     assert numbers == list(range(1, stored + 1))[-3:]
+
+
+def test_an_object_nobody_registered_is_never_overwritten(api):
+    """Objects of the Go server in the same bucket, or left by a crash, keep their name: the number is skipped."""
+    token = api.login("admin", PASSWORD)
+    api.backend.put_object("docs/docs-1.gpg", b"written by the Go server")
+    response = upload(api, token, "docs", armored(b"new"))
+    assert response.json()["data"]["version"]["versionNumber"] == 2
+    assert api.backend.get_object("docs/docs-1.gpg") == b"written by the Go server"
+    assert api.get(version_path("docs", "/latest"), token).content == armored(b"new")
+    assert "docs/docs-1.gpg already exists in the store without a version owning it" in api.log()
