@@ -77,6 +77,12 @@ class PostgresDatabase(Repository):
     async def _lock_migrations(self, tx):
         await tx.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
 
+    async def _table_names(self, tx) -> set:
+        rows = await tx.fetchall(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
+        return {row[0] for row in rows}
+
 
 class _PostgresTransaction:
     def __init__(self, cur):

@@ -21,6 +21,11 @@ _SESSION_COLUMNS = (
 )
 
 
+#: Tables that this server creates, and the Go server's metadata table: found in a database this server never
+#: initialised, they belong to someone else and must not be mixed with ours.
+FOREIGN_TABLES = frozenset({"granted_accesses", "versions", "version_counters", "upload_locks", "uploaded_versions"})
+
+
 class DatabaseError(Exception):
     """The database cannot be reached or refused an operation; the message says what to check."""
 
@@ -56,11 +61,32 @@ class Repository(abc.ABC):
     async def _lock_migrations(self, tx):
         """Serialize concurrent start-ups of several servers on one database (PostgreSQL overrides)."""
 
+    @abc.abstractmethod
+    async def _table_names(self, tx) -> set:
+        """Names of the tables in the database (the current schema for PostgreSQL)."""
+
     # --- schema ---------------------------------------------------------------------------------
     async def migrate(self):
         """Bring the schema to the latest version; idempotent, and safe when several servers start at once."""
+        try:
+            await self._migrate()
+        except DatabaseError:
+            raise
+        except Exception as exc:  # the driver's own errors: say what failed, never a traceback
+            reason = " ".join(str(exc).split())
+            raise DatabaseError(f"cannot bring the {self.describe()} schema up to date: {reason}") from exc
+
+    async def _migrate(self):
         async with self.transaction() as tx:
             await self._lock_migrations(tx)
+            if "schema_migrations" not in await self._table_names(tx):
+                foreign = sorted((await self._table_names(tx)) & FOREIGN_TABLES)
+                if foreign:
+                    raise DatabaseError(
+                        f"the database already holds tables named {', '.join(foreign)} that this server did not "
+                        "create (another application, or the Go server's metadata); give backup-repository a "
+                        "database of its own (docs/migrating.md)"
+                    )
             await tx.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 "version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"

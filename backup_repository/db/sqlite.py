@@ -115,6 +115,11 @@ class SqliteDatabase(Repository):
             await self._run(self._execute_sync, "COMMIT", ())
 
 
+    async def _table_names(self, tx) -> set:
+        rows = await tx.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {row[0] for row in rows}
+
+
 class _SqliteTransaction:
     def __init__(self, db: SqliteDatabase):
         self._db = db

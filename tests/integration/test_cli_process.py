@@ -175,3 +175,30 @@ spec:
     assert any("broken.yaml" in line and "not valid YAML" in line for line in lines)
     assert any("bad.yaml: spec.windows[0].duration:" in line for line in lines)
     assert any("stranger.yaml: spec.accessControl[0]:" in line and "ghost" in line for line in lines)
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_a_database_of_the_go_server_is_refused_not_mixed(db, tmp_path, config, make_backend):
+    """Pointed at a database holding the Go server's tables, the server exits 1 saying so (no traceback)."""
+    backend = make_backend(db, "local")
+    create = ("CREATE TABLE granted_accesses (id TEXT PRIMARY KEY)", "CREATE TABLE uploaded_versions (id TEXT)")
+    if db == "sqlite":
+        import sqlite3
+
+        with sqlite3.connect(backend.db_path) as connection:
+            for statement in create:
+                connection.execute(statement)
+    else:
+        import psycopg2
+
+        connection = psycopg2.connect(**backend.db_params)
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            for statement in create:
+                cursor.execute(statement)
+        connection.close()
+    result = run_cli("--jwt-secret-key=x", "--listen=127.0.0.1:0", f"--config-local-path={config.root}",
+                     *backend.args, home=tmp_path)
+    assert result.returncode == 1
+    assert "already holds tables named granted_accesses, uploaded_versions" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -163,3 +163,28 @@ def test_the_dockerfile_builds_the_executable_and_runs_it_unprivileged():
         if line.startswith("COPY ") and "--from" not in line:
             for source in line.split()[1:-1]:
                 assert (ROOT / source).exists(), source
+
+
+def test_the_installing_walkthrough_backs_up_and_restores(make_backend, config, start_server, tmp_path):
+    """The "First backup and restore" block of docs/installing.md, run as it is with bash, gpg, tar and curl."""
+    text = (ROOT / "docs" / "installing.md").read_text()
+    block = text.split("<!-- walkthrough:start -->", 1)[1].split("<!-- walkthrough:end -->", 1)[0]
+    script = block.split("```sh", 1)[1].rsplit("```", 1)[0]
+    write_collections_config(config)
+    server = start_server(make_backend("sqlite", "local"), config)
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "dump.sql").write_bytes(os.urandom(300_000))
+    (data / "sub" / "notes.txt").write_text("restore me\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    gnupg = tmp_path / "gnupg"
+    gnupg.mkdir(mode=0o700)
+    env = {**os.environ, "BR_URL": server.url, "BR_USER": "admin", "BR_PASSWORD": PASSWORD, "COLLECTION": "docs",
+           "DATA_DIR": str(data), "GNUPGHOME": str(gnupg), "HOME": str(tmp_path)}
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=str(work), env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '"versionNumber": 1' in result.stdout
+    assert (work / "restore" / "dump.sql").read_bytes() == (data / "dump.sql").read_bytes()
+    assert (work / "restore" / "sub" / "notes.txt").read_text() == "restore me\n"
