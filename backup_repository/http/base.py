@@ -15,6 +15,7 @@ import tornado.web
 
 from backup_repository.domain.errors import DomainError, PayloadTooLarge, TooManyRequests, Unauthenticated
 from backup_repository.security.addresses import client_address
+from backup_repository.storage.blobstore import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,7 @@ BODY_LIMIT = 64 << 10
 #: Tornado's own body limit is lifted per request: the handler enforces its limit and answers in JSON.
 UNLIMITED_BODY = 1 << 62
 TOO_MANY_REQUESTS = "too many requests, retry later"
+STORAGE_UNAVAILABLE = "the storage is not available; the server log has the details"
 
 
 @tornado.web.stream_request_body
@@ -130,6 +132,8 @@ class BaseHandler(tornado.web.RequestHandler):
             if isinstance(exc, TooManyRequests):
                 self.set_header("Retry-After", str(exc.retry_after))
             self.finish(json.dumps({"status": False, "error": exc.message, "data": {}}))
+        elif isinstance(exc, StorageError):
+            self.finish(json.dumps({"status": False, "error": STORAGE_UNAVAILABLE, "data": {}}))
         elif isinstance(exc, tornado.web.HTTPError):
             self.finish(json.dumps({"status": False, "error": _reason(status_code, exc), "data": {}}))
         else:
@@ -138,6 +142,8 @@ class BaseHandler(tornado.web.RequestHandler):
     def log_exception(self, typ, value, tb):
         if isinstance(value, DomainError):
             log.debug("%s %s -> %d %s", self.request.method, self.request.path, value.status, value.message)
+        elif isinstance(value, StorageError):  # an outage, not a bug: one line, no traceback
+            log.error("%s %s: the store failed: %s", self.request.method, self.request.path, value)
         else:
             super().log_exception(typ, value, tb)
 

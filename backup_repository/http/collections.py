@@ -53,7 +53,11 @@ class VersionsHandler(BaseHandler):
             except ValueError:
                 declared = None
         request = UploadRequest(self.path_args[0], headers.get("Content-Type", ""), declared)
-        self.upload = await self.ctx.uploads.begin(self.principal, request)
+        try:
+            self.upload = await self.ctx.uploads.begin(self.principal, request)
+        except StorageError as exc:
+            log.error("upload to %s cannot start, the store failed: %s", request.collection_id, exc)
+            raise InternalError(STORAGE_FAILED) from None
         settings = self.ctx.settings
         timeout = min(settings.http_upload_timeout, settings.storage_io_timeout)
         self._timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)

@@ -304,3 +304,14 @@ def _listening(socket, port) -> bool:
         return True
     except OSError:
         return False
+
+
+def test_a_version_whose_object_vanished_is_an_error_in_the_envelope(api):
+    admin = api.login("admin", PASSWORD)
+    api.request("POST", path("docs"), admin, data=armored(b"x"))
+    (api.backend.storage_path / "docs" / "docs-1.gpg").unlink()  # someone deleted it in the bucket
+    response = api.get(path("docs", "/1"), admin)
+    assert response.status_code == 500
+    assert response.json() == {"status": False, "data": {},
+                               "error": "the storage is not available; the server log has the details"}
+    assert "Traceback" not in api.log() and "the store failed" in api.log()
