@@ -188,3 +188,17 @@ def test_the_installing_walkthrough_backs_up_and_restores(make_backend, config, 
     assert '"versionNumber": 1' in result.stdout
     assert (work / "restore" / "dump.sql").read_bytes() == (data / "dump.sql").read_bytes()
     assert (work / "restore" / "sub" / "notes.txt").read_text() == "restore me\n"
+
+
+def test_make_install_places_the_executable_and_the_unit(binary, tmp_path):
+    dest = tmp_path / "root"
+    result = subprocess.run(["make", "-s", "install", f"DESTDIR={dest}", "PREFIX=/opt/br"], cwd=str(ROOT),
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    installed = dest / "opt" / "br" / "bin" / "backup-repository"
+    assert installed.exists() and os.access(installed, os.X_OK)
+    unit = (dest / "etc" / "systemd" / "system" / "backup-repository.service").read_text()
+    assert "ExecStart=/opt/br/bin/backup-repository" in unit
+    env = dest / "etc" / "backup-repository" / "env"
+    assert env.exists() and oct(env.stat().st_mode & 0o777) == "0o600"
+    assert (dest / "usr" / "lib" / "sysusers.d" / "backup-repository.conf").exists()
