@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_argument("--encode-password", metavar="PASSWORD",
                           help="print the hash of PASSWORD for a BackupUser document or a Secret")
     commands.add_argument("--hash-jwt", metavar="TOKEN", help="print the sessionId (sha256 hex) of TOKEN")
+    commands.add_argument("--verify", action="store_true",
+                          help="re-read every stored version and check its sha256; print one line per corrupt or "
+                               "missing object and a summary; exit 1 if any")
     commands.add_argument("--validate-config", action="store_true",
                           help="check every configuration document, print one line per problem; exit 1 if any")
     commands.add_argument("--version", action="version", version=f"backup-repository {__version__}")
@@ -75,6 +78,10 @@ def main(argv=None) -> int:
         return 0
     if args.validate_config:
         return validate_config(settings)
+    if args.verify:
+        from backup_repository import integrity
+
+        return integrity.run_command(settings)
 
     from backup_repository import server
 

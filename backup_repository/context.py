@@ -7,6 +7,7 @@
 import asyncio
 import logging
 
+from backup_repository import integrity
 from backup_repository.config.provider import FilesystemProvider, log_problems
 from backup_repository.db import open_database
 from backup_repository.security.auth import AuthService
@@ -14,6 +15,7 @@ from backup_repository.security.passwords import PasswordVerifier
 from backup_repository.security.ratelimit import RateLimits
 from backup_repository.security.tokens import RECOMMENDED_KEY_BYTES, TokenService
 from backup_repository.services.collections import CollectionService
+from backup_repository.services.janitor import Janitor
 from backup_repository.services.uploads import UploadService
 from backup_repository.storage.blobstore import BlobStore
 
@@ -34,6 +36,9 @@ class AppContext:
         self.auth = AuthService(self.config, self.db, self.tokens, self.verifier)
         self.collections = CollectionService(self.config, self.db)
         self.uploads = None  # needs the storage: built in open()
+        self.requests_in_flight = set()  # handlers of requests being served (a graceful stop waits for them)
+        self.stopping = False
+        self._background = []
 
     async def open(self):
         if len(self.settings.jwt_secret_key.encode()) < RECOMMENDED_KEY_BYTES:
@@ -54,7 +59,17 @@ class AppContext:
         log.info("storage: %s", self.storage.describe())
         await self.storage.open()
         self.uploads = UploadService(self.config, self.db, self.storage, self.settings.max_uploads_per_user)
+        self.collections.storage = self.storage
         self.config.start()
+        self._start_background_jobs()
+
+    def _start_background_jobs(self):
+        settings = self.settings
+        janitor = Janitor(self.db, self.storage, max(settings.http_upload_timeout, settings.storage_io_timeout))
+        self._background.append(asyncio.ensure_future(janitor.run_forever(settings.janitor_interval)))
+        if settings.verify_interval > 0:
+            self._background.append(asyncio.ensure_future(
+                integrity.run_forever(self.db, self.storage, settings.verify_interval)))
 
     async def abort_uploads(self):
         """Uploads still running when the server stops leave nothing behind: abort them before closing."""
@@ -63,6 +78,8 @@ class AppContext:
             await asyncio.gather(*(upload.abort() for upload in list(self.uploads.active)))
 
     async def close(self):
+        for task in self._background:
+            task.cancel()
         await self.abort_uploads()
         await self.config.stop()
         if self.storage is not None:

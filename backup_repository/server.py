@@ -19,8 +19,6 @@ from backup_repository.storage.urls import StorageConfigError
 
 log = logging.getLogger("backup_repository")
 
-#: How long in-flight requests may run on after SIGTERM before their connections are closed.
-SHUTDOWN_GRACE_SECONDS = 30.0
 #: Bytes read from a socket at once, and the largest piece of a request body handed to a handler.
 READ_CHUNK = 1 << 20
 #: The request line and headers together (tokens are about 500 bytes).
@@ -93,12 +91,25 @@ async def serve(settings) -> int:
     await stopping.wait()
     systemd.notify("STOPPING=1\nSTATUS=stopping: finishing requests in flight")
 
-    log.info("stopping: no new connections; waiting up to %gs for requests in flight", SHUTDOWN_GRACE_SECONDS)
-    server.stop()
-    try:
-        await asyncio.wait_for(server.close_all_connections(), SHUTDOWN_GRACE_SECONDS)
-    except asyncio.TimeoutError:
-        log.warning("requests still running after %gs; closing them", SHUTDOWN_GRACE_SECONDS)
+    await drain(server, ctx, settings.shutdown_grace)
     await ctx.close()
     log.info("stopped")
     return 0
+
+
+async def drain(server, ctx, grace: float):
+    """Stop accepting connections, let requests in flight finish for up to ``grace`` seconds, then close the rest
+    (unfinished uploads are then aborted by ``ctx.close()``: nothing partial stays)."""
+    server.stop()
+    ctx.stopping = True  # new requests on kept-alive connections get 503 and go elsewhere
+    running = len(ctx.requests_in_flight)
+    log.info("stopping: no new connections; waiting up to %gs for %d request(s) in flight", grace, running)
+    deadline = asyncio.get_running_loop().time() + grace
+    while ctx.requests_in_flight and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    if ctx.requests_in_flight:
+        log.warning("%d request(s) still running after %gs; closing them", len(ctx.requests_in_flight), grace)
+    try:
+        await asyncio.wait_for(server.close_all_connections(), 5.0)
+    except asyncio.TimeoutError:
+        log.warning("connections did not close within 5s")

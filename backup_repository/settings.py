@@ -77,6 +77,13 @@ def positive_duration(text: str) -> float:
     return seconds
 
 
+def duration_or_off(text: str) -> float:
+    """A duration, or 0 / ``off`` for never."""
+    if text.strip().lower() in ("0", "off", "never", ""):
+        return 0.0
+    return positive_duration(text)
+
+
 def parse_trusted_proxies(text: str) -> tuple:
     """Comma-separated IPs or CIDRs, IPv4 or IPv6; empty for none."""
     networks = []
@@ -160,6 +167,12 @@ OPTIONS = (
     Option("trusted_proxies", ("--trusted-proxies",), "BR_TRUSTED_PROXIES", "", parse_trusted_proxies,
            "comma-separated CIDRs of reverse proxies whose X-Forwarded-For / X-Real-IP are believed "
            "(default: none, the client is the socket's peer)"),
+    Option("shutdown_grace", ("--shutdown-grace",), "BR_SHUTDOWN_GRACE", "30s", positive_duration,
+           "on SIGTERM, how long uploads and downloads in flight may take to finish before they are aborted"),
+    Option("janitor_interval", ("--janitor-interval",), "BR_JANITOR_INTERVAL", "15m", positive_duration,
+           "how often leftovers of interrupted uploads are removed from the storage (also at start-up)"),
+    Option("verify_interval", ("--verify-interval",), "BR_VERIFY_INTERVAL", "off", duration_or_off,
+           "how often every stored version is re-read and its sha256 checked (off: only with --verify)"),
     Option("max_uploads_per_user", ("--max-uploads-per-user",), "BR_MAX_UPLOADS_PER_USER", "8", positive_int,
            "uploads one user may have in progress at once; more are answered 429"),
 )
@@ -196,6 +209,9 @@ class Settings:
     password_check_concurrency: int
     password_check_queue: int
     trusted_proxies: tuple
+    shutdown_grace: float
+    janitor_interval: float
+    verify_interval: float
     max_uploads_per_user: int
 
     @property

@@ -1,17 +1,44 @@
-"""The shared metadata database: PostgreSQL through an aiopg connection pool."""
+"""The shared metadata database: PostgreSQL through an aiopg connection pool.
 
+Several servers may share it: schema migrations are serialized with an advisory lock, and the per-collection upload
+lock is a session-level advisory lock held on a connection of its own for the length of the upload, so it dies with
+its holder — a killed server's lock is gone as soon as PostgreSQL sees its connection close.
+
+When PostgreSQL goes away (stopped, restarted, unreachable), every operation raises DatabaseUnavailable (503 for
+clients) instead of hanging; broken pooled connections are dropped and new ones are made once it is back.
+"""
+
+import asyncio
 import contextlib
+import hashlib
 import logging
 
 import aiopg
 import psycopg2
 
-from backup_repository.db.repository import DatabaseError, Repository
+from backup_repository.db.repository import DatabaseError, DatabaseUnavailable, Repository
 
 log = logging.getLogger(__name__)
 
 #: Key of the advisory lock that serializes schema migrations across servers sharing one database.
 MIGRATION_LOCK_KEY = 7_180_420_001
+#: Connection errors: the server is down or unreachable, not a bad query.
+_GONE = (psycopg2.OperationalError, psycopg2.InterfaceError, OSError, asyncio.TimeoutError)
+
+
+def upload_lock_key(collection_id: str) -> int:
+    """A signed 64-bit advisory-lock key for a collection's upload lock."""
+    digest = hashlib.sha256(f"backup-repository upload {collection_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def _unavailable_when_gone(describe):
+    try:
+        yield
+    except _GONE as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DatabaseUnavailable(f"the {describe()} is not reachable: {reason}") from exc
 
 
 class PostgresDatabase(Repository):
@@ -22,6 +49,7 @@ class PostgresDatabase(Repository):
         self._params = dict(host=host, port=port, user=user, password=password or "", dbname=dbname)
         self._minsize, self._maxsize, self._timeout = minsize, maxsize, timeout
         self._pool = None
+        self._upload_locks = {}  # holder -> the dedicated connection holding the advisory lock
 
     def describe(self) -> str:
         p = self._params
@@ -42,37 +70,90 @@ class PostgresDatabase(Repository):
         await self.migrate()
 
     async def close(self):
+        for holder in list(self._upload_locks):
+            self._upload_locks.pop(holder).close()
         if self._pool is not None:
             self._pool.close()
             await self._pool.wait_closed()
             self._pool = None
 
     async def execute(self, sql, params=()):
-        async with self._pool.acquire() as conn, conn.cursor() as cur:
-            await cur.execute(sql, params)
-            return cur.rowcount
+        with _unavailable_when_gone(self.describe):
+            async with self._pool.acquire() as conn, conn.cursor() as cur:
+                await cur.execute(sql, params)
+                return cur.rowcount
 
     async def fetchone(self, sql, params=()):
-        async with self._pool.acquire() as conn, conn.cursor() as cur:
-            await cur.execute(sql, params)
-            return await cur.fetchone()
+        with _unavailable_when_gone(self.describe):
+            async with self._pool.acquire() as conn, conn.cursor() as cur:
+                await cur.execute(sql, params)
+                return await cur.fetchone()
 
     async def fetchall(self, sql, params=()):
-        async with self._pool.acquire() as conn, conn.cursor() as cur:
-            await cur.execute(sql, params)
-            return await cur.fetchall()
+        with _unavailable_when_gone(self.describe):
+            async with self._pool.acquire() as conn, conn.cursor() as cur:
+                await cur.execute(sql, params)
+                return await cur.fetchall()
 
     @contextlib.asynccontextmanager
     async def transaction(self):
         # aiopg connections are in autocommit mode; a transaction is an explicit BEGIN ... COMMIT on one of them.
-        async with self._pool.acquire() as conn, conn.cursor() as cur:
-            await cur.execute("BEGIN")
-            try:
-                yield _PostgresTransaction(cur)
-            except BaseException:
-                await cur.execute("ROLLBACK")
-                raise
-            await cur.execute("COMMIT")
+        with _unavailable_when_gone(self.describe):
+            async with self._pool.acquire() as conn, conn.cursor() as cur:
+                await cur.execute("BEGIN")
+                try:
+                    yield _PostgresTransaction(cur)
+                except BaseException:
+                    if not conn.closed:
+                        await cur.execute("ROLLBACK")
+                    raise
+                await cur.execute("COMMIT")
+
+    # --- upload locks: advisory locks that die with their connection ----------------------------
+    async def acquire_upload_lock(self, collection_id, holder, now, ttl) -> bool:
+        with _unavailable_when_gone(self.describe):
+            conn = await aiopg.connect(timeout=self._timeout, connect_timeout=10, **self._params)
+        try:
+            with _unavailable_when_gone(self.describe):
+                async with conn.cursor() as cur:
+                    await cur.execute("SELECT pg_try_advisory_lock(%s)", (upload_lock_key(collection_id),))
+                    taken = (await cur.fetchone())[0]
+        except BaseException:
+            conn.close()
+            raise
+        if not taken:
+            conn.close()
+            return False
+        self._upload_locks[holder] = conn
+        return True
+
+    async def renew_upload_lock(self, collection_id, holder, now, ttl) -> bool:
+        """True while the lock's connection is alive (the lock cannot be lost any other way)."""
+        conn = self._upload_locks.get(holder)
+        if conn is None or conn.closed:
+            self._upload_locks.pop(holder, None)
+            return False
+        try:
+            async with conn.cursor() as cur:
+                await cur.execute("SELECT 1")
+        except _GONE:
+            self._upload_locks.pop(holder, None)
+            conn.close()
+            return False
+        return True
+
+    async def release_upload_lock(self, collection_id, holder):
+        conn = self._upload_locks.pop(holder, None)
+        if conn is None:
+            return
+        try:
+            if not conn.closed:
+                async with conn.cursor() as cur:
+                    await cur.execute("SELECT pg_advisory_unlock(%s)", (upload_lock_key(collection_id),))
+        except _GONE:
+            pass  # the connection is gone, and the lock with it
+        finally:
+            conn.close()
 
     async def _lock_migrations(self, tx):
         await tx.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))

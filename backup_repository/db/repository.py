@@ -30,6 +30,10 @@ class DatabaseError(Exception):
     """The database cannot be reached or refused an operation; the message says what to check."""
 
 
+class DatabaseUnavailable(DatabaseError):
+    """The database went away while serving (stopped, restarted, unreachable): answered 503 until it is back."""
+
+
 class Repository(abc.ABC):
     name = "database"
 
@@ -165,15 +169,61 @@ class Repository(abc.ABC):
         )
         return count > 0
 
-    async def insert_version(self, version: Version):
+    async def insert_version(self, version: Version, pending_object: str = None):
+        """Register a stored version; its pending-upload row (if named) goes in the same transaction."""
+        async with self.transaction() as tx:
+            await tx.execute(
+                f"INSERT INTO versions ({_VERSION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    version.id, version.collection_id, version.number, version.filename, version.size,
+                    version.sha256, version.uploaded_by_session_id, version.user, version.created_at,
+                    version.updated_at, version.deleted_at,
+                ),
+            )
+            if pending_object is not None:
+                await tx.execute("DELETE FROM pending_uploads WHERE object_name = %s", (pending_object,))
+
+    async def all_versions(self) -> list:
+        rows = await self.fetchall(f"SELECT {_VERSION_COLUMNS} FROM versions ORDER BY collection_id, version_number")
+        return [_version(row) for row in rows]
+
+    # --- pending uploads (crash recovery) -------------------------------------------------------
+    async def add_pending_upload(self, object_name: str, collection_id: str, now: datetime):
         await self.execute(
-            f"INSERT INTO versions ({_VERSION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                version.id, version.collection_id, version.number, version.filename, version.size, version.sha256,
-                version.uploaded_by_session_id, version.user, version.created_at, version.updated_at,
-                version.deleted_at,
-            ),
+            "INSERT INTO pending_uploads (object_name, collection_id, started_at) VALUES (%s, %s, %s) "
+            "ON CONFLICT (object_name) DO UPDATE SET started_at = excluded.started_at",
+            (object_name, collection_id, now),
         )
+
+    async def remove_pending_upload(self, object_name: str):
+        await self.execute("DELETE FROM pending_uploads WHERE object_name = %s", (object_name,))
+
+    async def stale_pending_uploads(self, started_before: datetime) -> list:
+        """(object name, collection id) of uploads started before ``started_before`` and never finished."""
+        rows = await self.fetchall(
+            "SELECT object_name, collection_id FROM pending_uploads WHERE started_at < %s ORDER BY started_at",
+            (started_before,),
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    # --- integrity ------------------------------------------------------------------------------
+    async def record_integrity(self, version: Version, ok: bool, message: str, now: datetime):
+        await self.execute(
+            "INSERT INTO integrity_checks (version_id, collection_id, checked_at, ok, message) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (version_id) DO UPDATE SET checked_at = excluded.checked_at, "
+            "ok = excluded.ok, message = excluded.message",
+            (version.id, version.collection_id, now, ok, message),
+        )
+
+    async def integrity_problems(self, collection_id: str) -> list:
+        """(version number, filename, message) of the failed checks of the collection's current versions."""
+        rows = await self.fetchall(
+            "SELECT v.version_number, v.filename, i.message FROM integrity_checks i "
+            "JOIN versions v ON v.id = i.version_id "
+            "WHERE i.collection_id = %s AND i.ok = %s ORDER BY v.version_number",
+            (collection_id, False),
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
 
     async def list_versions(self, collection_id: str) -> list:
         rows = await self.fetchall(
@@ -206,6 +256,7 @@ class Repository(abc.ABC):
         return {row[0]: (int(row[1]), int(row[2]), _timestamp(row[3])) for row in rows}
 
     async def delete_version(self, version_id: str) -> bool:
+        await self.execute("DELETE FROM integrity_checks WHERE version_id = %s", (version_id,))
         return await self.execute("DELETE FROM versions WHERE id = %s", (version_id,)) > 0
 
     # --- upload locks ---------------------------------------------------------------------------

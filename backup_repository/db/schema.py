@@ -53,6 +53,27 @@ MIGRATIONS = [
             )""",
         ],
     ),
+    (
+        3,
+        "pending uploads (crash recovery) and integrity checks",
+        [
+            # an object being written: removed when its version is registered or the upload is abandoned; a row
+            # older than the upload timeout is a crash's leftover that the janitor cleans up
+            """CREATE TABLE pending_uploads (
+                object_name TEXT PRIMARY KEY,
+                collection_id TEXT NOT NULL,
+                started_at TIMESTAMPTZ NOT NULL
+            )""",
+            # the last verification of each stored version (backup-repository --verify, or the periodic job)
+            """CREATE TABLE integrity_checks (
+                version_id TEXT PRIMARY KEY,
+                collection_id TEXT NOT NULL,
+                checked_at TIMESTAMPTZ NOT NULL,
+                ok BOOLEAN NOT NULL,
+                message TEXT NOT NULL DEFAULT ''
+            )""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -62,6 +62,14 @@ class ServiceUnavailable(TooManyRequests):
     status = 503
 
 
+class StorageUnavailable(DomainError):
+    status = 503
+
+
+class InsufficientStorage(DomainError):
+    status = 507
+
+
 class InternalError(DomainError):
     """A failure the client can do nothing about; the message must say no more than the client may know."""
 

@@ -29,3 +29,19 @@ def collection_checks(collection, versions, now) -> list:
             ("SumOfVersionsValidator", sum_problem),
         )
     ]
+
+
+def storage_consistency_check(missing: list) -> CheckResult:
+    """StorageConsistencyValidator: every registered version still has its object in the storage."""
+    if not missing:
+        return CheckResult("StorageConsistencyValidator", True, "OK")
+    listed = ", ".join(f"v{v.number} ({v.filename})" for v in missing)
+    return CheckResult("StorageConsistencyValidator", False,
+                       f"versions registered without their object in the storage: {listed}")
+
+
+def integrity_check(problems: list) -> CheckResult:
+    """IntegrityValidator: the last verification (--verify or --verify-interval) found every object intact."""
+    if not problems:
+        return CheckResult("IntegrityValidator", True, "OK")
+    return CheckResult("IntegrityValidator", False, "stored objects failed verification: " + "; ".join(problems))

@@ -13,7 +13,10 @@ from http import HTTPStatus
 import tornado.httputil
 import tornado.web
 
-from backup_repository.domain.errors import DomainError, PayloadTooLarge, TooManyRequests, Unauthenticated
+from backup_repository.db.repository import DatabaseError
+from backup_repository.domain.errors import (
+    DomainError, PayloadTooLarge, ServiceUnavailable, TooManyRequests, Unauthenticated,
+)
 from backup_repository.security.addresses import client_address
 from backup_repository.storage.blobstore import StorageError
 
@@ -25,6 +28,8 @@ BODY_LIMIT = 64 << 10
 UNLIMITED_BODY = 1 << 62
 TOO_MANY_REQUESTS = "too many requests, retry later"
 STORAGE_UNAVAILABLE = "the storage is not available; the server log has the details"
+DATABASE_UNAVAILABLE = "the database is not available; the server log has the details"
+STOPPING = "the server is shutting down; retry in a moment"
 
 
 @tornado.web.stream_request_body
@@ -44,8 +49,21 @@ class BaseHandler(tornado.web.RequestHandler):
         self.principal = None
         self._body = bytearray()
         self._client_ip = None
+        ctx.requests_in_flight.add(self)  # a graceful stop waits for these
+
+    def on_finish(self):
+        self.ctx.requests_in_flight.discard(self)
+
+    def on_connection_close(self):
+        self.ctx.requests_in_flight.discard(self)
+        super().on_connection_close()
+
+    def refuse_when_stopping(self):
+        if self.ctx.stopping:
+            raise ServiceUnavailable(STOPPING, retry_after=5)
 
     async def prepare(self):
+        self.refuse_when_stopping()
         self.request.connection.set_max_body_size(UNLIMITED_BODY)
         self.request.connection.set_body_timeout(self.ctx.settings.http_idle_timeout)
         self.check_rate()
@@ -133,7 +151,11 @@ class BaseHandler(tornado.web.RequestHandler):
                 self.set_header("Retry-After", str(exc.retry_after))
             self.finish(json.dumps({"status": False, "error": exc.message, "data": {}}))
         elif isinstance(exc, StorageError):
+            self.set_status(503)
             self.finish(json.dumps({"status": False, "error": STORAGE_UNAVAILABLE, "data": {}}))
+        elif isinstance(exc, DatabaseError):
+            self.set_status(503)
+            self.finish(json.dumps({"status": False, "error": DATABASE_UNAVAILABLE, "data": {}}))
         elif isinstance(exc, tornado.web.HTTPError):
             self.finish(json.dumps({"status": False, "error": _reason(status_code, exc), "data": {}}))
         else:
@@ -144,6 +166,8 @@ class BaseHandler(tornado.web.RequestHandler):
             log.debug("%s %s -> %d %s", self.request.method, self.request.path, value.status, value.message)
         elif isinstance(value, StorageError):  # an outage, not a bug: one line, no traceback
             log.error("%s %s: the store failed: %s", self.request.method, self.request.path, value)
+        elif isinstance(value, DatabaseError):
+            log.error("%s %s: the database failed: %s", self.request.method, self.request.path, value)
         else:
             super().log_exception(typ, value, tb)
 

@@ -1,6 +1,7 @@
 """Collections API (CONTRACT §5, §7, §8): upload, download, version listing, collection listing and health."""
 
 import asyncio
+import errno
 import logging
 import re
 from contextlib import aclosing
@@ -9,8 +10,12 @@ from typing import Optional
 import tornado.iostream
 import tornado.web
 
-from backup_repository.domain.errors import DomainError, InternalError, RangeNotSatisfiable, RequestTimeout
-from backup_repository.http.base import UNLIMITED_BODY, AuthenticatedHandler, BaseHandler
+from backup_repository.db.repository import DatabaseError
+from backup_repository.domain.errors import (
+    DomainError, InsufficientStorage, InternalError, RangeNotSatisfiable, RequestTimeout, ServiceUnavailable,
+    StorageUnavailable,
+)
+from backup_repository.http.base import DATABASE_UNAVAILABLE, UNLIMITED_BODY, AuthenticatedHandler, BaseHandler
 from backup_repository.services.uploads import UploadRequest
 from backup_repository.storage.blobstore import StorageError
 from backup_repository.storage.pipeline import STREAM_ERROR
@@ -19,6 +24,17 @@ log = logging.getLogger(__name__)
 
 REQUEST_TOO_LONG = "Request took too long"
 STORAGE_FAILED = STREAM_ERROR + "the storage did not accept the data; the server log has the details"
+STORAGE_FULL = STREAM_ERROR + "the storage is full"
+
+
+def storage_failure(exc: Exception) -> DomainError:
+    """507 when the store ran out of space (nothing of the upload is kept), else 503."""
+    cause = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return InsufficientStorage(STORAGE_FULL)
+        cause = cause.__cause__ or cause.__context__
+    return StorageUnavailable(STORAGE_FAILED)
 
 
 class VersionsHandler(BaseHandler):
@@ -41,6 +57,7 @@ class VersionsHandler(BaseHandler):
             await super().prepare()
             await self.authenticate()
             return
+        self.refuse_when_stopping()
         # uploads: no request-rate limit (the original had none) but a bound on concurrent uploads per user;
         # the body is limited by the collection's budget, counted while streaming
         self.request.connection.set_max_body_size(UNLIMITED_BODY)
@@ -57,7 +74,7 @@ class VersionsHandler(BaseHandler):
             self.upload = await self.ctx.uploads.begin(self.principal, request)
         except StorageError as exc:
             log.error("upload to %s cannot start, the store failed: %s", request.collection_id, exc)
-            raise InternalError(STORAGE_FAILED) from None
+            raise StorageUnavailable(STORAGE_FAILED) from None
         settings = self.ctx.settings
         timeout = min(settings.http_upload_timeout, settings.storage_io_timeout)
         self._timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
@@ -84,8 +101,7 @@ class VersionsHandler(BaseHandler):
             version = await self.upload.complete()
         except StorageError as exc:
             log.error("upload to %s failed in the store: %s", collection_id, exc)
-            self.fail(500, STORAGE_FAILED)
-            return
+            raise storage_failure(exc) from None
         self.ok({"version": version.to_json()})
 
     def _timed_out(self):
@@ -105,7 +121,10 @@ class VersionsHandler(BaseHandler):
             log.info("upload to %s refused: %s", self.path_args[0], exc.message)
         elif isinstance(exc, StorageError):
             log.error("upload to %s failed in the store: %s", self.path_args[0], exc)
-            exc = InternalError(STORAGE_FAILED)
+            exc = storage_failure(exc)
+        elif isinstance(exc, DatabaseError):
+            log.error("upload to %s failed in the database: %s", self.path_args[0], exc)
+            exc = ServiceUnavailable(DATABASE_UNAVAILABLE)
         else:
             log.error("upload to %s failed", self.path_args[0], exc_info=exc)
             exc = InternalError("internal server error")
@@ -121,6 +140,7 @@ class VersionsHandler(BaseHandler):
             self._failure = asyncio.ensure_future(self.upload.abort())
 
     def on_finish(self):
+        super().on_finish()
         self._cancel_timer()
 
     def _cancel_timer(self):

@@ -10,7 +10,7 @@ from backup_repository.domain.access import decide
 from backup_repository.domain.errors import Forbidden, NotFound
 from backup_repository.domain.names import is_object_name
 from backup_repository.domain.sessions import format_time, utcnow
-from backup_repository.health.collection import collection_checks
+from backup_repository.health.collection import collection_checks, integrity_check, storage_consistency_check
 from backup_repository.services.uploads import COLLECTION_NOT_FOUND, object_name
 
 VERSION_NOT_FOUND = "cannot find specified version"
@@ -32,9 +32,10 @@ class Download:
 
 
 class CollectionService:
-    def __init__(self, config, db, clock=utcnow):
+    def __init__(self, config, db, storage=None, clock=utcnow):
         self._config = config
         self._db = db
+        self.storage = storage  # set once the store is open
         self._clock = clock
 
     def _collection(self, collection_id: str):
@@ -99,4 +100,8 @@ class CollectionService:
             if not hmac.compare_digest(digest, collection.health_code_sha256):
                 raise Forbidden(INVALID_HEALTH_CODE)
         versions = await self._db.list_versions(collection.id)
-        return collection_checks(collection, versions, self._clock())
+        missing = [v for v in versions if await self.storage.size(object_name(v.collection_id, v.filename)) is None]
+        problems = [f"v{number} ({filename}): {message}"
+                    for number, filename, message in await self._db.integrity_problems(collection.id)]
+        return [*collection_checks(collection, versions, self._clock()), storage_consistency_check(missing),
+                integrity_check(problems)]

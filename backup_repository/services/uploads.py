@@ -109,6 +109,7 @@ class Upload:
         self.principal = principal
         self.holder = holder
         self.number = None
+        self.object_name = None
         self.pipeline = None
         self._renewal = None
         self._finished = False
@@ -124,7 +125,10 @@ class Upload:
             if request.declared_length - slack > allowed:
                 raise too_large(request.declared_length, allowed)
         await self._reserve_free_number()
-        writer = self._service._storage.writer(object_name(self.collection.id, self.filename), self._check_size)
+        self.object_name = object_name(self.collection.id, self.filename)
+        # recorded before a byte is written: after a crash, the janitor finds what to clean up from this row
+        await self._db.add_pending_upload(self.object_name, self.collection.id, now)
+        writer = self._service._storage.writer(self.object_name, self._check_size)
         self.pipeline = UploadPipeline(writer, allowed, request.content_type)
         log.info("upload of %s v%d started by %r (up to %d bytes)", self.collection.id, self.number,
                  self.principal.actor.name, allowed)
@@ -166,7 +170,7 @@ class Upload:
                 created_at=now, updated_at=now,
             )
             try:
-                await self._db.insert_version(version)
+                await self._db.insert_version(version, pending_object=self.object_name)
             except BaseException:
                 await self._service._storage.delete(stored.name)
                 raise
@@ -211,6 +215,14 @@ class Upload:
         try:
             if self.pipeline is not None:
                 await self.pipeline.abort()
+            if self.object_name is not None:
+                # the pending row goes only when the store confirms that nothing is left; otherwise the
+                # janitor retries later (the store may be down right now)
+                if await self._service._storage.size(self.object_name) is None:
+                    await self._db.remove_pending_upload(self.object_name)
+                else:
+                    await self._service._storage.delete(self.object_name)
+                    await self._db.remove_pending_upload(self.object_name)
             if self.number is not None:
                 await self._db.release_version_number(self.collection.id, self.number)
             if self.number is not None:

@@ -96,6 +96,12 @@ class BlobStore:
     async def get_bytes(self, name: str) -> bytes:
         return await self._run(self.backend.get_bytes, name)
 
+    async def remove_leftovers(self, name: str, older_than: float) -> int:
+        return await self._run(self.backend.remove_leftovers, name, older_than)
+
+    async def sweep_temporary(self, older_than: float) -> list:
+        return await self._run(self.backend.sweep_temporary, older_than)
+
     async def list(self, prefix: str = "") -> list:
         return await self._run(lambda: list(self.backend.list(prefix)))
 

@@ -5,9 +5,19 @@ aborts the multipart upload when the chunk iterator raises, so a failed upload l
 Every method blocks and runs on the store's thread pool.
 """
 
+from datetime import datetime, timezone
+
 from libcloud.storage.types import ContainerDoesNotExistError, ObjectDoesNotExistError
 
 CHUNK = 1 << 20
+
+
+def _epoch(text) -> float:
+    """S3 timestamps (``2026-11-27T10:00:00.000Z``) as epoch seconds; 0 when unreadable (treated as old)."""
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).astimezone(timezone.utc).timestamp()
+    except ValueError:
+        return 0.0
 
 
 class CloudBackend:
@@ -76,6 +86,28 @@ class CloudBackend:
         except ObjectDoesNotExistError:
             return False
         return bool(self._driver.delete_object(obj))
+
+    def remove_leftovers(self, name: str, older_than: float) -> int:
+        """Remove ``name`` and abort its multipart uploads begun before ``older_than`` (epoch seconds)."""
+        removed = 0
+        obj = None
+        try:
+            obj = self._object(name)
+        except ObjectDoesNotExistError:
+            pass
+        if obj is not None:
+            self._driver.delete_object(obj)
+            removed += 1
+        iterate = getattr(self._driver, "ex_iterate_multipart_uploads", None)
+        if iterate is not None:  # S3: an upload cut short by a crash is an unfinished multipart upload
+            for upload in iterate(self._bucket(), prefix=name):
+                if upload.key == name and _epoch(upload.created_at) < older_than:
+                    self._driver._abort_multipart(self._bucket(), upload.key, upload.id)
+                    removed += 1
+        return removed
+
+    def sweep_temporary(self, older_than: float) -> list:
+        return []  # unfinished multipart uploads are found through the pending-upload records
 
     def list(self, prefix: str = ""):
         for obj in self._driver.iterate_container_objects(self._bucket(), prefix=prefix or None):

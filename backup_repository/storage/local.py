@@ -102,6 +102,41 @@ class LocalBackend:
         _fsync_directory(os.path.dirname(path))
         return True
 
+    def remove_leftovers(self, name: str, older_than: float) -> int:
+        """Remove ``name`` and its temporary upload files last written before ``older_than`` (epoch seconds)."""
+        path = self._path(name)
+        removed = 0
+        directory, base = os.path.split(path)
+        try:
+            entries = os.listdir(directory)
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            if entry == base or entry.startswith(f".{base}{TEMP_MARK}"):
+                full = os.path.join(directory, entry)
+                try:
+                    if os.stat(full).st_mtime < older_than:
+                        os.unlink(full)
+                        removed += 1
+                except FileNotFoundError:
+                    pass
+        return removed
+
+    def sweep_temporary(self, older_than: float) -> list:
+        """Temporary upload files older than ``older_than`` anywhere in the store: removed, names returned."""
+        removed = []
+        for directory, _, files in os.walk(self.root):
+            for entry in files:
+                if entry.startswith(".") and TEMP_MARK in entry:
+                    full = os.path.join(directory, entry)
+                    try:
+                        if os.stat(full).st_mtime < older_than:
+                            os.unlink(full)
+                            removed.append(os.path.relpath(full, self.root))
+                    except FileNotFoundError:
+                        pass
+        return removed
+
     def list(self, prefix: str = ""):
         """Names of the stored objects below ``prefix`` (temporary upload files included)."""
         base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root

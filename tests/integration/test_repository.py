@@ -172,7 +172,12 @@ def test_duplicate_version_numbers_are_refused_by_the_database(make_db):
     asyncio.run(scenario())
 
 
-def test_upload_lock_is_exclusive_renewable_and_expires(make_db):
+def test_upload_lock_is_exclusive_and_released_when_its_holder_dies(make_db):
+    """SQLite: a lease that the holder renews and that runs out after a crash. PostgreSQL: an advisory lock on a
+    dedicated connection, gone as soon as that connection is."""
+    if make_db().name == "postgresql":
+        return _advisory_lock_scenario(make_db)
+
     async def scenario():
         db = make_db()
         await db.open()
@@ -191,5 +196,27 @@ def test_upload_lock_is_exclusive_renewable_and_expires(make_db):
         await db.release_upload_lock("c", "server-b")
         assert await db.acquire_upload_lock("c", "server-a", now + timedelta(seconds=79), ttl=45)
         await db.close()
+
+    asyncio.run(scenario())
+
+
+def _advisory_lock_scenario(make_db):
+    async def scenario():
+        first, second = make_db(), make_db()  # two servers
+        await first.open()
+        await second.open()
+        now = utcnow()
+        assert await first.acquire_upload_lock("c", "a", now, ttl=45)
+        assert not await second.acquire_upload_lock("c", "b", now, ttl=45)
+        assert await second.acquire_upload_lock("other", "b", now, ttl=45)
+        assert await first.renew_upload_lock("c", "a", now, ttl=45)
+        await first.release_upload_lock("c", "a")
+        assert await second.acquire_upload_lock("c", "b2", now, ttl=45)
+        # the holder's connection dies (a crashed server): the lock is free at once
+        second._upload_locks["b2"].close()
+        assert not await second.renew_upload_lock("c", "b2", now, ttl=45)
+        assert await first.acquire_upload_lock("c", "a2", now, ttl=45)
+        await first.close()
+        await second.close()
 
     asyncio.run(scenario())

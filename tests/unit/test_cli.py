@@ -43,7 +43,8 @@ def test_environment_variables_and_flag_precedence():
              "BR_CONFIG_LOCAL_PATH": "/etc/br", "BR_DB_PATH": "/var/lib/br.db", "BR_JWT_EXPIRY": "1h",
              "BR_CONFIG_RELOAD_INTERVAL": "2s", "BR_PASSWORD_CHECK_CONCURRENCY": "3",
              "BR_PASSWORD_CHECK_QUEUE": "5", "BR_TRUSTED_PROXIES": "10.0.0.0/8, fd00::/8",
-             "BR_MAX_UPLOADS_PER_USER": "2"}.get(o.env))
+             "BR_MAX_UPLOADS_PER_USER": "2", "BR_SHUTDOWN_GRACE": "5s", "BR_JANITOR_INTERVAL": "1m",
+             "BR_VERIFY_INTERVAL": "1h"}.get(o.env))
         for o in OPTIONS if o.env]}
     assert None not in env.values(), "every BR_* variable is exercised"
     _, s = parse_settings([], environ=env)
@@ -55,6 +56,7 @@ def test_environment_variables_and_flag_precedence():
     assert (s.config_local_path, s.db_path, s.jwt_expiry, s.config_reload_interval,
             s.password_check_concurrency) == ("/etc/br", "/var/lib/br.db", 3600, 2, 3)
     assert (s.password_check_queue, s.max_uploads_per_user, s.http_idle_timeout) == (5, 2, 30)
+    assert (s.shutdown_grace, s.janitor_interval, s.verify_interval) == (5, 60, 3600)
     assert [str(n) for n in s.trusted_proxies] == ["10.0.0.0/8", "fd00::/8"]
     _, s = parse_settings(["--db-port=1234", "--use-google-cloud=false"], environ=env)
     assert s.db_port == 1234 and s.use_google_cloud is False

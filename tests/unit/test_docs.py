@@ -24,3 +24,13 @@ def test_every_test_named_in_the_security_docs_exists():
     for path in (root / "tests").rglob("test_*.py"):
         defined |= set(re.findall(r"^def (test_\w+)", path.read_text(), re.M))
     assert named and not named - defined, sorted(named - defined)
+
+
+def test_every_test_named_in_the_scaling_docs_exists():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    named = set(re.findall(r"`(test_\w+)`", (root / "docs" / "scaling.md").read_text()))
+    source = (root / "tests" / "integration" / "test_fault_tolerance.py").read_text()
+    assert named and all(f"def {name}(" in source for name in named), named

@@ -91,7 +91,10 @@ def test_codes_are_compared_in_constant_time(monkeypatch):
         async def list_versions(self, _):
             return []
 
-    service = service_module.CollectionService(Config(), Db())
+        async def integrity_problems(self, _):
+            return []
+
+    service = service_module.CollectionService(Config(), Db(), storage=object())
     asyncio.run(service.health("c", "code"))
     assert calls and calls[-1] == (hashlib.sha256(b"code").hexdigest(),) * 2
 
