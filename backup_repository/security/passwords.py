@@ -11,6 +11,7 @@ import binascii
 import hmac
 import os
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from argon2.low_level import Type, hash_secret_raw
@@ -84,6 +85,19 @@ def verify_password(password: str, encoded: str) -> bool:
 DUMMY_HASH = encode_password(base64.b64encode(os.urandom(18)).decode("ascii"), salt=os.urandom(SALT_LENGTH))
 
 
+#: How much nicer than the rest of the server the password threads are: under a login flood the CPU goes to the
+#: event loop first, so every other request keeps answering promptly.
+PASSWORD_THREAD_NICENESS = 10
+
+
+def _lower_thread_priority():
+    """Linux schedules threads individually: raise this thread's nice value (always allowed)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PASSWORD_THREAD_NICENESS)
+    except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
+        pass
+
+
 class Overloaded(Exception):
     """More verifications are waiting than the queue allows."""
 
@@ -97,7 +111,8 @@ class PasswordVerifier:
         self.concurrency = concurrency
         self.queue = queue
         self.in_flight = 0
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="argon2")
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="argon2",
+                                        initializer=_lower_thread_priority)
 
     async def verify(self, password: str, encoded) -> bool:
         """False for a wrong password, a missing hash or a malformed one (the latter is logged by the caller)."""
