@@ -3,6 +3,7 @@ removed; docs/security.md maps every threat to the test that proves it."""
 
 import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -168,6 +169,27 @@ def test_logins_take_as_long_for_unknown_users(backend, cfg, start_server):
     assert unknown > known / 3, (known, unknown)
 
 
+HEALTH_PROBER = """
+import sys, threading, time, http.client, urllib.parse
+url = urllib.parse.urlsplit(sys.argv[1])
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+connection.request("GET", "/health"); connection.getresponse().read()  # connected and warm
+print("probing", flush=True)
+times = []
+while not stop.is_set():
+    began = time.perf_counter()
+    connection.request("GET", "/health")
+    response = connection.getresponse()
+    response.read()
+    assert response.status == 200
+    times.append(time.perf_counter() - began)
+    time.sleep(0.05)
+print(" ".join(str(t) for t in times))
+"""
+
+
 def test_a_login_flood_is_bounded(backend, cfg, start_server):
     server = start_server(backend, cfg, "--password-check-concurrency=2", "--password-check-queue=8")
     pid = server.proc.pid
@@ -182,27 +204,20 @@ def test_a_login_flood_is_bounded(backend, cfg, start_server):
                         peak[0] = max(peak[0], int(line.split()[1]) / 1024)
             time.sleep(0.05)
 
-    health_times = []
-
-    def probe_health():
-        while not stop.is_set():
-            began = time.perf_counter()
-            assert requests.get(server.url + "/health", timeout=10).status_code == 200
-            health_times.append(time.perf_counter() - began)
-            time.sleep(0.05)
-
     def attempt(_):
         return requests.post(server.url + LOGIN, json={"username": "admin", "password": PASSWORD}, timeout=60)
 
+    # /health is probed from a process of its own, so that the 50 client threads here cannot delay the probes
+    prober = subprocess.Popen([sys.executable, "-c", HEALTH_PROBER, server.url], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert prober.stdout.readline().strip() == "probing"
     sampler = threading.Thread(target=sample_rss)
-    prober = threading.Thread(target=probe_health)
     sampler.start()
-    prober.start()
     with ThreadPoolExecutor(max_workers=50) as pool:
         responses = list(pool.map(attempt, range(50)))
     stop.set()
     sampler.join()
-    prober.join()
+    health_times = [float(value) for value in prober.communicate("stop\n", timeout=30)[0].split()]
 
     statuses = [r.status_code for r in responses]
     assert set(statuses) <= {200, 503} and statuses.count(200) >= 10 and statuses.count(503) >= 1, statuses
@@ -210,7 +225,7 @@ def test_a_login_flood_is_bounded(backend, cfg, start_server):
     assert busy.json()["error"] == "the server is busy checking other logins, retry in a moment"
     assert busy.headers["Retry-After"]
     print(f"health max {max(health_times) * 1000:.1f} ms, rss peak {peak[0]:.0f} MiB", file=sys.stderr)
-    assert health_times and max(health_times) < 0.1, max(health_times)
+    assert len(health_times) >= 5 and max(health_times) < 0.1, health_times
     assert peak[0] < 300, peak[0]
 
 
