@@ -7,7 +7,6 @@ no 5xx except the documented ones, never a traceback, always the safety headers.
 """
 
 import json
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest

@@ -106,5 +106,5 @@ def test_unknown_collection_and_version_are_404(api):
         assert response.status_code == 404 and response.json() == missing_version, reference
     assert api.get(path("docs", "/1"), admin).status_code == 200
     # the alpha prefix of the original serves the same endpoints
-    alpha = api.get(f"/api/alpha/repository/collection/docs/version/v1", admin)
+    alpha = api.get("/api/alpha/repository/collection/docs/version/v1", admin)
     assert alpha.status_code == 200 and alpha.content == armored(b"first")

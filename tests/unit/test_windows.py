@@ -1,6 +1,6 @@
 """Backup windows: open or closed, and whether the latest backup came in its slot."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 
