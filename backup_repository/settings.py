@@ -5,12 +5,12 @@
 typed, valid settings.
 """
 
-import ipaddress
 import os
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 from backup_repository.domain.units import parse_duration
+from backup_repository.domain.users import parse_networks
 
 DATA_HOME = "~/.backup-repository"
 LOG_LEVELS = {"debug": "DEBUG", "trace": "DEBUG", "info": "INFO", "warning": "WARNING", "warn": "WARNING",
@@ -86,16 +86,7 @@ def duration_or_off(text: str) -> float:
 
 def parse_trusted_proxies(text: str) -> tuple:
     """Comma-separated IPs or CIDRs, IPv4 or IPv6; empty for none."""
-    networks = []
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ValueError(f"{item!r} is not an IP address or CIDR") from None
-    return tuple(networks)
+    return parse_networks(item.strip() for item in text.split(",") if item.strip())
 
 
 @dataclass(frozen=True)

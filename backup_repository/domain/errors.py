@@ -9,9 +9,10 @@ class DomainError(Exception):
 
     status = 500
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, retry_after: int = None):
         super().__init__(message)
         self.message = message
+        self.retry_after = retry_after  # seconds; answered as a Retry-After header when set
 
 
 class BadRequest(DomainError):
@@ -45,24 +46,14 @@ class PayloadTooLarge(DomainError):
 
 
 class TooManyRequests(DomainError):
-    """Answered with a ``Retry-After`` header of ``retry_after`` seconds."""
-
     status = 429
-
-    def __init__(self, message: str, retry_after: int = 1):
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class RangeNotSatisfiable(DomainError):
     status = 416
 
 
-class ServiceUnavailable(TooManyRequests):
-    status = 503
-
-
-class StorageUnavailable(DomainError):
+class ServiceUnavailable(DomainError):
     status = 503
 
 

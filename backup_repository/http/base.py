@@ -147,7 +147,7 @@ class BaseHandler(tornado.web.RequestHandler):
             self.finish(json.dumps({"status": False, "code": 401, "message": exc.message, "data": {}}))
         elif isinstance(exc, DomainError):
             self.set_status(exc.status)
-            if isinstance(exc, TooManyRequests):
+            if exc.retry_after is not None:
                 self.set_header("Retry-After", str(exc.retry_after))
             self.finish(json.dumps({"status": False, "error": exc.message, "data": {}}))
         elif isinstance(exc, StorageError):

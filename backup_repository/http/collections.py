@@ -13,7 +13,6 @@ import tornado.web
 from backup_repository.db.repository import DatabaseError
 from backup_repository.domain.errors import (
     DomainError, InsufficientStorage, InternalError, RangeNotSatisfiable, RequestTimeout, ServiceUnavailable,
-    StorageUnavailable,
 )
 from backup_repository.http.base import DATABASE_UNAVAILABLE, UNLIMITED_BODY, AuthenticatedHandler, BaseHandler
 from backup_repository.services.uploads import UploadRequest
@@ -34,7 +33,7 @@ def storage_failure(exc: Exception) -> DomainError:
         if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
             return InsufficientStorage(STORAGE_FULL)
         cause = cause.__cause__ or cause.__context__
-    return StorageUnavailable(STORAGE_FAILED)
+    return ServiceUnavailable(STORAGE_FAILED)
 
 
 class VersionsHandler(BaseHandler):
@@ -74,7 +73,7 @@ class VersionsHandler(BaseHandler):
             self.upload = await self.ctx.uploads.begin(self.principal, request)
         except StorageError as exc:
             log.error("upload to %s cannot start, the store failed: %s", request.collection_id, exc)
-            raise StorageUnavailable(STORAGE_FAILED) from None
+            raise ServiceUnavailable(STORAGE_FAILED) from None
         settings = self.ctx.settings
         timeout = min(settings.http_upload_timeout, settings.storage_io_timeout)
         self._timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
@@ -124,7 +123,7 @@ class VersionsHandler(BaseHandler):
             exc = storage_failure(exc)
         elif isinstance(exc, DatabaseError):
             log.error("upload to %s failed in the database: %s", self.path_args[0], exc)
-            exc = ServiceUnavailable(DATABASE_UNAVAILABLE)
+            exc = ServiceUnavailable(DATABASE_UNAVAILABLE, retry_after=1)
         else:
             log.error("upload to %s failed", self.path_args[0], exc_info=exc)
             exc = InternalError("internal server error")

@@ -1,5 +1,6 @@
 """Reading collections: version listings, downloads, the collection list and collection health (CONTRACT §5, §8)."""
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -100,7 +101,8 @@ class CollectionService:
             if not hmac.compare_digest(digest, collection.health_code_sha256):
                 raise Forbidden(INVALID_HEALTH_CODE)
         versions = await self._db.list_versions(collection.id)
-        missing = [v for v in versions if await self.storage.size(object_name(v.collection_id, v.filename)) is None]
+        sizes = await asyncio.gather(*(self.storage.size(object_name(v.collection_id, v.filename)) for v in versions))
+        missing = [v for v, size in zip(versions, sizes) if size is None]
         problems = [f"v{number} ({filename}): {message}"
                     for number, filename, message in await self._db.integrity_problems(collection.id)]
         return [*collection_checks(collection, versions, self._clock()), storage_consistency_check(missing),
