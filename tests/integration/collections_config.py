@@ -1,8 +1,20 @@
 """The configuration used by the collection API tests: users, access keys and collections with small limits."""
 
-from tests.support import COLLECTIONS, GO_ADMIN_HASH
+from tests.support import COLLECTIONS, GO_ADMIN_HASH, RawUpload, armored, wait_until
 
 PASSWORD = "admin"  # every test user has the Go server's test-vector hash of "admin"
+
+
+def version_path(collection_id: str, suffix: str = "") -> str:
+    return f"/api/stable/repository/collection/{collection_id}/version{suffix}"
+
+
+def stalled_upload(server, backend, token, collection_id: str, size: int) -> RawUpload:
+    """A chunked upload whose body is sent but for its last 100 bytes, returned once its object is in the store."""
+    raw = RawUpload(server.url, version_path(collection_id), token, chunked=True)
+    raw.send(armored(b"x" * size)[:-100])
+    assert wait_until(lambda: backend.objects(), timeout=10)
+    return raw
 
 
 def collection(name: str, max_count: int = 3, one: str = "1M", total: str = "5M", extra: str = "") -> str:

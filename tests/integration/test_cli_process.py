@@ -11,6 +11,7 @@ import pytest
 from backup_repository.security.passwords import verify_password
 from tests import support
 from tests.conftest import PG_DSN, create_bucket, require_postgres
+from tests.integration.collections_config import acl, collection
 
 
 def run_cli(*args, env=None, home=None, timeout=30):
@@ -142,33 +143,12 @@ def test_embedded_defaults_need_nothing_but_a_secret(tmp_path, config):
 def test_validate_config(tmp_path, config):
     assert run_cli("--validate-config", f"--config-local-path={config.root}").returncode == 0
     config.write(support.USERS, "broken", "kind: BackupUser\nspec: [\n")
-    config.write(support.COLLECTIONS, "bad", """apiVersion: backups.riotkit.org/v1alpha1
-kind: BackupCollection
-metadata:
-  name: bad
-spec:
-  filenameTemplate: bad-${version}.gpg
-  maxBackupsCount: 2
-  maxOneVersionSize: 1M
-  maxCollectionSize: 5M
-  windows:
+    config.write(support.COLLECTIONS, "bad", collection("bad", max_count=2, extra="""  windows:
     - from: "0 1 * * *"
       duration: 2 hours
-""")
-    config.write(support.COLLECTIONS, "stranger", """apiVersion: backups.riotkit.org/v1alpha1
-kind: BackupCollection
-metadata:
-  name: stranger
-spec:
-  filenameTemplate: s-${version}.gpg
-  maxBackupsCount: 2
-  maxOneVersionSize: 1M
-  maxCollectionSize: 5M
-  accessControl:
-    - name: ghost
-      type: user
-      roles: [backupUploader]
-""")
+"""))
+    config.write(support.COLLECTIONS, "stranger", collection("stranger", max_count=2,
+                                                            extra=acl(("ghost", ["backupUploader"]))))
     result = run_cli("--validate-config", f"--config-local-path={config.root}")
     lines = result.stdout.splitlines()
     assert result.returncode == 1 and len(lines) == 3, result.stdout

@@ -5,16 +5,13 @@ import json
 
 import pytest
 
-from tests.integration.collections_config import PASSWORD, write_collections_config
+from tests.integration.collections_config import PASSWORD, write_collections_config, version_path as path
 from tests.support import armored
 
 UPLOAD_DENIED = "not authorized to upload versions to this collection"
 DOWNLOAD_DENIED = "not authorized to download versions from this collection"
 LIST_DENIED = "not authorized to list versions"
 
-
-def path(collection, suffix=""):
-    return f"/api/stable/repository/collection/{collection}/version{suffix}"
 
 
 @pytest.fixture

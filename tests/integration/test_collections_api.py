@@ -9,14 +9,11 @@ import threading
 
 import pytest
 
-from tests.integration.collections_config import PASSWORD, write_collections_config
+from tests.integration.collections_config import PASSWORD, write_collections_config, version_path
 from tests.support import RawUpload, armored, wait_until
 
 STREAM_ERROR = "cannot upload version. cannot upload file, cannot copy stream, error: "
 
-
-def version_path(collection, suffix=""):
-    return f"/api/stable/repository/collection/{collection}/version{suffix}"
 
 
 @pytest.fixture

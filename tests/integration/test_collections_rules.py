@@ -11,15 +11,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.integration.collections_config import PASSWORD, collection, write_collections_config
+from tests.integration.collections_config import PASSWORD, collection, stalled_upload, write_collections_config
+from tests.integration.collections_config import version_path as path
 from tests.support import COLLECTIONS, RawUpload, armored, wait_until
 
 WINDOW_CLOSED = ("backup window does not allow you to send a backup at this time. "
                  "You need a token that has a special permission 'uploadsAnytime'")
 
-
-def path(collection, suffix=""):
-    return f"/api/stable/repository/collection/{collection}/version{suffix}"
 
 
 def health_path(collection):
@@ -164,9 +162,7 @@ def test_stopping_the_server_mid_upload_leaves_nothing(local, config, start_serv
     write_collections_config(config)
     server = start_server(local, config)
     admin = server.login("admin", PASSWORD)
-    raw = RawUpload(server.url, path("docs"), admin, chunked=True)
-    raw.send(armored(b"x" * 500_000)[:-100])
-    assert wait_until(lambda: local.objects(), timeout=5)
+    raw = stalled_upload(server, local, admin, "docs", 500_000)
     server.proc.send_signal(signal.SIGTERM)
     raw.close()
     assert server.proc.wait(40) == 0
@@ -183,9 +179,7 @@ def test_a_crashed_upload_blocks_its_collection_only_until_the_lease_expires(mak
     write_collections_config(config)
     server = start_server(backend, config)
     admin = server.login("admin", PASSWORD)
-    raw = RawUpload(server.url, path("docs"), admin, chunked=True)
-    raw.send(armored(b"x" * 100_000)[:-100])
-    assert wait_until(lambda: backend.objects(), timeout=5)
+    raw = stalled_upload(server, backend, admin, "docs", 100_000)
     server.proc.send_signal(signal.SIGKILL)
     server.proc.wait(10)
     raw.close()

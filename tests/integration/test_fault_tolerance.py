@@ -14,12 +14,10 @@ import pytest
 import requests
 
 from tests import support
-from tests.integration.collections_config import PASSWORD, collection, write_collections_config
+from tests.integration.collections_config import PASSWORD, collection, stalled_upload, write_collections_config
+from tests.integration.collections_config import version_path as path
 from tests.support import COLLECTIONS, RawUpload, TcpProxy, armored, wait_until
 
-
-def path(collection_id, suffix=""):
-    return f"/api/stable/repository/collection/{collection_id}/version{suffix}"
 
 
 class Ledger:
@@ -177,9 +175,7 @@ def test_sigterm_aborts_what_does_not_finish_within_the_grace(make_backend, cfg,
     backend = make_backend("postgres", "s3")
     server = start_server(backend, cfg, "--shutdown-grace=1s")
     token = server.login("admin", PASSWORD)
-    raw = RawUpload(server.url, path("large"), token, chunked=True)
-    raw.send(armored(os.urandom(6 << 20))[:-100])
-    assert wait_until(lambda: backend.objects(), timeout=10)
+    raw = stalled_upload(server, backend, token, "large", 6 << 20)  # past S3's first 5 MiB part
     began = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(30) == 0

@@ -13,16 +13,13 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.integration.collections_config import PASSWORD, write_collections_config
+from tests.integration.collections_config import PASSWORD, write_collections_config, version_path
 from tests.support import GO_ADMIN_HASH, RawUpload, armored
 
 LOGIN = "/api/stable/auth/login"
 WHOAMI = "/api/stable/auth/whoami"
 TOO_MANY = {"status": False, "error": "too many requests, retry later", "data": {}}
 
-
-def version_path(collection):
-    return f"/api/stable/repository/collection/{collection}/version"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
