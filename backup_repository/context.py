@@ -34,6 +34,7 @@ class AppContext:
         self.rate_limits = RateLimits(settings)
         self.tokens = TokenService(settings.jwt_secret_key, settings.jwt_expiry)
         self.auth = AuthService(self.config, self.db, self.tokens, self.verifier)
+        self.config.on_change(self.auth.configuration_changed)
         self.collections = CollectionService(self.config, self.db)
         self.uploads = None  # needs the storage: built in open()
         self.requests_in_flight = set()  # handlers of requests being served (a graceful stop waits for them)

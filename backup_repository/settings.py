@@ -133,6 +133,9 @@ OPTIONS = (
            "maximum duration of one upload request"),
     Option("http_download_timeout", ("--http-download-timeout",), "BR_HTTP_DOWNLOAD_TIMEOUT", "180m",
            positive_duration, "maximum duration of one download request"),
+    Option("http_upload_idle_timeout", ("--http-upload-idle-timeout",), "BR_HTTP_UPLOAD_IDLE_TIMEOUT", "5m",
+           positive_duration, "an upload that sends no body byte for this long is aborted (408) and its collection "
+           "freed for the next upload"),
     Option("http_idle_timeout", ("--http-idle-timeout",), "BR_HTTP_IDLE_TIMEOUT", "60s", positive_duration,
            "a connection without a request, slow headers, or a slow body (except uploads) is closed after this"),
     Option("rate_default_limit", ("--rate-default-limit",), None, "5", positive_int,
@@ -188,6 +191,7 @@ class Settings:
     storage_io_timeout: float
     http_upload_timeout: float
     http_download_timeout: float
+    http_upload_idle_timeout: float
     http_idle_timeout: float
     rate_default_limit: int
     rate_auth_limit: int

@@ -22,6 +22,42 @@ class Snapshot:
     collections: dict
     problems: tuple
     fingerprint: tuple
+    #: names of every BackupUser file, loadable or not (None when the directory could not be listed)
+    user_files: Optional[frozenset] = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a reload removed. A user counts as removed only when its file is gone: a document that fails to parse
+    (a typo in a GitOps change) or a directory that cannot be read removes nobody."""
+
+    removed_users: tuple = ()
+    removed_access_keys: tuple = ()  # (user name, key name)
+    #: (user name, access key name or "", new password hash) of each password that was set anew
+    changed_passwords: tuple = ()
+
+    def __bool__(self):
+        return bool(self.removed_users or self.removed_access_keys or self.changed_passwords)
+
+
+def changes(old: "Snapshot", new: "Snapshot") -> Change:
+    if old is None or new.user_files is None:
+        return Change()
+    removed_users = tuple(sorted(name for name in old.users if name not in new.user_files))
+    removed_keys, changed = [], []
+    for name, user in sorted(old.users.items()):
+        now = new.users.get(name)
+        if now is None:
+            continue
+        if now.password_hash != user.password_hash:
+            changed.append((name, "", now.password_hash))
+        for key_name, key in sorted(user.access_keys.items()):
+            new_key = now.access_keys.get(key_name)
+            if new_key is None:
+                removed_keys.append((name, key_name))
+            elif new_key.password_hash != key.password_hash:
+                changed.append((name, key_name, new_key.password_hash))
+    return Change(removed_users, tuple(removed_keys), tuple(changed))
 
 
 def fingerprint(root: str) -> tuple:
@@ -67,7 +103,18 @@ def read_snapshot(root: str) -> Snapshot:
                 path = os.path.join(root, D.COLLECTIONS_DIR, collection.id + ".yaml")
                 problems.append(D.Problem(path, f"spec.accessControl[{index}]", f"unknown user {grant.name!r}"))
 
-    return Snapshot(users, collections, tuple(problems), stamp)
+    return Snapshot(users, collections, tuple(problems), stamp, _user_files(root))
+
+
+def _user_files(root: str) -> Optional[frozenset]:
+    directory = os.path.join(root, D.USERS_DIR)
+    if not os.path.isdir(root):
+        return None
+    try:
+        names = os.listdir(directory) if os.path.exists(directory) else []
+    except OSError:
+        return None
+    return frozenset(name.rsplit(".", 1)[0] for name in names if name.endswith(D.EXTENSIONS))
 
 
 def _documents(root: str, sub: str, kind: str, problems: list):
@@ -102,6 +149,12 @@ class FilesystemProvider:
         self.reload_interval = reload_interval
         self._snapshot: Optional[Snapshot] = None
         self._task: Optional[asyncio.Task] = None
+        self._listeners = []
+        self._notifications = set()
+
+    def on_change(self, listener):
+        """``await listener(change)`` runs (in the background) after each reload that removed users or keys."""
+        self._listeners.append(listener)
 
     @property
     def snapshot(self) -> Snapshot:
@@ -119,18 +172,26 @@ class FilesystemProvider:
         if self._snapshot is not None and stamp == self._snapshot.fingerprint:
             return False
         snapshot = await loop.run_in_executor(None, read_snapshot, self.root)
-        self._snapshot = snapshot
+        previous, self._snapshot = self._snapshot, snapshot
         log.info(
             "configuration reloaded from %s: %d users, %d collections",
             self.root, len(snapshot.users), len(snapshot.collections),
         )
         log_problems(snapshot)
+        change = changes(previous, snapshot)
+        if change:
+            for listener in self._listeners:
+                task = asyncio.ensure_future(listener(change))
+                self._notifications.add(task)
+                task.add_done_callback(self._notifications.discard)
         return True
 
     def start(self):
         self._task = asyncio.get_running_loop().create_task(self._watch())
 
     async def stop(self):
+        for task in list(self._notifications):
+            task.cancel()
         if self._task:
             self._task.cancel()
             try:

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 _SESSION_COLUMNS = (
     "id, expires_at, deactivated, description, requester_ip, user_name, access_key_name, "
-    "created_at, updated_at, deleted_at"
+    "created_at, updated_at, deleted_at, credential"
 )
 
 
@@ -123,10 +123,11 @@ class Repository(abc.ABC):
     # --- granted accesses -----------------------------------------------------------------------
     async def create_session(self, session: GrantedAccess):
         await self.execute(
-            f"INSERT INTO granted_accesses ({_SESSION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            f"INSERT INTO granted_accesses ({_SESSION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 session.id, session.expires_at, session.deactivated, session.description, session.requester_ip,
                 session.user, session.access_key_name, session.created_at, session.updated_at, session.deleted_at,
+                session.credential,
             ),
         )
 
@@ -140,6 +141,25 @@ class Repository(abc.ABC):
             (True, now, session_id),
         )
         return count > 0
+
+    async def bind_session_credential(self, session_id: str, credential: str):
+        """Bind a session opened before sessions recorded their credential (it has none yet) to ``credential``."""
+        await self.execute("UPDATE granted_accesses SET credential = %s WHERE id = %s AND credential = ''",
+                           (credential, session_id))
+
+    async def revoke_sessions(self, user_name: str, now: datetime, access_key_name: str = None,
+                              except_credential: str = None) -> int:
+        """Deactivate the active sessions of a user (or only those of one access key, ``""`` for its own password),
+        except those bound to ``except_credential``; idempotent."""
+        sql = "UPDATE granted_accesses SET deactivated = %s, updated_at = %s WHERE user_name = %s AND deactivated = %s"
+        params = [True, now, user_name, False]
+        if access_key_name is not None:
+            sql += " AND access_key_name = %s"
+            params.append(access_key_name)
+        if except_credential is not None:
+            sql += " AND credential <> %s"
+            params.append(except_credential)
+        return await self.execute(sql, tuple(params))
 
     async def list_sessions(self, user_name: str, limit: int = 100) -> list:
         rows = await self.fetchall(
@@ -308,4 +328,5 @@ def _session(row) -> GrantedAccess:
     return GrantedAccess(
         id=row[0], expires_at=row[1], deactivated=bool(row[2]), description=row[3], requester_ip=row[4],
         user=row[5], access_key_name=row[6], created_at=row[7], updated_at=row[8], deleted_at=row[9],
+        credential=row[10],
     )

@@ -74,6 +74,15 @@ MIGRATIONS = [
             )""",
         ],
     ),
+    (
+        4,
+        "sessions bound to the credential that opened them",
+        [
+            # a fingerprint of the password or access-key hash the session was opened with (never the hash itself):
+            # when the credential changes, the session ends (docs/api.md#sessions-and-credentials)
+            "ALTER TABLE granted_accesses ADD COLUMN credential TEXT NOT NULL DEFAULT ''",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

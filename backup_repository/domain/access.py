@@ -24,6 +24,11 @@ class Actor:
     def name(self) -> str:
         return self.user.name
 
+    @property
+    def is_restricted(self) -> bool:
+        """Logged in with an access key, or holding a scoped token: limited to collections (docs/api.md#tokens)."""
+        return bool(self.access_key_name or self.scope)
+
 
 def decide(actor: Actor, action: str, collection_id: str, acl=()) -> bool:
     """Return True when ``actor`` may perform ``action`` on collection ``collection_id``.
@@ -49,9 +54,16 @@ def decide(actor: Actor, action: str, collection_id: str, acl=()) -> bool:
     return R.can_perform(actor.user.roles, action)
 
 
+def may_act_globally(actor: Actor) -> bool:
+    """Global actions — viewing profiles, listing sessions, revoking a session other than the caller's own — need
+    a login with the user's own password and no scope: a key or a scope only ever narrows (docs/api.md#tokens)."""
+    return not actor.is_restricted
+
+
 def decide_global(actor: Actor, action: str) -> bool:
-    """A decision outside any collection (e.g. viewing profiles): the user's own roles decide."""
-    return R.can_perform(actor.user.roles, action)
+    """A decision outside any collection (e.g. viewing others' profiles): an unrestricted login whose user's own
+    roles grant it."""
+    return may_act_globally(actor) and R.can_perform(actor.user.roles, action)
 
 
 def parse_scope(elements) -> tuple:

@@ -28,6 +28,8 @@ class GrantedAccess:
     created_at: datetime
     updated_at: datetime
     deleted_at: Optional[datetime] = None
+    #: fingerprint of the password or access-key hash the session was opened with; never shown to clients
+    credential: str = ""
 
     def is_valid(self, now: datetime) -> bool:
         return not self.deactivated and self.deleted_at is None and now < self.expires_at

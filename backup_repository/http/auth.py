@@ -1,19 +1,22 @@
-"""Authentication API (CONTRACT §5): login, refresh, whoami, user profiles, sessions and logout."""
+"""Authentication API (docs/api.md#authentication): login, refresh, whoami, user profiles, sessions and logout."""
 
-import json
 from urllib.parse import parse_qs
 
 from backup_repository.domain.access import parse_scope
 from backup_repository.domain.errors import BadRequest, Unauthenticated
 from backup_repository.http.base import AuthenticatedHandler, BaseHandler
 from backup_repository.security.auth import MISSING_CREDENTIALS
+from backup_repository.security.untrusted import TooDeep, load_json
+
+EMPTY_SCOPE = "operationsScope.elements must not be empty; leave operationsScope out for an unscoped token"
 
 
 def parse_login_body(body: bytes, form_arguments: dict):
     """Return (username, password, scope elements) from a JSON or form body.
 
     A body that is a JSON object is read as JSON whatever its Content-Type, because ``curl -d '{...}'`` sends
-    JSON labelled as a form. Anything unreadable or incomplete is the contract's "missing" error.
+    JSON labelled as a form. Anything unreadable or incomplete is the "missing" error of docs/api.md#login; JSON
+    nested deeper than any login needs is a 400.
     """
     try:
         text = body.decode("utf-8").strip()
@@ -21,7 +24,9 @@ def parse_login_body(body: bytes, form_arguments: dict):
         raise Unauthenticated(MISSING_CREDENTIALS) from None
     if text.startswith("{"):
         try:
-            fields = json.loads(text)
+            fields = load_json(text)
+        except TooDeep as exc:
+            raise BadRequest(str(exc)) from None
         except ValueError:
             raise Unauthenticated(MISSING_CREDENTIALS) from None
     elif form_arguments:
@@ -37,18 +42,22 @@ def parse_login_body(body: bytes, form_arguments: dict):
 
 
 def _scope(value) -> tuple:
+    """The scope elements of a login; an empty scope is refused: it would silently mean "no restriction"."""
     if value in (None, ""):
         return ()
     try:
         if isinstance(value, str):
-            value = json.loads(value)
+            value = load_json(value)
         if isinstance(value, list):  # a bare list of elements is accepted too
             value = {"elements": value}
         if not isinstance(value, dict):
             raise ValueError("must be an object like {\"elements\": [...]}")
-        return parse_scope(value.get("elements"))
+        scope = parse_scope(value.get("elements"))
     except ValueError as exc:
         raise BadRequest(f"invalid operationsScope: {exc}") from None
+    if not scope:
+        raise BadRequest(EMPTY_SCOPE)
+    return scope
 
 
 class LoginHandler(BaseHandler):

@@ -140,8 +140,16 @@ class BaseHandler(tornado.web.RequestHandler):
     def fail(self, status: int, message: str, data: dict = None):
         self.send_json(status, {"status": False, "error": message, "data": data or {}})
 
+    def allowed_methods(self) -> list:
+        """The methods this handler implements (for the ``Allow`` header of a 405)."""
+        base = tornado.web.RequestHandler
+        return [method for method in self.SUPPORTED_METHODS
+                if getattr(type(self), method.lower(), None) is not getattr(base, method.lower(), None)]
+
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         if isinstance(exc, Unauthenticated):
             self.set_status(401)
             self.finish(json.dumps({"status": False, "code": 401, "message": exc.message, "data": {}}))
@@ -181,7 +189,16 @@ class BaseHandler(tornado.web.RequestHandler):
         return self.get_query_argument("token", "") or self.get_cookie("jwt", "") or ""
 
     async def authenticate(self):
-        self.principal = await self.ctx.auth.authenticate(self.request_token(), self.client_ip)
+        try:
+            self.principal = await self.ctx.auth.authenticate(self.request_token(), self.client_ip)
+        except Unauthenticated:
+            self.count_failed_authentication()
+            raise
+
+    def count_failed_authentication(self):
+        """A failed authentication anywhere (token, health code) counts against the client's login budget
+        (``--rate-auth-limit``): past it the answer is 429 instead of 401/403 (docs/security.md)."""
+        self.check_rate("auth")
 
 
 class AuthenticatedHandler(BaseHandler):

@@ -1,9 +1,11 @@
-"""Collections API (CONTRACT §5, §7, §8): upload, download, version listing, collection listing and health."""
+"""Collections API (docs/api.md#collections): upload, download, version listing, collection listing and health."""
 
 import asyncio
 import errno
 import logging
 import re
+import socket
+import struct
 from contextlib import aclosing
 from typing import Optional
 
@@ -12,7 +14,7 @@ import tornado.web
 
 from backup_repository.db.repository import DatabaseError
 from backup_repository.domain.errors import (
-    DomainError, InsufficientStorage, InternalError, RangeNotSatisfiable, RequestTimeout, ServiceUnavailable,
+    DomainError, Forbidden, InsufficientStorage, InternalError, RangeNotSatisfiable, RequestTimeout, ServiceUnavailable,
 )
 from backup_repository.http.base import DATABASE_UNAVAILABLE, UNLIMITED_BODY, AuthenticatedHandler, BaseHandler
 from backup_repository.services.uploads import UploadRequest
@@ -45,6 +47,9 @@ class VersionsHandler(BaseHandler):
     upload = None
     _failure = None  # the task answering a rejected upload
     _timer = None
+    _idle_timer = None
+    _store_busy = None  # the future Tornado waits for before reading more of the body
+    _last_data = 0.0
     _body_complete = False
 
     async def get(self, collection_id):
@@ -76,7 +81,10 @@ class VersionsHandler(BaseHandler):
             raise ServiceUnavailable(STORAGE_FAILED) from None
         settings = self.ctx.settings
         timeout = min(settings.http_upload_timeout, settings.storage_io_timeout)
-        self._timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(timeout, self._timed_out)
+        self._last_data = loop.time()
+        self._idle_timer = loop.call_later(settings.http_upload_idle_timeout, self._idle_check)
         self.request.connection.set_body_timeout(timeout + 10)  # a last resort behind the 408 of the timer
 
     def data_received(self, chunk: bytes):
@@ -84,11 +92,20 @@ class VersionsHandler(BaseHandler):
             return super().data_received(chunk)
         if self._failure is not None:
             return None
+        self._last_data = asyncio.get_running_loop().time()
         try:
-            return self.upload.feed(chunk)
+            waiting = self.upload.feed(chunk)
         except Exception as exc:
             self._reject(exc)
             return None
+        if waiting is not None:  # the store is behind: the client is not idle while the server does not read
+            self._store_busy = waiting
+            waiting.add_done_callback(self._store_caught_up)
+        return waiting
+
+    def _store_caught_up(self, _future):
+        self._store_busy = None
+        self._last_data = asyncio.get_running_loop().time()
 
     async def post(self, collection_id):
         self._body_complete = True
@@ -107,6 +124,21 @@ class VersionsHandler(BaseHandler):
         self._timer = None
         if not self._body_complete:
             self._reject(RequestTimeout(REQUEST_TOO_LONG))
+
+    def _idle_check(self):
+        """No body byte for --http-upload-idle-timeout: a stalled client must not hold the collection's lock."""
+        self._idle_timer = None
+        if self._body_complete or self._failure is not None:
+            return
+        loop = asyncio.get_running_loop()
+        idle_limit = self.ctx.settings.http_upload_idle_timeout
+        silent = loop.time() - self._last_data
+        if silent < idle_limit or self._store_busy is not None:
+            self._idle_timer = loop.call_later(max(0.1, idle_limit - silent), self._idle_check)
+            return
+        log.warning("upload to %s sent nothing for %.0fs (--http-upload-idle-timeout); aborting it",
+                    self.path_args[0], silent)
+        self._reject(RequestTimeout(REQUEST_TOO_LONG))
 
     def _reject(self, exc: Exception):
         """Refuse the upload mid-body: remove what was written, answer, and let Tornado close the connection."""
@@ -143,9 +175,11 @@ class VersionsHandler(BaseHandler):
         self._cancel_timer()
 
     def _cancel_timer(self):
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for name in ("_timer", "_idle_timer"):
+            timer = getattr(self, name)
+            if timer is not None:
+                timer.cancel()
+                setattr(self, name, None)
 
 
 class DownloadHandler(AuthenticatedHandler):
@@ -180,22 +214,35 @@ class DownloadHandler(AuthenticatedHandler):
             self.finish()
             return
 
-        timer = asyncio.get_running_loop().call_later(self.ctx.settings.http_download_timeout, self._timed_out)
+        sent = 0
         try:
-            async with aclosing(self.ctx.storage.read(download.object_name, start, end)) as chunks:
-                async for chunk in chunks:
-                    self.write(chunk)
-                    await self.flush()
+            async with asyncio.timeout(self.ctx.settings.http_download_timeout):
+                async with aclosing(self.ctx.storage.read(download.object_name, start, end)) as chunks:
+                    async for chunk in chunks:
+                        self.write(chunk)
+                        await self.flush()
+                        sent += len(chunk)
         except tornado.iostream.StreamClosedError:
-            log.info("download of %s v%d stopped: the client went away", collection_id, version.number)
+            log.info("download of %s v%d stopped: the connection closed after %d of %d bytes", collection_id,
+                     version.number, sent, end - start)
             return
-        finally:
-            timer.cancel()
+        except TimeoutError:
+            log.warning("download of %s v%d ended by --http-download-timeout (%gs) after %d of %d bytes",
+                        collection_id, version.number, self.ctx.settings.http_download_timeout, sent, end - start)
+            self._reset_connection()
+            return
         self.finish()
 
-    def _timed_out(self):
-        log.warning("download of %s took longer than --http-download-timeout; closing", self.request.path)
-        self.request.connection.close()
+    def _reset_connection(self):
+        """Close at once, dropping what the kernel still buffers for a slow reader (TCP reset, not a slow FIN)."""
+        stream = self.request.connection.stream
+        if stream is None or stream.closed():
+            return
+        try:
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        stream.close()
 
     def write_error(self, status_code, **kwargs):
         if self._headers_written:
@@ -223,7 +270,11 @@ class CollectionHealthHandler(BaseHandler):
 
     async def get(self, collection_id):
         code = self.get_query_argument("code", "") or self.request.headers.get("Authorization", "")
-        results = await self.ctx.collections.health(collection_id, code)
+        try:
+            results = await self.ctx.collections.health(collection_id, code)
+        except Forbidden:  # a wrong code
+            self.count_failed_authentication()
+            raise
         data = {"health": [result.to_json() for result in results]}
         if all(result.ok for result in results):
             self.ok(data)
@@ -232,30 +283,38 @@ class CollectionHealthHandler(BaseHandler):
 
 
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+#: Offsets longer than this are beyond any object (and beyond what int() may parse from a header).
+MAX_OFFSET_DIGITS = 18
 
 
 def parse_range(header: str, size: int) -> Optional[tuple]:
     """(start, end exclusive) of a single ``Range: bytes=...`` request; None to send the whole object.
 
     Multiple ranges and malformed headers are ignored (the whole object is sent, as RFC 9110 allows); a range
-    that starts beyond the end raises RangeNotSatisfiable (416).
+    that starts beyond the end raises RangeNotSatisfiable (416). Offsets of any length are understood: one of
+    thousands of digits is simply beyond the end (docs/api.md#downloads).
     """
     match = _RANGE.fullmatch(header.strip().replace(" ", ""))
     if not match or (not match.group(1) and not match.group(2)):
         return None
     first, last = match.group(1), match.group(2)
     if not first:  # the last N bytes
-        length = int(last)
+        length = _offset(last)
         if length == 0:
             raise _unsatisfiable(size)
         return max(0, size - length), size
-    start = int(first)
-    end = size if not last else min(int(last) + 1, size)
-    if last and int(last) < start:
+    start = _offset(first)
+    end = size if not last else min(_offset(last) + 1, size)
+    if last and _offset(last) < start:
         return None
     if start >= size:
         raise _unsatisfiable(size)
     return start, end
+
+
+def _offset(digits: str) -> int:
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= MAX_OFFSET_DIGITS else 10 ** MAX_OFFSET_DIGITS
 
 
 def _unsatisfiable(size: int) -> RangeNotSatisfiable:

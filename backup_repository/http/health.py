@@ -1,4 +1,4 @@
-"""Server health (CONTRACT §8): ``/health`` (is the process up) and ``/ready`` (can it serve)."""
+"""Server health (docs/api.md#health): ``/health`` (is the process up) and ``/ready`` (can it serve)."""
 
 import hmac
 
@@ -26,6 +26,7 @@ class ReadyHandler(BaseHandler):
         expected = self.ctx.settings.health_check_key
         code = self.request.headers.get("Authorization", "") or self.get_query_argument("code", "")
         if not expected or not hmac.compare_digest(code.encode(), expected.encode()):
+            self.count_failed_authentication()
             self.fail(403, INVALID_CODE)
             return
         results = await run_checks(readiness_checks(self.ctx))

@@ -1,4 +1,4 @@
-"""HS256 JWTs with the original's claims (CONTRACT §5) plus a unique ``jti``.
+"""HS256 JWTs with the original's claims (docs/api.md#tokens) plus a unique ``jti``.
 
 ``operationsScope`` is base64 of the JSON ``{"elements": [...]}``; it is empty when the token is not scoped.
 """
@@ -7,6 +7,8 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
+import math
 import time
 import uuid
 import warnings
@@ -17,10 +19,17 @@ import jwt
 
 from backup_repository.domain.access import parse_scope, scope_to_json
 from backup_repository.domain.errors import Unauthenticated
+from backup_repository.security.untrusted import load_json
+
+log = logging.getLogger(__name__)
 
 ALGORITHM = "HS256"
 #: Shorter keys work (the Go server accepted any) but are reported once at start-up, not on every request.
 RECOMMENDED_KEY_BYTES = 32
+#: Tokens issued here are about 500 bytes; anything much longer is not one of ours.
+MAX_TOKEN_LENGTH = 8 << 10
+#: The last second a datetime can hold (9999-12-31T23:59:59Z): an ``exp`` beyond it cannot be one we issued.
+LATEST_EXPIRY = 253402300799
 
 try:
     from jwt.warnings import InsecureKeyLengthWarning
@@ -66,7 +75,12 @@ class TokenService:
         return token, datetime.fromtimestamp(expires, timezone.utc)
 
     def decode(self, token: str) -> Claims:
-        """Check signature, algorithm and expiry; raise Unauthenticated when anything is off."""
+        """Check signature, algorithm and expiry; raise Unauthenticated when anything is off.
+
+        Whatever the token holds (claims nested a thousand levels deep, an ``exp`` of 1e308), the answer is this
+        one error, never another exception."""
+        if len(token) > MAX_TOKEN_LENGTH or not _claims_are_bounded(token):
+            raise Unauthenticated("token is invalid")
         try:
             claims = jwt.decode(
                 token, self._secret, algorithms=[ALGORITHM],
@@ -74,8 +88,12 @@ class TokenService:
             )
         except jwt.PyJWTError:
             raise Unauthenticated("token is invalid") from None
+        except Exception as exc:  # a library failing on hostile input is still just an invalid token
+            log.debug("token refused by the JWT library: %s", type(exc).__name__)
+            raise Unauthenticated("token is invalid") from None
         exp = claims.get("exp")
-        if not isinstance(exp, (int, float)) or isinstance(exp, bool):
+        if not isinstance(exp, (int, float)) or isinstance(exp, bool) or not math.isfinite(exp) \
+                or exp > LATEST_EXPIRY:
             raise Unauthenticated("token is invalid")
         if exp <= self._clock():
             raise Unauthenticated("token is expired")
@@ -86,13 +104,26 @@ class TokenService:
                       datetime.fromtimestamp(exp, timezone.utc))
 
 
+def _claims_are_bounded(token: str) -> bool:
+    """The header and payload of a token are JSON of a sane depth (checked before the JWT library parses them)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return False
+    for part in parts[:2]:
+        try:
+            load_json(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            return False
+    return True
+
+
 def _decode_scope(value) -> tuple:
     if value in (None, ""):
         return ()
     if not isinstance(value, str):
         raise Unauthenticated("token is invalid")
     try:
-        document = json.loads(base64.b64decode(value, validate=True))
+        document = load_json(base64.b64decode(value, validate=True))
         if document is None:
             return ()
         if not isinstance(document, dict):

@@ -131,7 +131,10 @@ class BlobStore:
         finally:
             if not pending.done():
                 await asyncio.wait([pending])
-            await loop.run_in_executor(self._transfers, chunks.close)
+            try:
+                await loop.run_in_executor(self._transfers, chunks.close)
+            except RuntimeError:  # the store is closing (server stopping): its threads are gone, close it here
+                chunks.close()
 
     async def health_check(self, timeout: float):
         """Write, read back and delete a ``.health-<nanoseconds>`` object within ``timeout`` seconds."""
