@@ -66,16 +66,23 @@ spec:
 
 
 def make_body(path: Path, size: int):
-    """An ASCII-armored-looking body of exactly ``size`` bytes (random content, so nothing compresses)."""
-    header, footer = b"-----BEGIN PGP MESSAGE-----\n\n", b"\n-----END PGP MESSAGE-----\n"
+    """A binary OpenPGP message of exactly ``size`` bytes, shaped like gpg's output: a public-key encrypted session
+    key packet, then an integrity-protected data packet streamed in 1 MiB partial body lengths (random content, so
+    nothing compresses). The server walks this structure while it streams, as it does for a real backup."""
+    pkesk = bytes([0xC1, 13]) + b"\x03" + bytes(8) + b"\x01" + b"\x00\x01\x01"
     block = os.urandom(MIB)
-    remaining = size - len(header) - len(footer)
     with open(path, "wb") as handle:
-        handle.write(header)
-        while remaining > 0:
-            handle.write(block[:remaining])
-            remaining -= min(remaining, len(block))
-        handle.write(footer)
+        handle.write(pkesk + bytes([0xD2]))  # SEIPD, new format; its body follows in chunks
+        remaining = size - len(pkesk) - 1
+        first = True
+        while remaining > MIB + 1:  # a partial chunk: one length octet (2^20 octets), then the octets
+            handle.write(bytes([0xE0 + 20]))
+            handle.write((b"\x01" + block[1:]) if first else block)
+            remaining -= MIB + 1
+            first = False
+        tail = remaining - 5  # the last chunk: a 5-octet definite length, then the rest
+        handle.write(b"\xff" + tail.to_bytes(4, "big"))
+        handle.write((b"\x01" + block[1:tail]) if first else block[:tail])
 
 
 class RssSampler:

@@ -277,9 +277,19 @@ class Gpg:
         return self._run("--decrypt", data=data)
 
 
-def armored(payload: bytes) -> bytes:
-    """A body that passes the server's ASCII-armor checks without running gpg (for size and race tests)."""
-    return b"-----BEGIN PGP MESSAGE-----\n\n" + payload + b"\n-----END PGP MESSAGE-----\n"
+PGP_OVERHEAD = 26  # see pgp_message: two 6-octet packet headers, a 13-octet PKESK body, the SEIPD version octet
+
+
+def pgp_message(payload: bytes) -> bytes:
+    """A binary OpenPGP message with a valid packet structure around ``payload`` (a dummy PKESK v3 packet, then a
+    SEIPD v1 packet holding ``payload``), always the same overhead: len(pgp_message(p)) == len(p) + PGP_OVERHEAD.
+    Not encrypted: for tests that need bodies the server accepts without running gpg."""
+
+    def packet(tag: int, body: bytes) -> bytes:  # new format, 5-octet length: the header is always 6 octets
+        return bytes([0xC0 | tag, 0xFF]) + len(body).to_bytes(4, "big") + body
+
+    pkesk = b"\x03" + bytes(8) + b"\x01" + b"\x00\x01\x01"  # version 3, key ID, RSA, a 1-bit MPI
+    return packet(1, pkesk) + packet(18, b"\x01" + payload)
 
 
 class RawUpload:

@@ -1,27 +1,21 @@
-"""The upload pipeline: from request-body chunks to a stored object, with every check of CONTRACT §7 on the way.
+"""The upload pipeline: from request-body chunks to a stored object, with every check of docs/api.md#upload.
 
-body chunks -> (multipart: the ``file`` part only) -> size budget -> GPG header/footer -> ObjectWriter (sha256,
-store). Nothing here knows about HTTP frameworks: the handler feeds chunks and calls ``finish()`` or ``abort()``.
+body chunks -> (multipart: the ``file`` part only) -> size budget -> OpenPGP packet structure (``domain/openpgp.py``)
+-> ObjectWriter (sha256, store). Nothing here knows about HTTP frameworks: the handler feeds chunks and calls
+``finish()`` or ``abort()``.
 """
 
 from email.message import Message
 from typing import Optional
 
 from backup_repository.domain.errors import BadRequest, PayloadTooLarge
+from backup_repository.domain.openpgp import STREAM_ERROR, MessageCheck
 
-STREAM_ERROR = "cannot upload version. cannot upload file, cannot copy stream, error: "
-NO_GPG_HEADER = "first chunk of uploaded data does not contain a valid GPG header"
-NO_GPG_FOOTER = "end of stream does not contain a valid GPG footer, suspecting a data corruption"
 EMPTY = "sent empty data"
 FORM_ERROR = "cannot read file from multipart/urlencoded form: "
-
-ARMOR_HEADER = b"-----BEGIN PGP MESSAGE"
-ARMOR_FOOTER = b"-----END PGP MESSAGE-----"
-#: OpenPGP packets that may open an encrypted message, with the versions their first body byte may have:
-#: public-key and symmetric-key encrypted session keys, symmetrically encrypted data (no version byte),
-#: integrity-protected data and AEAD-encrypted data (RFC 4880, RFC 9580).
-ENCRYPTED_MESSAGE_VERSIONS = {1: {3, 6}, 3: {4, 5, 6}, 9: None, 18: {1, 2}, 20: {1}}
-WHITESPACE = b" \t\r\n"
+#: What a multipart body may carry besides its ``file`` part (other fields, part headers, delimiters, preamble,
+#: epilogue). The file is counted exactly against the budget; this bounds everything else, whatever the budget.
+FORM_OVERHEAD = 64 << 10
 
 
 def too_large(received: int, allowed: int) -> PayloadTooLarge:
@@ -37,16 +31,20 @@ class UploadPipeline:
     def __init__(self, writer, allowed_bytes: int, content_type: str = ""):
         self.writer = writer
         self.allowed = allowed_bytes
-        self.received = 0
+        self.received = 0  # bytes of the file
+        self.body_received = 0  # bytes of the request body (more than the file for a multipart body)
         self._form = MultipartFile.for_content_type(content_type)
-        self._gpg = GpgCheck()
+        self._gpg = MessageCheck()
 
     def feed(self, data):
         """Take the next body chunk; returns a future to await when the store is behind, else None.
 
         Raises a DomainError (400, 413) the moment the data breaks a rule.
         """
-        pieces = self._form.feed(data) if self._form is not None else (data,)
+        pieces = (data,)
+        if self._form is not None:
+            self.body_received += len(data)
+            pieces = self._form.feed(data)
         waiting = None
         for piece in pieces:
             if not piece:
@@ -56,6 +54,8 @@ class UploadPipeline:
                 raise too_large(self.received, self.allowed)
             self._gpg.feed(piece)
             waiting = self.writer.write(piece) or waiting
+        if self._form is not None and self.body_received - self.received > FORM_OVERHEAD:
+            raise too_large(self.body_received, self.allowed + FORM_OVERHEAD)
         return waiting
 
     async def finish(self):
@@ -69,80 +69,6 @@ class UploadPipeline:
 
     async def abort(self):
         await self.writer.abort()
-
-
-class GpgCheck:
-    """An encrypted OpenPGP message: ASCII-armored (header and footer) or binary (the first packet's tag)."""
-
-    def __init__(self):
-        self._head = b""
-        self._decided = False
-        self._armored = False
-        self._tail = b""
-
-    def feed(self, data):
-        if not self._decided:
-            self._head += bytes(data[: 64 - len(self._head)]) if len(self._head) < 64 else b""
-            self._decide(final=False)
-        if self._armored or not self._decided:
-            self._tail = (self._tail + bytes(data[-64:]))[-64:]
-
-    def _decide(self, final: bool):
-        head = self._head
-        if not head:
-            if final:
-                raise BadRequest(STREAM_ERROR + NO_GPG_HEADER)
-            return
-        if head[0] & 0x80:
-            verdict = binary_message_start(head)
-            if verdict is None and not final:
-                return  # not enough bytes yet to tell
-            if not verdict:
-                raise BadRequest(STREAM_ERROR + NO_GPG_HEADER)
-            self._decided = True
-            return
-        text = head.lstrip(WHITESPACE)
-        if len(text) < len(ARMOR_HEADER) and not final and len(head) < 64:
-            return  # not enough bytes yet to tell
-        if not text.startswith(ARMOR_HEADER):
-            raise BadRequest(STREAM_ERROR + NO_GPG_HEADER)
-        self._decided = self._armored = True
-
-    def finish(self):
-        if not self._decided:
-            self._decide(final=True)
-        if self._armored and not self._tail.rstrip(WHITESPACE).endswith(ARMOR_FOOTER):
-            raise BadRequest(STREAM_ERROR + NO_GPG_FOOTER)
-
-
-def binary_message_start(head: bytes):
-    """True when ``head`` opens with an encryption packet of a known version, False when it cannot, None when
-    more bytes are needed to tell."""
-    first = head[0]
-    tag = packet_tag(first)
-    if tag not in ENCRYPTED_MESSAGE_VERSIONS:
-        return False
-    if first & 0x40:  # new format: 1, 2 or 5 length octets, or a partial length (data packets only)
-        if len(head) < 2:
-            return None
-        octet = head[1]
-        length_octets = 1 if octet < 192 else 2 if octet < 224 else 5 if octet == 255 else 1
-    else:  # old format: the length type is in the two low bits; 3 means "until the end"
-        length_octets = (1, 2, 4, 0)[first & 0x03]
-    versions = ENCRYPTED_MESSAGE_VERSIONS[tag]
-    if versions is None:
-        return True
-    position = 1 + length_octets
-    if len(head) <= position:
-        return None
-    return head[position] in versions
-
-
-def packet_tag(first_byte: int) -> int:
-    """The packet tag of an OpenPGP packet header byte: new format keeps 6 bits, the old format 4."""
-    if first_byte & 0x40:
-        return first_byte & 0x3F
-    return (first_byte >> 2) & 0x0F
 
 
 class MultipartFile:

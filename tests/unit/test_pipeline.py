@@ -7,7 +7,8 @@ import pytest
 
 from backup_repository.domain.errors import BadRequest, PayloadTooLarge, RangeNotSatisfiable
 from backup_repository.http.collections import parse_range
-from backup_repository.storage.pipeline import GpgCheck, MultipartFile, UploadPipeline, packet_tag
+from backup_repository.storage.pipeline import MultipartFile, UploadPipeline
+from tests.support import pgp_message
 
 BOUNDARY = "------------------------d74496d66958873e"
 
@@ -69,56 +70,60 @@ def test_content_types():
         MultipartFile.for_content_type("multipart/form-data")
 
 
-def gpg_ok(*pieces) -> bool:
-    check = GpgCheck()
-    try:
-        for piece in pieces:
-            check.feed(piece)
-        check.finish()
-    except BadRequest:
-        return False
-    return True
+def test_the_pipeline_checks_the_openpgp_structure():
+    """The checks themselves are tested in test_openpgp.py; here: the pipeline runs them on the file part."""
+    message = pgp_message(b"payload" * 100)
+    accepted = UploadPipeline(MemoryWriter(), 10_000, f"multipart/form-data; boundary={BOUNDARY}")
+    body = form([(FILE_HEADERS, message)])
+    for position in range(0, len(body), 7):
+        accepted.feed(body[position:position + 7])
+    assert asyncio.run(accepted.finish()) == len(message) and accepted.writer.data == message
+
+    truncated = UploadPipeline(MemoryWriter(), 10_000)
+    truncated.feed(message[:-1])
+    with pytest.raises(BadRequest, match="does not contain a valid GPG footer") as refused:
+        asyncio.run(truncated.finish())
+    assert refused.value.detail == "body ends inside a packet (tag 18)"
+
+    with pytest.raises(BadRequest, match="does not contain a valid GPG header"):
+        UploadPipeline(MemoryWriter(), 10_000).feed(b"plain text")
+    with pytest.raises(BadRequest, match="does not contain a valid GPG header"):
+        UploadPipeline(MemoryWriter(), 10_000).feed(b"\xcb\x0e" + b"b\x00\x00\x00\x00\x00literal")  # literal data
 
 
-def test_armored_messages():
-    message = b"-----BEGIN PGP MESSAGE-----\n\nhQEMA...\n=abcd\n-----END PGP MESSAGE-----\n"
-    assert gpg_ok(message)
-    assert gpg_ok(*[message[i:i + 1] for i in range(len(message))])  # one byte at a time
-    assert gpg_ok(b"\n\r\n" + message + b"\n\n")
-    assert not gpg_ok(message[:-10])  # footer cut off
-    assert not gpg_ok(b"-----BEGIN PGP SIGNATURE-----\n" + message)
-    assert not gpg_ok(b"-----BEGIN PGP")  # too short to be anything
-    assert not gpg_ok(b"plain text that is long enough to be judged")
+def packet(tag: int, body: bytes) -> bytes:
+    return bytes([0xC0 | tag, 0xFF]) + len(body).to_bytes(4, "big") + body
 
 
-@pytest.mark.parametrize("head, ok", [
-    ("85 01 0c 03", True),     # old format, tag 1 (public-key encrypted session key), 2-octet length, v3
-    ("84 5e 03", True),        # old format, tag 1, 1-octet length, v3 (gpg with an ECC key)
-    ("8c 0d 04", True),        # old format, tag 3 (symmetric-key encrypted session key), v4 (gpg --symmetric)
-    ("c1 0c 03", True),        # new format, tag 1
-    ("c1 ff 00 00 01 0c 06", True),  # new format, 5-octet length, v6
-    ("c3 0d 05", True),        # new format, tag 3, v5
-    ("d2 e0 01", True),        # new format, tag 18 (integrity-protected data), partial length, v1
-    ("d2 c0 10 02", True),     # tag 18, 2-octet length, v2
-    ("a4 10", True),           # old format, tag 9 (symmetrically encrypted data): no version byte
-    ("d4 10 01", True),        # new format, tag 20 (AEAD), v1
-    ("85 01 0c 07", False),    # tag 1 with an unknown version
-    ("8c 0d 01", False),       # tag 3 with an unknown version
-    ("a3 01", False),          # old format, tag 8: compressed data (not encrypted)
-    ("89 01 0c 04", False),    # old format, tag 2: a signature
-    ("c6 0c 04", False),       # new format, tag 6: a public key
-    ("1f 8b 08", False),       # gzip: bit 7 clear
+SEIPD = packet(18, b"\x01" + b"encrypted" * 60)
+
+
+@pytest.mark.parametrize("message, ok", [
+    (packet(1, b"\x03" + bytes(20)) + SEIPD, True),  # public-key encrypted session key, v3
+    (packet(1, b"\x06" + bytes(20)) + SEIPD, True),  # and v6
+    (packet(3, b"\x04" + bytes(12)) + SEIPD, True),  # symmetric-key encrypted session key (gpg --symmetric)
+    (packet(3, b"\x05" + bytes(12)) + SEIPD, True),
+    (packet(3, b"\x06" + bytes(12)) + SEIPD, True),
+    (SEIPD, True),                                 # integrity-protected data alone
+    (packet(18, b"\x02" + bytes(100)), True),      # SEIPD v2
+    (packet(9, bytes(100)), True),                 # symmetrically encrypted data: no version byte
+    (packet(20, b"\x01" + bytes(100)), True),      # AEAD encrypted data
+    (packet(1, b"\x07" + bytes(20)) + SEIPD, False),  # an unknown version
+    (packet(3, b"\x01" + bytes(12)) + SEIPD, False),
+    (packet(8, b"\x01" + bytes(100)), False),      # compressed data (not encrypted)
+    (packet(2, b"\x04" + bytes(100)), False),      # a signature
+    (packet(6, b"\x04" + bytes(100)), False),      # a public key
+    (b"\x1f\x8b\x08" + bytes(100), False),         # gzip: bit 7 clear
 ])
-def test_binary_messages_by_first_packet(head, ok):
-    assert gpg_ok(bytes.fromhex(head) + b"rest of the message") is ok
-
-
-def test_a_binary_start_too_short_to_judge_is_refused():
-    assert not gpg_ok(bytes.fromhex("85 01"))
-
-
-def test_packet_tags():
-    assert packet_tag(0x85) == 1 and packet_tag(0xC1) == 1 and packet_tag(0xD2) == 18 and packet_tag(0xA4) == 9
+def test_binary_messages_by_first_packet(message, ok):
+    pipeline = UploadPipeline(MemoryWriter(), 10_000)
+    try:
+        pipeline.feed(message)
+        asyncio.run(pipeline.finish())
+    except BadRequest as error:
+        assert not ok and "valid GPG header" in error.message
+    else:
+        assert ok
 
 
 class MemoryWriter:
@@ -137,7 +142,7 @@ class MemoryWriter:
 
 
 def test_budget_is_counted_on_the_file_only():
-    content = b"-----BEGIN PGP MESSAGE-----\n" + b"a" * 100 + b"\n-----END PGP MESSAGE-----\n"
+    content = pgp_message(b"a" * 100)
     body = form([(FILE_HEADERS, content)])
     exact = UploadPipeline(MemoryWriter(), len(content), f"multipart/form-data; boundary={BOUNDARY}")
     exact.feed(body)
