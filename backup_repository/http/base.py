@@ -170,7 +170,10 @@ class BaseHandler(tornado.web.RequestHandler):
             self.finish(json.dumps({"status": False, "error": "internal server error", "data": {}}))
 
     def log_exception(self, typ, value, tb):
-        if isinstance(value, DomainError):
+        if isinstance(value, DomainError) and getattr(value, "detail", ""):  # e.g. why an upload is no OpenPGP message
+            log.info("%s %s -> %d %s (%s)", self.request.method, self.request.path, value.status, value.message,
+                     value.detail)
+        elif isinstance(value, DomainError):
             log.debug("%s %s -> %d %s", self.request.method, self.request.path, value.status, value.message)
         elif isinstance(value, StorageError):  # an outage, not a bug: one line, no traceback
             log.error("%s %s: the store failed: %s", self.request.method, self.request.path, value)

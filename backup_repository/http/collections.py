@@ -16,10 +16,10 @@ from backup_repository.db.repository import DatabaseError
 from backup_repository.domain.errors import (
     DomainError, Forbidden, InsufficientStorage, InternalError, RangeNotSatisfiable, RequestTimeout, ServiceUnavailable,
 )
+from backup_repository.domain.openpgp import STREAM_ERROR
 from backup_repository.http.base import DATABASE_UNAVAILABLE, UNLIMITED_BODY, AuthenticatedHandler, BaseHandler
 from backup_repository.services.uploads import UploadRequest
 from backup_repository.storage.blobstore import StorageError
-from backup_repository.storage.pipeline import STREAM_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,8 @@ class VersionsHandler(BaseHandler):
     async def _answer_rejection(self, exc: Exception):
         await self.upload.abort()
         if isinstance(exc, DomainError):
-            log.info("upload to %s refused: %s", self.path_args[0], exc.message)
+            detail = getattr(exc, "detail", "")
+            log.info("upload to %s refused: %s%s", self.path_args[0], exc.message, f" ({detail})" if detail else "")
         elif isinstance(exc, StorageError):
             log.error("upload to %s failed in the store: %s", self.path_args[0], exc)
             exc = storage_failure(exc)
@@ -185,6 +186,8 @@ class VersionsHandler(BaseHandler):
 class DownloadHandler(AuthenticatedHandler):
     """``GET|HEAD .../collection/{id}/version/{latest|N|vN}``: streamed, with ETag and single byte ranges."""
 
+    _gone = None  # resolved when the connection closes
+
     async def get(self, collection_id, reference):
         await self._send(collection_id, reference, with_body=True)
 
@@ -215,12 +218,13 @@ class DownloadHandler(AuthenticatedHandler):
             return
 
         sent = 0
+        self._gone = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.timeout(self.ctx.settings.http_download_timeout):
                 async with aclosing(self.ctx.storage.read(download.object_name, start, end)) as chunks:
                     async for chunk in chunks:
                         self.write(chunk)
-                        await self.flush()
+                        await self._flushed()
                         sent += len(chunk)
         except tornado.iostream.StreamClosedError:
             log.info("download of %s v%d stopped: the connection closed after %d of %d bytes", collection_id,
@@ -232,6 +236,21 @@ class DownloadHandler(AuthenticatedHandler):
             self._reset_connection()
             return
         self.finish()
+
+    async def _flushed(self):
+        """``await self.flush()``, but also return (with StreamClosedError) when the connection closes meanwhile:
+        Tornado may drop the flush's future unresolved when a connection closes under a pending write."""
+        flushing = asyncio.ensure_future(self.flush())
+        await asyncio.wait((flushing, self._gone), return_when=asyncio.FIRST_COMPLETED)
+        if not flushing.done():
+            flushing.cancel()
+            raise tornado.iostream.StreamClosedError()
+        flushing.result()
+
+    def on_connection_close(self):
+        super().on_connection_close()
+        if self._gone is not None and not self._gone.done():
+            self._gone.set_result(None)
 
     def _reset_connection(self):
         """Close at once, dropping what the kernel still buffers for a slow reader (TCP reset, not a slow FIN)."""

@@ -20,7 +20,7 @@ from backup_repository.domain.names import is_object_name
 from backup_repository.domain.sessions import utcnow
 from backup_repository.domain.versions import Version, allowed_upload_size, rotate_out
 from backup_repository.domain.windows import is_open
-from backup_repository.storage.pipeline import UploadPipeline, too_large
+from backup_repository.storage.pipeline import FORM_OVERHEAD, MultipartFile, UploadPipeline, too_large
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,6 @@ TOO_MANY_UPLOADS = "too many uploads in progress for this user, retry when one h
 #: renewal, so a crashed server blocks its collection for at most LOCK_TTL seconds.
 LOCK_TTL = 45.0
 LOCK_RENEW = 15.0
-#: A multipart body is larger than the file it carries (part headers, delimiters); this much is tolerated
-#: before a declared Content-Length alone is reason to refuse. The file itself is counted exactly.
-MULTIPART_OVERHEAD = 64 << 10
 #: How many taken object names an upload skips before giving up (see Upload._reserve_free_number).
 MAX_SKIPPED_NUMBERS = 1000
 
@@ -117,11 +114,12 @@ class Upload:
         service.active.add(self)
 
     async def prepare(self, request: UploadRequest, now):
+        MultipartFile.for_content_type(request.content_type)  # a malformed form type is refused before any work
         self._renewal = asyncio.ensure_future(self._renew_lock())
         versions = await self._db.list_versions(self.collection.id)
         allowed = allowed_upload_size(self.collection, [v.info() for v in versions], now)
         if request.declared_length is not None:
-            slack = MULTIPART_OVERHEAD if request.content_type.lower().startswith("multipart/") else 0
+            slack = FORM_OVERHEAD if request.content_type.lower().startswith("multipart/") else 0
             if request.declared_length - slack > allowed:
                 raise too_large(request.declared_length, allowed)
         await self._reserve_free_number()
@@ -129,7 +127,11 @@ class Upload:
         # recorded before a byte is written: after a crash, the janitor finds what to clean up from this row
         await self._db.add_pending_upload(self.object_name, self.collection.id, now)
         writer = self._service._storage.writer(self.object_name, self._check_size)
-        self.pipeline = UploadPipeline(writer, allowed, request.content_type)
+        try:
+            self.pipeline = UploadPipeline(writer, allowed, request.content_type)
+        except BaseException:  # the writer's thread must not wait for data that will never come
+            await writer.abort()
+            raise
         log.info("upload of %s v%d started by %r (up to %d bytes)", self.collection.id, self.number,
                  self.principal.actor.name, allowed)
 

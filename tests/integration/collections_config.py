@@ -1,6 +1,7 @@
 """The configuration used by the collection API tests: users, access keys and collections with small limits."""
 
-from tests.support import COLLECTIONS, GO_ADMIN_HASH, RawUpload, armored, wait_until
+from tests import support
+from tests.support import COLLECTIONS, GO_ADMIN_HASH, RawUpload, pgp_message, wait_until
 
 PASSWORD = "admin"  # every test user has the Go server's test-vector hash of "admin"
 
@@ -12,7 +13,7 @@ def version_path(collection_id: str, suffix: str = "") -> str:
 def stalled_upload(server, backend, token, collection_id: str, size: int) -> RawUpload:
     """A chunked upload whose body is sent but for its last 100 bytes, returned once its object is in the store."""
     raw = RawUpload(server.url, version_path(collection_id), token, chunked=True)
-    raw.send(armored(b"x" * size)[:-100])
+    raw.send(pgp_message(b"x" * size)[:-100])
     assert wait_until(lambda: backend.objects(), timeout=10)
     return raw
 
@@ -76,3 +77,19 @@ def write_collections_config(config):
     - from: "* * * * *"
       duration: 2m
 """ + windows_acl))
+
+
+def module_server(work) -> support.Server:
+    """One running server for a whole test module (SQLite and a local store under ``work``, the configuration of
+    write_collections_config, no rate limits); the caller stops it."""
+    from tests import conftest
+
+    config = support.ConfigDir(work / "config")
+    write_collections_config(config)
+    (work / "storage").mkdir()
+    args = ["--listen=127.0.0.1:0", f"--jwt-secret-key={support.JWT_SECRET}",
+            f"--health-check-key={support.HEALTH_KEY}", f"--config-local-path={config.root}",
+            *conftest.NO_RATE_LIMITS, f"--db-path={work / 'm.sqlite3'}", f"--storage-url=file://{work / 'storage'}"]
+    server = support.Server(args, support.base_env(work), work / "server.log").start()
+    server.storage = work / "storage"
+    return server

@@ -15,8 +15,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.collections_config import PASSWORD, write_collections_config
-from tests.support import ROOT, armored
+from tests.integration.collections_config import PASSWORD, module_server
+from tests.support import ROOT, pgp_message
 
 SPEC = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
 OPERATIONS = [(path, method, op) for path, item in SPEC["paths"].items()
@@ -49,22 +49,11 @@ HEADER_EXAMPLES = {
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     """One server for the whole module (hypothesis runs many examples against it)."""
-    from tests import conftest, support
-
-    work = tmp_path_factory.mktemp("fuzz")
-    config = support.ConfigDir(work / "config")
-    write_collections_config(config)
-    (work / "storage").mkdir()
-    backend = support.Backend("sqlite", "local", args=[f"--db-path={work / 'm.sqlite3'}",
-                                                     f"--storage-url=file://{work / 'storage'}"])
-    args = ["--listen=127.0.0.1:0", f"--jwt-secret-key={support.JWT_SECRET}",
-            f"--health-check-key={support.HEALTH_KEY}", f"--config-local-path={config.root}",
-            *conftest.NO_RATE_LIMITS, *backend.args]
-    server = support.Server(args, support.base_env(work), work / "server.log").start()
+    server = module_server(tmp_path_factory.mktemp("fuzz"))
     server.tokens = [server.login("admin", PASSWORD), server.login("reader", PASSWORD),
                      server.login("keyed$up", PASSWORD)]
     server.request("POST", "/api/stable/repository/collection/docs/version", server.tokens[0],
-                   data=armored(b"fuzz target"))
+                   data=pgp_message(b"fuzz target"))
     yield server
     server.stop()
 
@@ -83,7 +72,7 @@ def bodies_for(operation):
         ]
     if "application/octet-stream" in content:
         options += [
-            st.binary(max_size=300).map(lambda b: ("application/octet-stream", armored(b))),
+            st.binary(max_size=300).map(lambda b: ("application/octet-stream", pgp_message(b))),
             st.binary(max_size=300).map(lambda b: ("application/octet-stream", b"\x85\x01\x0c\x03" + b)),
             st.binary(max_size=300).map(lambda b: ("application/octet-stream", b"-----BEGIN PGP MESSAGE-----" + b)),
         ]

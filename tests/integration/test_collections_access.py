@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tests.integration.collections_config import PASSWORD, write_collections_config, version_path as path
-from tests.support import armored
+from tests.support import pgp_message
 
 UPLOAD_DENIED = "not authorized to upload versions to this collection"
 DOWNLOAD_DENIED = "not authorized to download versions from this collection"
@@ -19,13 +19,13 @@ def api(backend, config, start_server):
     write_collections_config(config)
     server = start_server(backend, config)
     admin = server.login("admin", PASSWORD)
-    assert server.request("POST", path("docs"), admin, data=armored(b"first")).status_code == 200
+    assert server.request("POST", path("docs"), admin, data=pgp_message(b"first")).status_code == 200
     return server
 
 
 def can(server, token, collection="docs") -> dict:
     """What the token may do on a collection: upload, download, list (True/False), checked over HTTP."""
-    up = server.request("POST", path(collection), token, data=armored(b"probe"))
+    up = server.request("POST", path(collection), token, data=pgp_message(b"probe"))
     down = server.get(path(collection, "/latest"), token)
     listing = server.get(path(collection), token)
     for response, message in ((up, UPLOAD_DENIED), (down, DOWNLOAD_DENIED), (listing, LIST_DENIED)):
@@ -84,7 +84,7 @@ def test_scoped_tokens_narrow_and_never_widen(api):
 
 def test_collection_endpoints_need_a_valid_token(api):
     for method, suffix in (("POST", ""), ("GET", ""), ("GET", "/1"), ("HEAD", "/1")):
-        response = api.request(method, path("docs", suffix), "not-a-token", data=armored(b"x"))
+        response = api.request(method, path("docs", suffix), "not-a-token", data=pgp_message(b"x"))
         assert response.status_code == 401
         if method != "HEAD":
             assert response.json()["status"] is False and response.json()["code"] == 401
@@ -95,7 +95,7 @@ def test_unknown_collection_and_version_are_404(api):
     admin = api.login("admin", PASSWORD)
     missing_collection = {"status": False, "error": "cannot find specified collection", "data": {}}
     missing_version = {"status": False, "error": "cannot find specified version", "data": {}}
-    assert api.request("POST", path("nope"), admin, data=armored(b"x")).json() == missing_collection
+    assert api.request("POST", path("nope"), admin, data=pgp_message(b"x")).json() == missing_collection
     assert api.get(path("nope"), admin).json() == missing_collection
     assert api.get(path("nope", "/1"), admin).json() == missing_collection
     for reference in ("2", "v2", "0", "v", "abc", "1.5", "-1", "99999999999999999999999"):
@@ -104,4 +104,4 @@ def test_unknown_collection_and_version_are_404(api):
     assert api.get(path("docs", "/1"), admin).status_code == 200
     # the alpha prefix of the original serves the same endpoints
     alpha = api.get("/api/alpha/repository/collection/docs/version/v1", admin)
-    assert alpha.status_code == 200 and alpha.content == armored(b"first")
+    assert alpha.status_code == 200 and alpha.content == pgp_message(b"first")

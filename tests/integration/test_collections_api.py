@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from tests.integration.collections_config import PASSWORD, write_collections_config, version_path
-from tests.support import RawUpload, armored, wait_until
+from tests.support import RawUpload, pgp_message, wait_until
 
 STREAM_ERROR = "cannot upload version. cannot upload file, cannot copy stream, error: "
 
@@ -104,7 +104,7 @@ def test_failed_uploads_leave_nothing_behind(api):
     assert_error(upload(api, token, "docs", b"-----BEGIN PGP MESSAGE-----\n" + megabyte), 400,
                  STREAM_ERROR + "end of stream does not contain a valid GPG footer, suspecting a data corruption")
     # 1M per version + 2M extra: 3 MiB is the budget of an empty collection
-    too_big = armored(os.urandom(3 << 20))
+    too_big = pgp_message(os.urandom(3 << 20))
     assert_error(upload(api, token, "docs", too_big), 413,
                  STREAM_ERROR + f"filesize reached allowed limit. Uploaded {len(too_big)} bytes, "
                  f"allowed to upload only {3 << 20} bytes")
@@ -116,22 +116,22 @@ def test_failed_uploads_leave_nothing_behind(api):
 
     # a client that goes away in the middle of the body
     raw = RawUpload(api.url, version_path("docs"), token, length=2 << 20)
-    raw.send(armored(megabyte)[:-100])
+    raw.send(pgp_message(megabyte)[:-100])
     wait_until(lambda: api.backend.objects(), timeout=5)
     raw.close()
 
     assert wait_until(lambda: api.backend.objects() == [], timeout=10), api.backend.objects()
     assert listed(api, token, "docs") == []
     # the lock was released and no version number was used up
-    ok = upload(api, token, "docs", armored(b"x" * 1000))
+    ok = upload(api, token, "docs", pgp_message(b"x" * 1000))
     assert ok.status_code == 200, ok.text
     assert ok.json()["data"]["version"]["versionNumber"] == 1
     assert api.backend.objects() == ["docs/docs-1.gpg"]
 
 
 def sized(total: int) -> bytes:
-    """An armored body of exactly ``total`` bytes."""
-    return armored(b"z" * (total - len(armored(b""))))
+    """A well-formed (unencrypted) OpenPGP body of exactly ``total`` bytes."""
+    return pgp_message(b"z" * (total - len(pgp_message(b""))))
 
 
 def test_quota_uses_extra_space_once(api):
@@ -152,18 +152,18 @@ def test_quota_uses_extra_space_once(api):
 def test_fifo_rotation_keeps_the_newest(api):
     token = api.login("writer", PASSWORD)
     for index in range(5):
-        assert upload(api, token, "docs", armored(b"%d" % index)).status_code == 200
+        assert upload(api, token, "docs", pgp_message(b"%d" % index)).status_code == 200
     reader = api.login("reader", PASSWORD)
     assert [number for number, _ in listed(api, reader, "docs")] == [3, 4, 5]
     assert api.backend.objects() == ["docs/docs-3.gpg", "docs/docs-4.gpg", "docs/docs-5.gpg"]
     assert api.get(version_path("docs", "/1"), reader).status_code == 404
-    assert api.get(version_path("docs", "/latest"), reader).content == armored(b"4")
+    assert api.get(version_path("docs", "/latest"), reader).content == pgp_message(b"4")
 
 
 def test_fifo_plus_older_keeps_one_older_copy(api):
     token = api.login("writer", PASSWORD)
     for index in range(5):
-        assert upload(api, token, "older", armored(b"%d" % index)).status_code == 200
+        assert upload(api, token, "older", pgp_message(b"%d" % index)).status_code == 200
     # the newest two, plus one older copy younger than 1h
     assert [number for number, _ in listed(api, token, "older")] == [3, 4, 5]
     assert api.backend.objects() == ["older/older-3.gpg", "older/older-4.gpg", "older/older-5.gpg"]
@@ -172,28 +172,28 @@ def test_fifo_plus_older_keeps_one_older_copy(api):
 def test_version_numbers_are_never_reused_after_rotation(api):
     token = api.login("admin", PASSWORD)
     for _ in range(4):
-        upload(api, token, "docs", armored(b"v"))
+        upload(api, token, "docs", pgp_message(b"v"))
     assert [number for number, _ in listed(api, token, "docs")] == [2, 3, 4]
-    assert upload(api, token, "docs", armored(b"v")).json()["data"]["version"]["versionNumber"] == 5
+    assert upload(api, token, "docs", pgp_message(b"v")).json()["data"]["version"]["versionNumber"] == 5
 
 
 def test_two_uploads_race_for_one_collection(api):
     token = api.login("admin", PASSWORD)
-    body = armored(os.urandom(300_000))
+    body = pgp_message(os.urandom(300_000))
     first = RawUpload(api.url, version_path("docs"), token, length=len(body))
     first.send(body[:100_000])
     wait_until(lambda: api.backend.objects(), timeout=5)
 
-    second = upload(api, token, "docs", armored(b"second"))
+    second = upload(api, token, "docs", pgp_message(b"second"))
     assert_error(second, 409, "cannot upload to same collection in parallel")
     # another collection is not blocked
-    assert upload(api, token, "older", armored(b"elsewhere")).status_code == 200
+    assert upload(api, token, "older", pgp_message(b"elsewhere")).status_code == 200
 
     first.send(body[100_000:])
     status, answer = first.response()
     first.close()
     assert status == 200 and answer["data"]["version"]["versionNumber"] == 1
-    assert upload(api, token, "docs", armored(b"third")).status_code == 200
+    assert upload(api, token, "docs", pgp_message(b"third")).status_code == 200
 
 
 def test_many_racing_uploads_store_exactly_one_each_time(api):
@@ -201,7 +201,7 @@ def test_many_racing_uploads_store_exactly_one_each_time(api):
     results = []
 
     def send(index):
-        results.append(upload(api, token, "docs", armored(os.urandom(200_000))).status_code)
+        results.append(upload(api, token, "docs", pgp_message(os.urandom(200_000))).status_code)
 
     threads = [threading.Thread(target=send, args=(i,)) for i in range(6)]
     for thread in threads:
@@ -218,8 +218,8 @@ def test_an_object_nobody_registered_is_never_overwritten(api):
     """Objects of the Go server in the same bucket, or left by a crash, keep their name: the number is skipped."""
     token = api.login("admin", PASSWORD)
     api.backend.put_object("docs/docs-1.gpg", b"written by the Go server")
-    response = upload(api, token, "docs", armored(b"new"))
+    response = upload(api, token, "docs", pgp_message(b"new"))
     assert response.json()["data"]["version"]["versionNumber"] == 2
     assert api.backend.get_object("docs/docs-1.gpg") == b"written by the Go server"
-    assert api.get(version_path("docs", "/latest"), token).content == armored(b"new")
+    assert api.get(version_path("docs", "/latest"), token).content == pgp_message(b"new")
     assert "docs/docs-1.gpg already exists in the store without a version owning it" in api.log()

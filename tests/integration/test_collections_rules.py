@@ -13,7 +13,7 @@ import pytest
 
 from tests.integration.collections_config import PASSWORD, collection, stalled_upload, write_collections_config
 from tests.integration.collections_config import version_path as path
-from tests.support import COLLECTIONS, RawUpload, armored, wait_until
+from tests.support import COLLECTIONS, RawUpload, pgp_message, wait_until
 
 WINDOW_CLOSED = ("backup window does not allow you to send a backup at this time. "
                  "You need a token that has a special permission 'uploadsAnytime'")
@@ -39,15 +39,15 @@ def api(local, config, start_server):
 
 def test_backup_windows_and_uploads_anytime(api):
     writer = api.login("writer", PASSWORD)
-    refused = api.request("POST", path("closed"), writer, data=armored(b"x"))
+    refused = api.request("POST", path("closed"), writer, data=pgp_message(b"x"))
     assert refused.status_code == 403
     assert refused.json() == {"status": False, "error": WINDOW_CLOSED, "data": {}}
-    assert api.request("POST", path("open"), writer, data=armored(b"x")).status_code == 200
+    assert api.request("POST", path("open"), writer, data=pgp_message(b"x")).status_code == 200
     anytime = api.login("anytime", PASSWORD)
-    assert api.request("POST", path("closed"), anytime, data=armored(b"x")).status_code == 200
+    assert api.request("POST", path("closed"), anytime, data=pgp_message(b"x")).status_code == 200
     # collectionManager inherits uploadsAnytime; systemAdmin inherits collectionManager
     admin = api.login("admin", PASSWORD)
-    assert api.request("POST", path("closed"), admin, data=armored(b"x")).status_code == 200
+    assert api.request("POST", path("closed"), admin, data=pgp_message(b"x")).status_code == 200
     # the window is checked before anything else is reserved: nothing was stored for the refused upload
     assert sorted(api.backend.objects()) == ["closed/closed-1.gpg", "closed/closed-2.gpg", "open/open-1.gpg"]
 
@@ -78,7 +78,7 @@ def test_collection_health(api, config):
     assert window["message"].startswith("cannot find any backup in the collection")
 
     # a version larger than maxOneVersionSize (allowed through the extra space) fails the soft-limit check
-    big = armored(b"b" * (2 << 20))
+    big = pgp_message(b"b" * (2 << 20))
     assert api.request("POST", path("docs"), admin, data=big).status_code == 200
     checks = {c["name"]: c for c in api.get(health_path("docs")).json()["data"]["health"]}
     assert checks["VersionsSizeValidator"]["status"] is False
@@ -95,7 +95,7 @@ def test_collection_health(api, config):
 
 def test_collection_list_shows_usage(api):
     admin = api.login("admin", PASSWORD)
-    bodies = [armored(b"a" * 1000), armored(b"b" * 2000)]
+    bodies = [pgp_message(b"a" * 1000), pgp_message(b"b" * 2000)]
     for body in bodies:
         assert api.request("POST", path("docs"), admin, data=body).status_code == 200
     collections = {c["id"]: c for c in api.get("/api/stable/repository/collection", admin).json()["data"]
@@ -111,7 +111,7 @@ def test_collection_list_shows_usage(api):
 
 def test_ranges_head_and_etag(api):
     admin = api.login("admin", PASSWORD)
-    body = armored(os.urandom(10_000))
+    body = pgp_message(os.urandom(10_000))
     api.request("POST", path("docs"), admin, data=body)
     url = path("docs", "/1")
     etag = f'"{hashlib.sha256(body).hexdigest()}"'
@@ -149,12 +149,12 @@ def test_a_stalled_upload_times_out_with_408(local, config, start_server):
     server.backend = local
     admin = server.login("admin", PASSWORD)
     raw = RawUpload(server.url, path("docs"), admin, length=100_000)
-    raw.send(armored(b"x" * 1000))
+    raw.send(pgp_message(b"x" * 1000))
     status, body = raw.response(timeout=20)
     raw.close()
     assert status == 408 and body == {"status": False, "error": "Request took too long", "data": {}}
     assert wait_until(lambda: server.backend.objects() == [], timeout=10)
-    assert server.request("POST", path("docs"), admin, data=armored(b"x")).json()["data"]["version"][
+    assert server.request("POST", path("docs"), admin, data=pgp_message(b"x")).json()["data"]["version"][
         "versionNumber"] == 1
 
 
@@ -190,12 +190,12 @@ def test_a_crashed_upload_blocks_its_collection_only_until_the_lease_expires(mak
 
     again = start_server(backend, config)
     admin = again.login("admin", PASSWORD)
-    blocked = again.request("POST", path("docs"), admin, data=armored(b"y"))
+    blocked = again.request("POST", path("docs"), admin, data=pgp_message(b"y"))
     assert blocked.status_code == 409
     # time passes: the lease runs out
     past = datetime.now(timezone.utc) - timedelta(seconds=1)
     query(backend, "UPDATE upload_locks SET expires_at = %s", (past,))
-    response = again.request("POST", path("docs"), admin, data=armored(b"y"))
+    response = again.request("POST", path("docs"), admin, data=pgp_message(b"y"))
     assert response.status_code == 200, response.text
 
 
@@ -224,11 +224,11 @@ def test_one_upload_per_collection_across_servers_sharing_a_database(make_backen
     write_collections_config(config)
     first, second = start_server(backend, config), start_server(backend, config)
     token = first.login("admin", PASSWORD)
-    body = armored(b"x" * 200_000)
+    body = pgp_message(b"x" * 200_000)
     raw = RawUpload(first.url, path("docs"), token, length=len(body))
     raw.send(body[:50_000])
     assert wait_until(lambda: backend.objects(), timeout=5)
-    refused = second.request("POST", path("docs"), token, data=armored(b"y"))
+    refused = second.request("POST", path("docs"), token, data=pgp_message(b"y"))
     assert refused.status_code == 409
     assert refused.json()["error"] == "cannot upload to same collection in parallel"
     raw.send(body[50_000:])
@@ -236,7 +236,7 @@ def test_one_upload_per_collection_across_servers_sharing_a_database(make_backen
     raw.close()
     assert status == 200
     # the second server sees the version the first one stored, and numbers continue across servers
-    following = second.request("POST", path("docs"), token, data=armored(b"y"))
+    following = second.request("POST", path("docs"), token, data=pgp_message(b"y"))
     assert following.json()["data"]["version"]["versionNumber"] == 2
     assert [v["versionNumber"] for v in first.get(path("docs"), token).json()["data"]["versions"]] == [1, 2]
 
@@ -268,14 +268,15 @@ def test_a_storage_failure_mid_upload_is_a_503_and_leaves_no_version(tmp_path, c
         server = start_server(backend, config)
         admin = server.login("admin", PASSWORD)
         raw = RawUpload(server.url, path("large"), admin, chunked=True)
-        raw.send(armored(b"x" * 100_000)[:-100])
+        message = pgp_message(b"x" * (24 << 20))
+        raw.send(message[:100_000])
         time.sleep(0.5)
         moto.kill()
         moto.wait(10)
         status, body = None, None
-        for _ in range(20):  # libcloud notices when it sends the first 5 MiB part
+        for index in range(20):  # libcloud notices when it sends the first 5 MiB part
             try:
-                raw.send(b"y" * (1 << 20))
+                raw.send(message[100_000 + index * (1 << 20):100_000 + (index + 1) * (1 << 20)])
             except OSError:
                 break
         status, body = raw.response(timeout=60)
@@ -285,7 +286,7 @@ def test_a_storage_failure_mid_upload_is_a_503_and_leaves_no_version(tmp_path, c
                                  "did not accept the data; the server log has the details")
         assert server.get(path("large"), admin).json()["data"]["versions"] == []
         # the lock is free again: the next upload gets past it (and fails on the missing storage, not with 409)
-        again = server.request("POST", path("large"), admin, data=armored(b"z"))
+        again = server.request("POST", path("large"), admin, data=pgp_message(b"z"))
         assert again.status_code == 503, again.text
         assert "Traceback" not in server.log()
     finally:
@@ -303,7 +304,7 @@ def _listening(socket, port) -> bool:
 
 def test_a_version_whose_object_vanished_is_an_error_in_the_envelope(api):
     admin = api.login("admin", PASSWORD)
-    api.request("POST", path("docs"), admin, data=armored(b"x"))
+    api.request("POST", path("docs"), admin, data=pgp_message(b"x"))
     (api.backend.storage_path / "docs" / "docs-1.gpg").unlink()  # someone deleted it in the bucket
     response = api.get(path("docs", "/1"), admin)
     assert response.status_code == 503

@@ -16,7 +16,7 @@ import requests
 from tests import support
 from tests.integration.collections_config import PASSWORD, collection, stalled_upload, write_collections_config
 from tests.integration.collections_config import version_path as path
-from tests.support import COLLECTIONS, RawUpload, TcpProxy, armored, wait_until
+from tests.support import COLLECTIONS, RawUpload, TcpProxy, pgp_message, wait_until
 
 
 
@@ -79,11 +79,11 @@ def test_two_instances_on_postgresql_and_s3(make_backend, cfg, start_server):
     assert b.get("/api/stable/auth/whoami", short).status_code == 401
 
     # one upload to a collection at a time, whichever instance receives it
-    body = armored(os.urandom(200_000))
+    body = pgp_message(os.urandom(200_000))
     raw = RawUpload(a.url, path("docs"), token, length=len(body))
     raw.send(body[:50_000])
     time.sleep(0.3)
-    assert ledger.upload(b, token, "docs", armored(b"other")).status_code == 409
+    assert ledger.upload(b, token, "docs", pgp_message(b"other")).status_code == 409
     raw.send(body[50_000:])
     status, answer = raw.response()
     raw.close()
@@ -94,7 +94,7 @@ def test_two_instances_on_postgresql_and_s3(make_backend, cfg, start_server):
     results = []
 
     def race(server, index):
-        results.append(ledger.upload(server, token, "docs", armored(os.urandom(100_000 + index))).status_code)
+        results.append(ledger.upload(server, token, "docs", pgp_message(os.urandom(100_000 + index))).status_code)
 
     threads = [threading.Thread(target=race, args=((a, b)[i % 2], i)) for i in range(8)]
     [t.start() for t in threads]
@@ -104,7 +104,7 @@ def test_two_instances_on_postgresql_and_s3(make_backend, cfg, start_server):
     # uploads to different collections through both at once: all succeed
     results.clear()
     threads = [threading.Thread(target=lambda s=s, c=c: results.append(
-        ledger.upload(s, token, c, armored(os.urandom(300_000))).status_code))
+        ledger.upload(s, token, c, pgp_message(os.urandom(300_000))).status_code))
         for s, c in ((a, "older"), (b, "open"), (a, "closed"), (b, "large"))]
     [t.start() for t in threads]
     [t.join() for t in threads]
@@ -124,10 +124,10 @@ def test_kill_9_mid_upload_then_restart(db, storage, make_backend, cfg, start_se
     ledger = Ledger()
     server = start_server(backend, cfg)
     token = server.login("admin", PASSWORD)
-    assert ledger.upload(server, token, "large", armored(os.urandom(1 << 20))).status_code == 200
+    assert ledger.upload(server, token, "large", pgp_message(os.urandom(1 << 20))).status_code == 200
 
     raw = RawUpload(server.url, path("large"), token, chunked=True)
-    raw.send(armored(os.urandom(6 << 20))[:-100])  # past S3's first 5 MiB part
+    raw.send(pgp_message(os.urandom(6 << 20))[:-100])  # past S3's first 5 MiB part
     assert wait_until(lambda: len(backend.objects()) > 1, timeout=10), backend.objects()
     server.proc.send_signal(signal.SIGKILL)
     server.proc.wait(10)
@@ -144,7 +144,7 @@ def test_kill_9_mid_upload_then_restart(db, storage, make_backend, cfg, start_se
     assert listed == [1]
     # the lock died with its holder's connection: the next upload is accepted at once (SQLite's lease instead
     # runs out within 45 s: test_collections_rules.py)
-    response = ledger.upload(again, token, "large", armored(b"after the crash"))
+    response = ledger.upload(again, token, "large", pgp_message(b"after the crash"))
     assert response.status_code == 200, response.text
     ledger.check(again, token)
 
@@ -153,7 +153,7 @@ def test_sigterm_lets_uploads_in_flight_finish(make_backend, cfg, start_server):
     backend = make_backend("sqlite", "local")
     server = start_server(backend, cfg, "--shutdown-grace=20s")
     token = server.login("admin", PASSWORD)
-    body = armored(os.urandom(500_000))
+    body = pgp_message(os.urandom(500_000))
     raw = RawUpload(server.url, path("docs"), token, length=len(body))
     raw.send(body[:100_000])
     time.sleep(0.3)
@@ -201,7 +201,7 @@ def behind_proxy(backend, target, replace, cfg, start_server):
     server = start_server(with_args(backend, replace(proxy.port)), cfg)
     ledger = Ledger()
     token = server.login("admin", PASSWORD)
-    assert ledger.upload(server, token, "docs", armored(b"before")).status_code == 200
+    assert ledger.upload(server, token, "docs", pgp_message(b"before")).status_code == 200
     return server, proxy, ledger, token
 
 
@@ -227,7 +227,7 @@ def test_postgresql_going_away_is_503_and_the_server_recovers(make_backend, cfg,
         proxy.start()
     assert wait_until(lambda: server.get("/api/stable/auth/whoami", token).status_code == 200, timeout=20)
     assert ready_checks(server)["DbValidator"] is True
-    assert ledger.upload(server, token, "docs", armored(b"after")).status_code == 200
+    assert ledger.upload(server, token, "docs", pgp_message(b"after")).status_code == 200
     ledger.check(server, token)
     assert "Traceback" not in server.log()
     proxy.stop()
@@ -241,7 +241,7 @@ def test_the_object_store_going_away_is_503_and_the_server_recovers(make_backend
         start_server)
     try:
         proxy.stop()
-        upload = ledger.upload(server, token, "docs", armored(b"while away"))
+        upload = ledger.upload(server, token, "docs", pgp_message(b"while away"))
         assert upload.status_code == 503
         assert upload.json()["error"] == ("cannot upload version. cannot upload file, cannot copy stream, error: "
                                           "the storage did not accept the data; the server log has the details")
@@ -252,7 +252,7 @@ def test_the_object_store_going_away_is_503_and_the_server_recovers(make_backend
     finally:
         proxy.start()
     assert ready_checks(server)["StorageAvailabilityValidator"] is True
-    assert ledger.upload(server, token, "docs", armored(b"after")).status_code == 200
+    assert ledger.upload(server, token, "docs", pgp_message(b"after")).status_code == 200
     ledger.check(server, token)
     assert "Traceback" not in server.log()
     proxy.stop()
@@ -273,13 +273,13 @@ def test_a_full_disk_is_507_and_leaves_nothing(make_backend, cfg, start_server, 
         server = start_server(full, cfg)
         ledger = Ledger()
         token = server.login("admin", PASSWORD)
-        assert ledger.upload(server, token, "large", armored(os.urandom(1 << 20))).status_code == 200
-        too_big = ledger.upload(server, token, "large", armored(os.urandom(6 << 20)))
+        assert ledger.upload(server, token, "large", pgp_message(os.urandom(1 << 20))).status_code == 200
+        too_big = ledger.upload(server, token, "large", pgp_message(os.urandom(6 << 20)))
         assert too_big.status_code == 507, too_big.text
         assert too_big.json()["error"] == ("cannot upload version. cannot upload file, cannot copy stream, error: "
                                            "the storage is full")
         assert full.objects() == ["large/large-1.gpg"]
-        assert ledger.upload(server, token, "large", armored(os.urandom(1 << 20))).status_code == 200
+        assert ledger.upload(server, token, "large", pgp_message(os.urandom(1 << 20))).status_code == 200
         ledger.check(server, token)
         server.stop()
     finally:
@@ -294,7 +294,7 @@ def test_verify_reports_a_corrupt_byte_and_a_missing_object(db, make_backend, cf
     server = start_server(backend, cfg)
     token = server.login("admin", PASSWORD)
     for index in range(3):
-        assert server.request("POST", path("docs"), token, data=armored(os.urandom(10_000))).status_code == 200
+        assert server.request("POST", path("docs"), token, data=pgp_message(os.urandom(10_000))).status_code == 200
 
     verify = [sys.executable, "-m", "backup_repository", "--verify", f"--config-local-path={cfg.root}",
               *backend.args]
@@ -330,7 +330,7 @@ def test_periodic_verification_in_the_server(make_backend, cfg, start_server):
     backend = make_backend("sqlite", "local")
     server = start_server(backend, cfg, "--verify-interval=1s")
     token = server.login("admin", PASSWORD)
-    server.request("POST", path("docs"), token, data=armored(os.urandom(10_000)))
+    server.request("POST", path("docs"), token, data=pgp_message(os.urandom(10_000)))
     stored = backend.storage_path / "docs" / "docs-1.gpg"
     stored.write_bytes(stored.read_bytes()[:-1] + b"X")
     health = "/api/stable/repository/collection/docs/health"

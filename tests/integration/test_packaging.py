@@ -72,7 +72,7 @@ def test_the_executable_serves_a_backup_round_trip(binary, tmp_path, config, mak
         ready_after = time.monotonic() - began
         assert ready_after < 3.0, ready_after
         token = server.login("admin", PASSWORD)
-        body = support.armored(os.urandom(100_000))
+        body = support.pgp_message(os.urandom(100_000))
         stored = server.request("POST", "/api/stable/repository/collection/docs/version", token, data=body)
         assert stored.status_code == 200, stored.text
         back = server.get("/api/stable/repository/collection/docs/version/latest", token)

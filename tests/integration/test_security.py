@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.integration.collections_config import PASSWORD, write_collections_config, version_path
-from tests.support import GO_ADMIN_HASH, RawUpload, armored
+from tests.support import GO_ADMIN_HASH, RawUpload, pgp_message
 
 LOGIN = "/api/stable/auth/login"
 WHOAMI = "/api/stable/auth/whoami"
@@ -80,25 +80,25 @@ def test_uploads_have_no_request_rate_but_a_per_user_bound(backend, cfg, start_s
     server = start_server(backend, cfg, "--rate-default-limit=1", "--max-uploads-per-user=2")
     token = login(server, "admin").json()["data"]["token"]
     for _ in range(4):  # 4 uploads in a row at 1 request/second for everything else
-        assert server.request("POST", version_path("docs"), token, data=armored(b"x")).status_code == 200
+        assert server.request("POST", version_path("docs"), token, data=pgp_message(b"x")).status_code == 200
 
     first = RawUpload(server.url, version_path("open"), token, chunked=True)
-    first.send(armored(b"a" * 1000)[:-100])
+    first.send(pgp_message(b"a" * 1000)[:-100])
     second = RawUpload(server.url, version_path("older"), token, chunked=True)
-    second.send(armored(b"b" * 1000)[:-100])
+    second.send(pgp_message(b"b" * 1000)[:-100])
     time.sleep(0.5)
-    third = server.request("POST", version_path("docs"), token, data=armored(b"c"))
+    third = server.request("POST", version_path("docs"), token, data=pgp_message(b"c"))
     assert third.status_code == 429
     assert third.json()["error"] == "too many uploads in progress for this user, retry when one has finished"
     assert third.headers["Retry-After"]
     # another user is not affected
     writer = login(server, "writer").json()["data"]["token"]
-    assert server.request("POST", version_path("docs"), writer, data=armored(b"w")).status_code == 200
-    first.send(armored(b"a" * 1000)[-100:])
+    assert server.request("POST", version_path("docs"), writer, data=pgp_message(b"w")).status_code == 200
+    first.send(pgp_message(b"a" * 1000)[-100:])
     first.end()
     assert first.response()[0] == 200
     first.close()
-    assert server.request("POST", version_path("docs"), token, data=armored(b"d")).status_code == 200
+    assert server.request("POST", version_path("docs"), token, data=pgp_message(b"d")).status_code == 200
     second.close()
 
 
@@ -287,7 +287,7 @@ def test_hostile_collection_ids_are_404(backend, cfg, start_server, collection):
     base = f"/api/stable/repository/collection/{collection}"
     for method, suffix in (("POST", "/version"), ("GET", "/version"), ("GET", "/version/latest"),
                            ("HEAD", "/version/1"), ("GET", "/health")):
-        response = server.request(method, base + suffix, token, data=armored(b"x") if method == "POST" else None)
+        response = server.request(method, base + suffix, token, data=pgp_message(b"x") if method == "POST" else None)
         assert response.status_code == 404, (method, suffix, response.text)
         if method != "HEAD":
             body = response.json()
@@ -337,7 +337,7 @@ def test_logs_and_answers_never_carry_secrets(backend, cfg, start_server, tmp_pa
     secrets["token"] = token
     answers.append(server.request("POST", LOGIN, json={"username": "admin", "password": secrets["wrong password"]}))
     answers.append(server.request("POST", LOGIN, data={"username": "admin$nokey", "password": secrets["wrong password"]}))
-    answers.append(server.request("POST", version_path("docs"), token, data=armored(b"secret-free data")))
+    answers.append(server.request("POST", version_path("docs"), token, data=pgp_message(b"secret-free data")))
     answers.append(server.get(version_path("docs") + "?token=" + token))
     answers.append(server.get("/ready", headers={"Authorization": secrets["health key"]}))
     answers.append(server.get("/ready?code=" + secrets["health key"]))
@@ -361,7 +361,7 @@ def test_logs_and_answers_never_carry_secrets(backend, cfg, start_server, tmp_pa
 def test_every_answer_carries_the_safety_headers(backend, cfg, start_server):
     server = start_server(backend, cfg)
     token = login(server, "admin").json()["data"]["token"]
-    server.request("POST", version_path("docs"), token, data=armored(b"x"))
+    server.request("POST", version_path("docs"), token, data=pgp_message(b"x"))
     for method, path, auth in (("GET", "/health", None), ("GET", "/ready", None), ("GET", "/nope", None),
                                ("POST", LOGIN, None), ("GET", WHOAMI, token), ("GET", WHOAMI, "bad"),
                                ("GET", version_path("docs"), token), ("GET", version_path("docs") + "/1", token),
