@@ -9,6 +9,9 @@ directory in a temporary directory, and drives it with curl:
   and the download of it (``curl -o /dev/null``);
 - 8 parallel uploads of 128 MiB to 8 collections.
 
+Bodies are binary OpenPGP messages shaped like gpg's output (``--armor``: ASCII-armored ones, as ``gpg --armor``
+writes them), which the server's structural check walks while they stream.
+
 For each: MB/s (10^6 bytes per second of wall time), and the server's resident memory (VmRSS of
 /proc/PID/status) sampled every 50 ms while the transfer runs: the peak and the value before it started.
 Each measurement runs ``--runs`` times; the best and the median are printed.
@@ -83,6 +86,26 @@ def make_body(path: Path, size: int):
         tail = remaining - 5  # the last chunk: a 5-octet definite length, then the rest
         handle.write(b"\xff" + tail.to_bytes(4, "big"))
         handle.write((b"\x01" + block[1:tail]) if first else block[:tail])
+
+
+def armor_body(binary: Path, path: Path):
+    """ASCII-armor ``binary`` into ``path`` as gpg --armor does: 64-character base64 lines and the CRC-24 line."""
+    import base64
+
+    sys.path.insert(0, str(ROOT))
+    from backup_repository.domain.openpgp import crc24
+
+    crc = 0xB704CE
+    with open(binary, "rb") as source, open(path, "wb") as handle:
+        handle.write(b"-----BEGIN PGP MESSAGE-----\n\n")
+        while True:
+            block = source.read(48 * 21845)  # whole 64-character lines
+            if not block:
+                break
+            crc = crc24(block, crc)
+            text = base64.b64encode(block)
+            handle.write(b"".join(text[i:i + 64] + b"\n" for i in range(0, len(text), 64)))
+        handle.write(b"=" + base64.b64encode(crc.to_bytes(3, "big")) + b"\n-----END PGP MESSAGE-----\n")
 
 
 class RssSampler:
@@ -216,6 +239,8 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="repetitions of each measurement (default 3)")
     parser.add_argument("--server", default=None, help="server executable (default: python -m backup_repository)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--armor", action="store_true",
+                        help="upload ASCII-armored messages (--size-mib of binary data, a third more on the wire)")
     args = parser.parse_args(argv)
     if not shutil.which("curl"):
         raise SystemExit("curl is needed for the benchmark")
@@ -226,16 +251,23 @@ def main(argv=None) -> int:
     size, small_size = args.size_mib * MIB, PARALLEL_MIB * MIB
     make_body(big, size)
     make_body(small, small_size)
+    shown = f"{args.size_mib} MiB"
+    if args.armor:
+        for body in (big, small):
+            armor_body(body, body.with_suffix(".armored"))
+            body.with_suffix(".armored").replace(body)
+        size, small_size = big.stat().st_size, small.stat().st_size
+    shown = f"{size // MIB} MiB{' armored' if args.armor else ''}"
     bench = Bench(server_cmd, work)
     print(f"server {' '.join(server_cmd)} at {bench.url}; storage {work / 'storage'}; "
           f"{os.cpu_count()} CPUs; median and best of {args.runs} runs", flush=True)
     results = []
     try:
-        results.append(report(f"upload {args.size_mib} MiB (Content-Length)", size,
+        results.append(report(f"upload {shown} (Content-Length)", size,
                               [bench.upload(big) for _ in range(args.runs)], 300, 100))
-        results.append(report(f"upload {args.size_mib} MiB (chunked, pipe)", size,
+        results.append(report(f"upload {shown} (chunked, pipe)", size,
                               [bench.upload_chunked(big) for _ in range(args.runs)], 250, 100))
-        results.append(report(f"download {args.size_mib} MiB", size,
+        results.append(report(f"download {shown}", size,
                               [bench.download() for _ in range(args.runs)], 400, 100))
         results.append(report(f"{PARALLEL} x {PARALLEL_MIB} MiB parallel uploads", PARALLEL * small_size,
                               [bench.parallel_uploads(small) for _ in range(args.runs)], 300, 150))

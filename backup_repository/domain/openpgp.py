@@ -3,7 +3,7 @@
 The server never decrypts anything, but it refuses bodies that cannot be an encrypted message: it walks the
 packet framing of the whole stream. A message is: Marker packets (optional), then session-key packets (PKESK,
 SKESK), then exactly one encrypted-data packet (SED, SEIPD, AEAD), then only Padding packets, ending exactly at
-the end of the body. ASCII armor is decoded on the fly (base64 in bulk, CRC-24 with crcmod's C extension) and
+the end of the body. ASCII armor is decoded on the fly (base64 in bulk, CRC-24 with anycrc's word-wise C code) and
 the decoded bytes take the same walk.
 
 Cost: the encrypted-data body, i.e. nearly all of the bytes, is skipped by counting (one subtraction per chunk,
@@ -14,7 +14,7 @@ a few header bytes, or for armor fewer than 4 pending base64 characters and a bo
 import binascii
 import re
 
-import crcmod
+import anycrc
 
 from backup_repository.domain.errors import BadRequest
 
@@ -207,7 +207,12 @@ class PacketWalk:
             self._phase = AFTER
 
 
-crc24 = crcmod.mkCrcFun(0x1864CFB, initCrc=0xB704CE, rev=False, xorOut=0)
+_CRC24 = anycrc.Model("CRC24-OPENPGP")  # RFC 9580 §6.1: generator 0x864CFB, initial value 0xB704CE
+
+
+def crc24(data, crc: int = 0xB704CE) -> int:
+    """The running CRC-24 of armor: ``crc24(b, crc24(a)) == crc24(a + b)``."""
+    return _CRC24.calc(data, crc)
 WHITESPACE = b" \t\r\n"
 BEGIN, END = b"-----BEGIN PGP MESSAGE-----", b"-----END PGP MESSAGE-----"
 ARMOR_HEADER_LINE = re.compile(rb"[!-9;-~]+: ?[^\r\n]*")
