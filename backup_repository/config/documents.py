@@ -1,4 +1,4 @@
-"""Parsing of BackupUser, BackupCollection and Secret documents (CONTRACT §2).
+"""Parsing of BackupUser, BackupCollection and Secret documents (docs/configuration.md#configuration-documents).
 
 Every problem is reported as a ``Problem`` naming the file and the field, and breaks only the object that the
 document describes: a user whose password secret is missing is loaded but cannot log in, a collection with an
@@ -194,7 +194,7 @@ def _secret_ref(ref, field_name: str, secrets: dict, document: Document):
 
 
 def _password(spec: dict, prefix: str, secrets: dict, document: Document):
-    """``passwordFromRef`` wins over an inline ``password`` when set (CONTRACT §2)."""
+    """``passwordFromRef`` wins over an inline ``password`` when set (docs/configuration.md#configuration-documents)."""
     if spec.get("passwordFromRef"):
         return _secret_ref(spec.get("passwordFromRef"), f"{prefix}passwordFromRef", secrets, document)
     inline = _string(spec.get("password"), f"{prefix}password")

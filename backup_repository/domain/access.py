@@ -1,4 +1,4 @@
-"""The access decision of CONTRACT §4: may this actor do this action on this collection?
+"""The access decision of docs/api.md#who-may: may this actor do this action on this collection?
 
 An actor is a user, optionally logged in through one of its access keys, optionally holding a token whose
 ``operationsScope`` narrows it further. Keys and scopes can only narrow what the user already has.

@@ -1,4 +1,4 @@
-"""Roles, their inheritance and the actions they grant (CONTRACT §4)."""
+"""Roles, their inheritance and the actions they grant (docs/api.md#who-may)."""
 
 SYSTEM_ADMIN = "systemAdmin"
 USER_MANAGER = "userManager"

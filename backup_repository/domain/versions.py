@@ -1,5 +1,5 @@
 """Stored versions of a collection, and the rules that decide which to keep: rotation and the size budget
-(CONTRACT §7). Plain functions over plain values, so every edge case is a unit test."""
+(docs/api.md#upload). Plain functions over plain values, so every edge case is a unit test."""
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -11,7 +11,7 @@ from backup_repository.domain.sessions import format_time
 
 @dataclass(frozen=True)
 class Version:
-    """A registered version: visible only once its object is completely stored (CONTRACT §7)."""
+    """A registered version: visible only once its object is completely stored (docs/api.md#upload)."""
 
     id: str  # uuid
     collection_id: str

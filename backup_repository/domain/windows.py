@@ -1,4 +1,5 @@
-"""Backup windows: when uploads are allowed, and whether the latest backup arrived on time (CONTRACT §7, §8).
+"""Backup windows: when uploads are allowed, and whether the latest backup arrived on time (docs/api.md#upload,
+docs/api.md#collection-health).
 
 A window ``{from: cron, duration}`` is open from each time the cron expression fires until ``duration`` later.
 Cron expressions are evaluated in the server's local time zone, as the Go server did (``TZ`` sets it; services

@@ -1,1 +1,1 @@
-"""Named health checks behind ``/ready`` and the collection health endpoint (CONTRACT §8)."""
+"""Named health checks behind ``/ready`` and the collection health endpoint (docs/api.md#collection-health)."""

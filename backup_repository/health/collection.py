@@ -1,4 +1,5 @@
-"""The checks behind ``GET /api/stable/repository/collection/{id}/health`` (CONTRACT §8), as plain functions."""
+"""The checks behind ``GET /api/stable/repository/collection/{id}/health`` (docs/api.md#collection-health),
+as plain functions."""
 
 from backup_repository.domain.windows import check_latest_backup
 from backup_repository.health.checks import CheckResult

@@ -1,4 +1,4 @@
-"""Argon2id password hashes in the Go server's format (CONTRACT §3).
+"""Argon2id password hashes in the Go server's format (docs/configuration.md#passwords).
 
 The stored form is ``base64(PHC)`` where the PHC string keeps salt and hash in *standard* base64 with ``=``
 padding, as the Go server writes them. Verification reads the algorithm, m, t, p and the key length from the

@@ -1,4 +1,5 @@
-"""Request rate limits per client address (CONTRACT §1): a token bucket per (endpoint class, address).
+"""Request rate limits per client address (docs/configuration.md#command-line): a token bucket per (endpoint
+class, address).
 
 A bucket holds ``limit`` tokens and refills ``limit`` tokens per ``period``. The table is bounded: it keeps at
 most ``max_entries`` addresses per class, dropping the least recently seen first, so a flood of distinct

@@ -1,4 +1,5 @@
-"""Reading collections: version listings, downloads, the collection list and collection health (CONTRACT §5, §8)."""
+"""Reading collections: version listings, downloads, the collection list and collection health
+(docs/api.md#collections)."""
 
 import asyncio
 import hashlib

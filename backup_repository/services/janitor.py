@@ -1,4 +1,4 @@
-"""The janitor: removes what interrupted uploads left in the storage (CONTRACT §7: nothing partial stays).
+"""The janitor: removes what interrupted uploads left in the storage (docs/api.md#upload: nothing partial stays).
 
 An upload records its object name in ``pending_uploads`` before writing a byte and removes the record when its
 version is registered or the upload is abandoned cleanly. A record older than the upload timeout therefore belongs

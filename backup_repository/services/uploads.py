@@ -1,4 +1,4 @@
-"""Uploads of new versions (CONTRACT §7): the checks before the body, the commit after it, and the clean-up
+"""Uploads of new versions (docs/api.md#upload): the checks before the body, the commit after it, and the clean-up
 after any failure.
 
 ``UploadService.begin()`` runs every check that needs no body byte — collection, permission, backup window, the

@@ -1,4 +1,5 @@
-"""The blob store: objects named ``{collectionId}/{filename}`` in one bucket or directory (CONTRACT §6).
+"""The blob store: objects named ``{collectionId}/{filename}`` in one bucket or directory
+(docs/configuration.md#storage-urls).
 
 Two backends share one small interface: ``LocalBackend`` (a local directory) and ``CloudBackend`` (S3 and GCS via
 apache-libcloud). Their calls block, so they never run on the event loop: short operations use a small thread

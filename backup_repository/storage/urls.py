@@ -1,4 +1,5 @@
-"""Storage URLs in the gocloud syntax of the Go server (CONTRACT §6), turned into libcloud drivers.
+"""Storage URLs in the gocloud syntax of the Go server (docs/configuration.md#storage-urls), turned into
+libcloud drivers.
 
 - ``file:///absolute/dir``: a local directory.
 - ``s3://bucket?endpoint=host:port&disableSSL=true&s3ForcePathStyle=true&region=eu-central-1``: AWS S3 or any

@@ -1,4 +1,4 @@
-"""The authentication API of CONTRACT §5 against a real server, on every database × storage backend."""
+"""The authentication API of docs/api.md against a real server, on every database × storage backend."""
 
 import base64
 import json

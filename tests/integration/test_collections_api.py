@@ -1,4 +1,4 @@
-"""Uploads, downloads and listings (CONTRACT §5, §7) against a real server on every database × storage backend,
+"""Uploads, downloads and listings (docs/api.md#collections) against a real server on every database × storage backend,
 with real gpg and real curl."""
 
 import hashlib

@@ -1,4 +1,4 @@
-"""Backup windows, collection health, the collection list, byte ranges, timeouts and crashes (CONTRACT §5, §7, §8).
+"""Backup windows, collection health, the collection list, byte ranges, timeouts and crashes (docs/api.md#collections).
 
 These rules do not depend on the backend, so they run on SQLite with local storage, except where the database
 matters (the upload lock after a crash), which runs on both databases."""

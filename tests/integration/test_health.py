@@ -1,4 +1,4 @@
-"""/health and /ready (CONTRACT §8) against a real server."""
+"""/health and /ready (docs/api.md#collection-health) against a real server."""
 
 import shutil
 

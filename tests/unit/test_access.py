@@ -1,4 +1,4 @@
-"""The access decision of CONTRACT §4, table-driven: role × action × access key × scope × ACL."""
+"""The access decision of docs/api.md#who-may, table-driven: role × action × access key × scope × ACL."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""The three collection health checks of CONTRACT §8 as plain functions."""
+"""The three collection health checks of docs/api.md#collection-health as plain functions."""
 
 from datetime import datetime, timedelta, timezone
 

@@ -1,4 +1,4 @@
-"""Rotation strategies and the size budget of CONTRACT §7."""
+"""Rotation strategies and the size budget of docs/api.md#upload."""
 
 from datetime import datetime, timedelta, timezone
 
