@@ -9,22 +9,32 @@ import uuid
 
 import pytest
 
-from tests import support
+from tests import pg_cluster, support
 
-PG_DSN = os.environ.get("BR_TEST_PG_DSN", "")
-REQUIRE_PG = os.environ.get("BR_TEST_REQUIRE_PG", "") == "1"
 #: Tests send many requests per second from 127.0.0.1; rate-limit tests pass the limits they test after these.
 NO_RATE_LIMITS = ("--rate-default-limit=1000000", "--rate-auth-limit=1000000",
                   "--rate-collection-health-limit=1000000", "--rate-server-health-limit=1000000")
 BACKENDS = [("sqlite", "local"), ("sqlite", "s3"), ("postgres", "local"), ("postgres", "s3")]
 
 
-def require_postgres():
-    if PG_DSN:
+@pytest.fixture(scope="session")
+def pg_dsn():
+    """DSN of a role that may create databases: BR_TEST_PG_DSN, else a throwaway cluster for this session
+    (tests/pg_cluster.py), started only when a test needs it; without PostgreSQL binaries the tests are skipped,
+    or fail under BR_TEST_REQUIRE_PG=1."""
+    if os.environ.get("BR_TEST_PG_DSN"):
+        yield os.environ["BR_TEST_PG_DSN"]
         return
-    if REQUIRE_PG:
-        pytest.fail("BR_TEST_REQUIRE_PG=1 but BR_TEST_PG_DSN is not set: the PostgreSQL tests must run here")
-    pytest.skip(support.PG_HINT)
+    bindir = pg_cluster.find_bindir()
+    if bindir is None:
+        if os.environ.get("BR_TEST_REQUIRE_PG") == "1":
+            pytest.fail(f"BR_TEST_REQUIRE_PG=1 but the PostgreSQL tests cannot run: {support.PG_HINT}")
+        pytest.skip(support.PG_HINT)
+    cluster = pg_cluster.Cluster(bindir)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -77,11 +87,11 @@ def make_backend(request, tmp_path_factory):
             backend.db_path = work / "metadata.sqlite3"
             backend.args.append(f"--db-path={backend.db_path}")
         else:
-            require_postgres()
-            params = support.create_pg_database(PG_DSN)
+            dsn = request.getfixturevalue("pg_dsn")
+            params = support.create_pg_database(dsn)
             backend.db_params = params
             backend.args += support.pg_flags(params)
-            backend.cleanup.append(lambda: support.drop_pg_database(PG_DSN, params["dbname"]))
+            backend.cleanup.append(lambda: support.drop_pg_database(dsn, params["dbname"]))
         if storage == "local":
             (work / "storage").mkdir()
             backend.storage_path = work / "storage"

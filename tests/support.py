@@ -31,8 +31,9 @@ GO_ADMIN_HASH = (
     "JGFyZ29uMmlkJHY9MTkkbT02NTUzNix0PTEscD00JHpuVy9IT2Y4Q3RkdStvNSttYlR2REE9PSRaZlVpRGl2QWV2T2RZNndKYWJBb0FQ"
     "dmM1a1hsemxDNkg2OFY2dGVmNUY0PQ=="
 )
-PG_HINT = ("set BR_TEST_PG_DSN=postgresql://user:password@127.0.0.1:5432/dbname (a role allowed to create "
-           "databases) to run the PostgreSQL tests; .ci/run does this")
+PG_HINT = ("no PostgreSQL server binaries (initdb, pg_ctl) found: apt-get install postgresql and the tests start a "
+           "throwaway cluster, or set BR_TEST_PG_DSN=postgresql://user:password@127.0.0.1:5432/dbname (a role "
+           "allowed to create databases)")
 
 
 def free_port() -> int:

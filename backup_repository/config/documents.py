@@ -17,7 +17,6 @@ from backup_repository.domain.names import KEY_NAME_RULE, OBJECT_NAME_RULE, is_k
 from backup_repository.domain.units import parse_duration, parse_size
 from backup_repository.domain.users import AccessKey, ObjectGrant, User, parse_networks
 
-API_GROUP = "backups.riotkit.org/v1alpha1"
 USERS_DIR = os.path.join("backups.riotkit.org", "v1alpha1", "backupusers")
 COLLECTIONS_DIR = os.path.join("backups.riotkit.org", "v1alpha1", "backupcollections")
 SECRETS_DIR = os.path.join("v1", "secrets")

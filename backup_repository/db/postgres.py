@@ -42,8 +42,6 @@ def _unavailable_when_gone(describe):
 
 
 class PostgresDatabase(Repository):
-    name = "postgresql"
-
     def __init__(self, host: str, port: int, user: str, password: str, dbname: str,
                  minsize: int = 1, maxsize: int = 10, timeout: float = 30.0):
         self._params = dict(host=host, port=port, user=user, password=password or "", dbname=dbname)

@@ -35,8 +35,6 @@ class DatabaseUnavailable(DatabaseError):
 
 
 class Repository(abc.ABC):
-    name = "database"
-
     # --- primitives, implemented by each backend -------------------------------------------------
     @abc.abstractmethod
     async def open(self):
@@ -207,6 +205,40 @@ class Repository(abc.ABC):
         rows = await self.fetchall(f"SELECT {_VERSION_COLUMNS} FROM versions ORDER BY collection_id, version_number")
         return [_version(row) for row in rows]
 
+    async def list_versions(self, collection_id: str) -> list:
+        rows = await self.fetchall(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE collection_id = %s ORDER BY version_number",
+            (collection_id,),
+        )
+        return [_version(row) for row in rows]
+
+    async def get_version(self, collection_id: str, number: int) -> Optional[Version]:
+        row = await self.fetchone(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE collection_id = %s AND version_number = %s",
+            (collection_id, number),
+        )
+        return _version(row) if row else None
+
+    async def latest_version(self, collection_id: str) -> Optional[Version]:
+        row = await self.fetchone(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE collection_id = %s "
+            "ORDER BY version_number DESC LIMIT 1",
+            (collection_id,),
+        )
+        return _version(row) if row else None
+
+    async def collection_stats(self) -> dict:
+        """{collection id: (versions count, used bytes, latest version time)} for every collection with versions."""
+        rows = await self.fetchall(
+            "SELECT collection_id, COUNT(*), COALESCE(SUM(filesize), 0), MAX(created_at) FROM versions "
+            "GROUP BY collection_id"
+        )
+        return {row[0]: (int(row[1]), int(row[2]), _timestamp(row[3])) for row in rows}
+
+    async def delete_version(self, version_id: str) -> bool:
+        await self.execute("DELETE FROM integrity_checks WHERE version_id = %s", (version_id,))
+        return await self.execute("DELETE FROM versions WHERE id = %s", (version_id,)) > 0
+
     # --- pending uploads (crash recovery) -------------------------------------------------------
     async def add_pending_upload(self, object_name: str, collection_id: str, now: datetime):
         await self.execute(
@@ -244,40 +276,6 @@ class Repository(abc.ABC):
             (collection_id, False),
         )
         return [(row[0], row[1], row[2]) for row in rows]
-
-    async def list_versions(self, collection_id: str) -> list:
-        rows = await self.fetchall(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE collection_id = %s ORDER BY version_number",
-            (collection_id,),
-        )
-        return [_version(row) for row in rows]
-
-    async def get_version(self, collection_id: str, number: int) -> Optional[Version]:
-        row = await self.fetchone(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE collection_id = %s AND version_number = %s",
-            (collection_id, number),
-        )
-        return _version(row) if row else None
-
-    async def latest_version(self, collection_id: str) -> Optional[Version]:
-        row = await self.fetchone(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE collection_id = %s "
-            "ORDER BY version_number DESC LIMIT 1",
-            (collection_id,),
-        )
-        return _version(row) if row else None
-
-    async def collection_stats(self) -> dict:
-        """{collection id: (versions count, used bytes, latest version time)} for every collection with versions."""
-        rows = await self.fetchall(
-            "SELECT collection_id, COUNT(*), COALESCE(SUM(filesize), 0), MAX(created_at) FROM versions "
-            "GROUP BY collection_id"
-        )
-        return {row[0]: (int(row[1]), int(row[2]), _timestamp(row[3])) for row in rows}
-
-    async def delete_version(self, version_id: str) -> bool:
-        await self.execute("DELETE FROM integrity_checks WHERE version_id = %s", (version_id,))
-        return await self.execute("DELETE FROM versions WHERE id = %s", (version_id,)) > 0
 
     # --- upload locks ---------------------------------------------------------------------------
     async def acquire_upload_lock(self, collection_id: str, holder: str, now: datetime, ttl: float) -> bool:

@@ -25,14 +25,23 @@ def _convert_timestamp(raw: bytes) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-sqlite3.register_adapter(datetime, _adapt_datetime)
-sqlite3.register_converter("TIMESTAMPTZ", _convert_timestamp)
-sqlite3.register_converter("BOOLEAN", lambda raw: raw not in (b"0", b"", b"FALSE", b"false"))
+def _convert_boolean(raw: bytes) -> bool:
+    return raw not in (b"0", b"", b"FALSE", b"false")
+
+
+def _register_column_types():
+    """Let rows come back as the values PostgreSQL returns. sqlite3 keeps converters in a process-wide table keyed
+    by the declared type, so this runs when a database is opened (idempotent), never as a side effect of import."""
+    sqlite3.register_converter("TIMESTAMPTZ", _convert_timestamp)
+    sqlite3.register_converter("BOOLEAN", _convert_boolean)
+
+
+def _params(params) -> tuple:
+    """Datetimes are stored as fixed-width UTC text (adapted here, not by a process-wide adapter)."""
+    return tuple(_adapt_datetime(value) if isinstance(value, datetime) else value for value in params)
 
 
 class SqliteDatabase(Repository):
-    name = "sqlite"
-
     def __init__(self, path: str):
         self.path = os.path.expanduser(path)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
@@ -46,6 +55,7 @@ class SqliteDatabase(Repository):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _connect(self):
+        _register_column_types()
         directory = os.path.dirname(self.path)
         if directory:
             os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -83,13 +93,13 @@ class SqliteDatabase(Repository):
 
     # Statements run in the dedicated thread; %s placeholders become sqlite's ?.
     def _execute_sync(self, sql, params):
-        return self._conn.execute(sql.replace("%s", "?"), params).rowcount
+        return self._conn.execute(sql.replace("%s", "?"), _params(params)).rowcount
 
     def _fetchone_sync(self, sql, params):
-        return self._conn.execute(sql.replace("%s", "?"), params).fetchone()
+        return self._conn.execute(sql.replace("%s", "?"), _params(params)).fetchone()
 
     def _fetchall_sync(self, sql, params):
-        return self._conn.execute(sql.replace("%s", "?"), params).fetchall()
+        return self._conn.execute(sql.replace("%s", "?"), _params(params)).fetchall()
 
     async def execute(self, sql, params=()):
         async with self._lock:

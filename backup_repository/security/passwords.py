@@ -44,11 +44,21 @@ def encode_password(password: str, salt: bytes = None) -> str:
     digest = hash_secret_raw(
         password.encode("utf-8"), salt, TIME_COST, MEMORY_KIB, PARALLELISM, KEY_LENGTH, Type.ID
     )
+    return _format_hash(salt, digest)
+
+
+def _format_hash(salt: bytes, digest: bytes) -> str:
     phc = "$argon2id$v=19$m={},t={},p={}${}${}".format(
         MEMORY_KIB, TIME_COST, PARALLELISM,
         base64.b64encode(salt).decode("ascii"), base64.b64encode(digest).decode("ascii"),
     )
     return base64.b64encode(phc.encode("ascii")).decode("ascii")
+
+
+def dummy_hash() -> str:
+    """A well-formed hash that no password matches (random salt and digest; nothing is hashed to make it). A login
+    that names no real user is checked against it, so that the answer takes as long as for a real one."""
+    return _format_hash(os.urandom(SALT_LENGTH), os.urandom(KEY_LENGTH))
 
 
 def parse_hash(encoded: str):
@@ -81,10 +91,6 @@ def verify_password(password: str, encoded: str) -> bool:
     return hmac.compare_digest(candidate, digest)
 
 
-#: A valid hash of a random password, checked when a login names no real user so that the answer takes as long.
-DUMMY_HASH = encode_password(base64.b64encode(os.urandom(18)).decode("ascii"), salt=os.urandom(SALT_LENGTH))
-
-
 #: How much nicer than the rest of the server the password threads are: under a login flood the CPU goes to the
 #: event loop first, so every other request keeps answering promptly.
 PASSWORD_THREAD_NICENESS = 10
@@ -113,6 +119,7 @@ class PasswordVerifier:
         self.in_flight = 0
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="argon2",
                                         initializer=_lower_thread_priority)
+        self._dummy = dummy_hash()
 
     async def verify(self, password: str, encoded) -> bool:
         """False for a wrong password, a missing hash or a malformed one (the latter is logged by the caller)."""
@@ -125,12 +132,12 @@ class PasswordVerifier:
             self.in_flight -= 1
 
     async def _verify(self, password: str, encoded) -> bool:
-        target = encoded or DUMMY_HASH
+        target = encoded or self._dummy
         loop = asyncio.get_running_loop()
         try:
             ok = await loop.run_in_executor(self._pool, verify_password, password, target)
         except InvalidHash:
-            await loop.run_in_executor(self._pool, verify_password, password, DUMMY_HASH)
+            await loop.run_in_executor(self._pool, verify_password, password, self._dummy)
             raise
         return ok and encoded is not None
 

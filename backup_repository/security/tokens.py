@@ -5,6 +5,7 @@
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import logging
@@ -33,10 +34,18 @@ LATEST_EXPIRY = 253402300799
 
 try:
     from jwt.warnings import InsecureKeyLengthWarning
-
-    warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
 except ImportError:  # older PyJWT does not warn at all
-    pass
+    InsecureKeyLengthWarning = None
+
+
+@contextlib.contextmanager
+def _short_keys_allowed():
+    """PyJWT warns about HMAC keys under 64 bytes on every call; the Go server accepted any key, so a short one is
+    reported once at start-up instead (context.py), and silenced here, for these calls only."""
+    with warnings.catch_warnings():
+        if InsecureKeyLengthWarning is not None:
+            warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+        yield
 
 
 def hash_token(token: str) -> str:
@@ -71,7 +80,8 @@ class TokenService:
             "orig_iat": now,
             "jti": uuid.uuid4().hex,
         }
-        token = jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+        with _short_keys_allowed():
+            token = jwt.encode(claims, self._secret, algorithm=ALGORITHM)
         return token, datetime.fromtimestamp(expires, timezone.utc)
 
     def decode(self, token: str) -> Claims:
@@ -82,10 +92,9 @@ class TokenService:
         if len(token) > MAX_TOKEN_LENGTH or not _claims_are_bounded(token):
             raise Unauthenticated("token is invalid")
         try:
-            claims = jwt.decode(
-                token, self._secret, algorithms=[ALGORITHM],
-                options={"require": ["exp"], "verify_exp": False},
-            )
+            with _short_keys_allowed():
+                claims = jwt.decode(token, self._secret, algorithms=[ALGORITHM],
+                                    options={"require": ["exp"], "verify_exp": False})
         except jwt.PyJWTError:
             raise Unauthenticated("token is invalid") from None
         except Exception as exc:  # a library failing on hostile input is still just an invalid token

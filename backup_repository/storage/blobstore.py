@@ -103,8 +103,6 @@ class BlobStore:
     async def sweep_temporary(self, older_than: float) -> list:
         return await self._run(self.backend.sweep_temporary, older_than)
 
-    async def list(self, prefix: str = "") -> list:
-        return await self._run(lambda: list(self.backend.list(prefix)))
 
     # --- streams --------------------------------------------------------------------------------
     def writer(self, name: str, check_size=None) -> "ObjectWriter":

@@ -109,6 +109,3 @@ class CloudBackend:
     def sweep_temporary(self, older_than: float) -> list:
         return []  # unfinished multipart uploads are found through the pending-upload records
 
-    def list(self, prefix: str = ""):
-        for obj in self._driver.iterate_container_objects(self._bucket(), prefix=prefix or None):
-            yield obj.name

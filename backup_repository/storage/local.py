@@ -137,13 +137,6 @@ class LocalBackend:
                         pass
         return removed
 
-    def list(self, prefix: str = ""):
-        """Names of the stored objects below ``prefix`` (temporary upload files included)."""
-        base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
-        for directory, _, files in os.walk(base):
-            for file_name in files:
-                full = os.path.join(directory, file_name)
-                yield os.path.relpath(full, self.root).replace(os.sep, "/")
 
 
 def _unlink(path: str):

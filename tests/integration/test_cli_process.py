@@ -10,7 +10,7 @@ import pytest
 
 from backup_repository.security.passwords import verify_password
 from tests import support
-from tests.conftest import PG_DSN, create_bucket, require_postgres
+from tests.conftest import create_bucket
 from tests.integration.collections_config import acl, collection
 
 
@@ -86,10 +86,9 @@ def test_unreachable_dependencies_exit_1_saying_what_to_check(tmp_path, config):
     assert "Traceback" not in result.stderr
 
 
-def test_the_contracts_typical_command_line_serves(tmp_path, config, s3_server):
+def test_the_contracts_typical_command_line_serves(tmp_path, config, s3_server, pg_dsn):
     """The contract's command line, flag for flag, with this machine's PostgreSQL and S3 server filled in."""
-    require_postgres()
-    params = support.create_pg_database(PG_DSN)
+    params = support.create_pg_database(pg_dsn)
     bucket = create_bucket(s3_server)
     args = [
         f"--db-hostname={params['host']}", f"--db-port={params['port']}", f"--db-user={params['user']}",
@@ -107,7 +106,7 @@ def test_the_contracts_typical_command_line_serves(tmp_path, config, s3_server):
         assert server.login("admin", "admin")
     finally:
         server.stop()
-        support.drop_pg_database(PG_DSN, params["dbname"])
+        support.drop_pg_database(pg_dsn, params["dbname"])
 
 
 def test_everything_from_br_variables_and_space_separated_flags(tmp_path, config):

@@ -1,5 +1,4 @@
-"""Who may do what on collections (docs/api.md#who-may): ACL roles, access keys and scoped
-tokens against every
+"""Who may do what on collections (docs/api.md#who-may): ACL roles, access keys and scoped tokens against every
 collection endpoint, on every database × storage backend."""
 
 import json

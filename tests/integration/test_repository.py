@@ -11,7 +11,6 @@ from backup_repository.db.sqlite import SqliteDatabase
 from backup_repository.domain.sessions import GrantedAccess, utcnow
 from backup_repository.domain.versions import Version
 from tests import support
-from tests.conftest import PG_DSN, require_postgres
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -21,13 +20,13 @@ def make_db(request, tmp_path):
         path = tmp_path / "m.sqlite3"
         yield lambda: SqliteDatabase(str(path))
         return
-    require_postgres()
     from backup_repository.db.postgres import PostgresDatabase
 
-    params = support.create_pg_database(PG_DSN)
+    dsn = request.getfixturevalue("pg_dsn")
+    params = support.create_pg_database(dsn)
     yield lambda: PostgresDatabase(params["host"], params["port"], params["user"], params["password"],
                                    params["dbname"])
-    support.drop_pg_database(PG_DSN, params["dbname"])
+    support.drop_pg_database(dsn, params["dbname"])
 
 
 def session(sid, user="alice", minutes=0, expires_in=timedelta(hours=1)):

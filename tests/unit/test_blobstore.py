@@ -4,6 +4,7 @@ import asyncio
 import hashlib
 import os
 from contextlib import aclosing
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,9 @@ def store(tmp_path):
 
 
 def files(store) -> list:
-    return sorted(store.backend.list())
+    """Every file under the store's directory (temporary upload files included), as object names."""
+    root = Path(store.backend.root)
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file())
 
 
 def test_streamed_write_appears_only_when_complete(store):
