@@ -35,7 +35,7 @@ run: $(STAMP)
 	BR_JWT_SECRET_KEY="$$(cat $(RUN)/jwt-secret)" BR_HEALTH_CHECK_KEY="$$(cat $(RUN)/health-key)" \
 	  $(BIN)/backup-repository --provider=filesystem --config-local-path=docs/examples --log-level=info
 
-## make test: the whole suite (PostgreSQL tests need BR_TEST_PG_DSN; .ci/run sets it)
+## make test: the whole suite (PostgreSQL cases on BR_TEST_PG_DSN, or on a throwaway cluster the tests start)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 

@@ -79,9 +79,7 @@ def main(argv=None) -> int:
     if args.validate_config:
         return validate_config(settings)
     if args.verify:
-        from backup_repository import integrity
-
-        return integrity.run_command(settings)
+        return verify(settings)
 
     from backup_repository import server
 
@@ -89,9 +87,9 @@ def main(argv=None) -> int:
 
 
 def validate_config(settings: Settings) -> int:
-    from backup_repository.config.provider import FilesystemProvider
+    from backup_repository.context import make_configuration
 
-    provider = FilesystemProvider(settings.config_local_path, settings.namespace)
+    provider = make_configuration(settings)
     snapshot = provider.load()
     for problem in snapshot.problems:
         print(problem)
@@ -101,3 +99,26 @@ def validate_config(settings: Settings) -> int:
         file=sys.stderr,
     )
     return 1 if snapshot.problems else 0
+
+
+def verify(settings: Settings) -> int:
+    """``--verify``: print one line per problem and a summary; exit status 1 when anything is wrong, 2 when the
+    database or the store cannot be reached."""
+    import asyncio
+    import time
+
+    from backup_repository.context import open_stores
+    from backup_repository.services.integrity import verify_all
+
+    async def run() -> int:
+        async with open_stores(settings) as (db, storage):
+            began = time.monotonic()
+            summary = await verify_all(db, storage, report=print)
+            print(summary.describe(time.monotonic() - began), file=sys.stderr)
+            return 1 if summary.problems else 0
+
+    try:
+        return asyncio.run(run())
+    except Exception as exc:  # cannot reach the database or the store: say what, not a traceback
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2

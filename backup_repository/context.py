@@ -1,19 +1,23 @@
-"""AppContext: everything app-wide — settings, configuration, database, storage and services.
+"""The one place that wires the application: settings -> configuration, database, store -> services.
 
-``open()`` brings the dependencies up in order and fails with a message saying what to check;
-``close()`` releases them in reverse order.
+``AppContext.open(settings)`` opens the configuration, the database and the store, then builds every service with
+everything it needs; no field is ever None and nothing is patched in later. ``open_stores`` and
+``make_configuration`` are the same steps for the one-shot commands (``--verify``, ``--validate-config``).
+``start()`` starts the background work (configuration watch, janitor, verification); ``close()`` undoes it all.
 """
 
 import asyncio
+import contextlib
 import logging
 
-from backup_repository import integrity
 from backup_repository.config.provider import FilesystemProvider, log_problems
 from backup_repository.db import open_database
-from backup_repository.security.auth import AuthService
+from backup_repository.health.checks import readiness_checks
 from backup_repository.security.passwords import PasswordVerifier
 from backup_repository.security.ratelimit import RateLimits
 from backup_repository.security.tokens import RECOMMENDED_KEY_BYTES, TokenService
+from backup_repository.services import integrity
+from backup_repository.services.auth import AuthService
 from backup_repository.services.collections import CollectionService
 from backup_repository.services.janitor import Janitor
 from backup_repository.services.uploads import UploadService
@@ -22,50 +26,73 @@ from backup_repository.storage.blobstore import BlobStore
 log = logging.getLogger(__name__)
 
 
+def make_configuration(settings) -> FilesystemProvider:
+    """The configuration provider, not yet loaded."""
+    return FilesystemProvider(settings.config_local_path, settings.namespace,
+                              reload_interval=settings.config_reload_interval)
+
+
+@contextlib.asynccontextmanager
+async def open_stores(settings):
+    """``async with open_stores(settings) as (db, storage)``: the metadata database (migrated) and the object store,
+    opened in that order and closed in reverse; raises DatabaseError / StorageError / StorageConfigError with a
+    message saying what to check."""
+    db = open_database(settings)
+    log.info("metadata database: %s", db.describe())
+    try:
+        await db.open()
+        storage = BlobStore.from_url(settings.storage_url, settings.use_google_cloud,
+                                     create_local=settings.storage_url_is_default)
+        log.info("storage: %s", storage.describe())
+        try:
+            await storage.open()
+            yield db, storage
+        finally:
+            await storage.close()
+    finally:
+        await db.close()
+
+
 class AppContext:
-    def __init__(self, settings):
+    """Everything app-wide: settings, configuration, database, store and the services built on them."""
+
+    def __init__(self, settings, config, db, storage, resources: contextlib.AsyncExitStack = None):
         self.settings = settings
-        self.config = FilesystemProvider(
-            settings.config_local_path, settings.namespace, reload_interval=settings.config_reload_interval
-        )
-        self.db = open_database(settings)
-        self.storage = None
+        self.config = config
+        self.db = db
+        self.storage = storage
         self.verifier = PasswordVerifier(settings.password_check_concurrency, settings.password_check_queue)
         self.rate_limits = RateLimits(settings)
         self.tokens = TokenService(settings.jwt_secret_key, settings.jwt_expiry)
-        self.auth = AuthService(self.config, self.db, self.tokens, self.verifier)
-        self.config.on_change(self.auth.configuration_changed)
-        self.collections = CollectionService(self.config, self.db)
-        self.uploads = None  # needs the storage: built in open()
+        self.auth = AuthService(config, db, self.tokens, self.verifier)
+        self.collections = CollectionService(config, db, storage)
+        self.uploads = UploadService(config, db, storage, settings.max_uploads_per_user)
+        self.readiness = readiness_checks(db, storage, config, settings.storage_health_timeout)
+        config.on_change(self.auth.configuration_changed)
         self.requests_in_flight = set()  # handlers of requests being served (a graceful stop waits for them)
         self.stopping = False
         self._background = []
+        self._resources = resources or contextlib.AsyncExitStack()  # closes the database and the store
 
-    async def open(self):
-        if len(self.settings.jwt_secret_key.encode()) < RECOMMENDED_KEY_BYTES:
+    @classmethod
+    async def open(cls, settings) -> "AppContext":
+        if len(settings.jwt_secret_key.encode()) < RECOMMENDED_KEY_BYTES:
             log.warning("the JWT secret key is shorter than %d bytes; a longer random key is safer "
                         "(for example: openssl rand -base64 32)", RECOMMENDED_KEY_BYTES)
-        snapshot = self.config.load()
+        config = make_configuration(settings)
+        snapshot = config.load()
         log.info("configuration: %s (%d users, %d collections)",
-                 self.config.root, len(snapshot.users), len(snapshot.collections))
+                 config.root, len(snapshot.users), len(snapshot.collections))
         log_problems(snapshot)
+        async with contextlib.AsyncExitStack() as resources:
+            db, storage = await resources.enter_async_context(open_stores(settings))
+            ctx = cls(settings, config, db, storage, resources.pop_all())
+        return ctx
 
-        log.info("metadata database: %s", self.db.describe())
-        await self.db.open()
-
-        self.storage = BlobStore.from_url(
-            self.settings.storage_url, self.settings.use_google_cloud,
-            create_local=self.settings.storage_url_is_default,
-        )
-        log.info("storage: %s", self.storage.describe())
-        await self.storage.open()
-        self.uploads = UploadService(self.config, self.db, self.storage, self.settings.max_uploads_per_user)
-        self.collections.storage = self.storage
-        self.config.start()
-        self._start_background_jobs()
-
-    def _start_background_jobs(self):
+    def start(self):
+        """The background work: the configuration watch, the janitor and, when asked for, periodic verification."""
         settings = self.settings
+        self.config.start()
         janitor = Janitor(self.db, self.storage, max(settings.http_upload_timeout, settings.storage_io_timeout))
         self._background.append(asyncio.ensure_future(janitor.run_forever(settings.janitor_interval)))
         if settings.verify_interval > 0:
@@ -74,7 +101,7 @@ class AppContext:
 
     async def abort_uploads(self):
         """Uploads still running when the server stops leave nothing behind: abort them before closing."""
-        if self.uploads is not None and self.uploads.active:
+        if self.uploads.active:
             log.info("abandoning %d unfinished upload(s)", len(self.uploads.active))
             await asyncio.gather(*(upload.abort() for upload in list(self.uploads.active)))
 
@@ -83,7 +110,5 @@ class AppContext:
             task.cancel()
         await self.abort_uploads()
         await self.config.stop()
-        if self.storage is not None:
-            await self.storage.close()
-        await self.db.close()
+        await self._resources.aclose()
         self.verifier.close()

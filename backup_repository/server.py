@@ -12,9 +12,9 @@ import tornado.netutil
 from backup_repository import systemd
 from backup_repository.app import make_app
 from backup_repository.context import AppContext
-from backup_repository.db.repository import DatabaseError
+from backup_repository.domain.errors import DatabaseError
 from backup_repository.settings import LOG_LEVELS
-from backup_repository.storage.blobstore import StorageError
+from backup_repository.domain.errors import StorageError
 from backup_repository.storage.urls import StorageConfigError
 
 log = logging.getLogger("backup_repository")
@@ -53,12 +53,10 @@ def configure_logging(level: str):
 
 
 async def serve(settings) -> int:
-    ctx = AppContext(settings)
     try:
-        await ctx.open()
+        ctx = await AppContext.open(settings)
     except (DatabaseError, StorageError, StorageConfigError) as exc:
         log.error("cannot start: %s", exc)
-        await ctx.close()
         return 1
 
     app = make_app(ctx)
@@ -75,6 +73,7 @@ async def serve(settings) -> int:
         await ctx.close()
         return 1
     server.add_sockets(sockets)
+    ctx.start()
     for sock in sockets:
         address = sock.getsockname()
         shown = f"[{address[0]}]" if sock.family == socket.AF_INET6 else address[0]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from backup_repository.domain.units import parse_duration
-from backup_repository.domain.users import parse_networks
+from backup_repository.domain.networks import parse_networks
 
 DATA_HOME = "~/.backup-repository"
 LOG_LEVELS = {"debug": "DEBUG", "trace": "DEBUG", "info": "INFO", "warning": "WARNING", "warn": "WARNING",

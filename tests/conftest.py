@@ -37,6 +37,15 @@ def pg_dsn():
         cluster.stop()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """The PostgreSQL tests skipped for want of PostgreSQL make one line of the summary, not one per test."""
+    report = yield
+    if report.skipped and isinstance(report.longrepr, tuple) and report.longrepr[2].endswith(support.PG_HINT):
+        report.longrepr = (__file__, None, report.longrepr[2])
+    return report
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_secret_in_any_server_log():
     """Every server started by the suite is checked when it stops: its log must not hold a secret it was given
@@ -140,6 +149,15 @@ def start_server(tmp_path_factory):
 @pytest.fixture
 def config(tmp_path):
     return support.ConfigDir(tmp_path / "config")
+
+
+@pytest.fixture
+def api(backend, config, start_server):
+    """A server on ``backend`` with ``config`` (the example configuration); a module narrows ``backend`` or adds
+    to ``config`` by overriding those fixtures."""
+    server = start_server(backend, config)
+    server.backend = backend
+    return server
 
 
 @pytest.fixture(params=BACKENDS, ids=[f"{db}-{st}" for db, st in BACKENDS])

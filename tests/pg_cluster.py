@@ -32,8 +32,8 @@ def find_bindir():
         if shutil.which("pg_config"):
             result = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
             candidates.append(result.stdout.strip())
-        version = lambda path: [int(n) for n in re.findall(r"\d+", path)]  # noqa: E731
-        candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=version, reverse=True)
+        candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True,
+                             key=lambda path: [int(n) for n in re.findall(r"\d+", path)])  # newest first
     for bindir in candidates:
         if all(os.access(os.path.join(bindir, name), os.X_OK) for name in ("initdb", "pg_ctl", "postgres")):
             return bindir

@@ -1,7 +1,8 @@
 """Helpers for tests that run the real server: processes, configuration directories, backends.
 
-Nothing here is mocked: a server is ``python -m backup_repository`` in its own process, PostgreSQL is the
-machine's (``BR_TEST_PG_DSN``), S3 is moto in server mode on loopback.
+Nothing here is mocked: a server is ``python -m backup_repository`` in its own process, PostgreSQL is the one named
+by ``BR_TEST_PG_DSN`` or a throwaway cluster the session starts (tests/pg_cluster.py), S3 is moto in server mode on
+loopback.
 """
 
 import os
@@ -243,6 +244,15 @@ def drop_pg_database(dsn: str, name: str):
 def pg_flags(params: dict) -> list:
     return [f"--db-hostname={params['host']}", f"--db-port={params['port']}", f"--db-user={params['user']}",
             f"--db-password={params['password']}", f"--db-name={params['dbname']}"]
+
+
+def assert_error(response, status: int, message: str):
+    """The answer is an error in the envelope of docs/api.md: ``code``/``message`` for 401, ``error`` otherwise."""
+    assert response.status_code == status, response.text
+    if status == 401:
+        assert response.json() == {"status": False, "code": 401, "message": message, "data": {}}
+    else:
+        assert response.json() == {"status": False, "error": message, "data": {}}
 
 
 def wait_until(predicate, timeout: float = 15.0, interval: float = 0.2):

@@ -15,7 +15,8 @@ from backup_repository.domain import roles as R
 from backup_repository.domain.collections import STRATEGIES, VERSION_PLACEHOLDER, BackupWindow, Collection
 from backup_repository.domain.names import KEY_NAME_RULE, OBJECT_NAME_RULE, is_key_name, is_object_name
 from backup_repository.domain.units import parse_duration, parse_size
-from backup_repository.domain.users import AccessKey, ObjectGrant, User, parse_networks
+from backup_repository.domain.networks import parse_networks
+from backup_repository.domain.users import AccessKey, ObjectGrant, User
 
 USERS_DIR = os.path.join("backups.riotkit.org", "v1alpha1", "backupusers")
 COLLECTIONS_DIR = os.path.join("backups.riotkit.org", "v1alpha1", "backupcollections")

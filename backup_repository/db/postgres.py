@@ -16,7 +16,8 @@ import logging
 import aiopg
 import psycopg2
 
-from backup_repository.db.repository import DatabaseError, DatabaseUnavailable, Repository
+from backup_repository.db.repository import Repository
+from backup_repository.domain.errors import DatabaseError, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 

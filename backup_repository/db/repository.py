@@ -10,7 +10,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 from backup_repository.db.schema import LATEST, MIGRATIONS
-from backup_repository.domain.sessions import GrantedAccess, utcnow
+from backup_repository.domain.errors import DatabaseError
+from backup_repository.domain.sessions import GrantedAccess
+from backup_repository.domain.times import utcnow
 from backup_repository.domain.versions import Version
 
 log = logging.getLogger(__name__)
@@ -24,14 +26,6 @@ _SESSION_COLUMNS = (
 #: Tables that this server creates, and the Go server's metadata table: found in a database this server never
 #: initialised, they belong to someone else and must not be mixed with ours.
 FOREIGN_TABLES = frozenset({"granted_accesses", "versions", "version_counters", "upload_locks", "uploaded_versions"})
-
-
-class DatabaseError(Exception):
-    """The database cannot be reached or refused an operation; the message says what to check."""
-
-
-class DatabaseUnavailable(DatabaseError):
-    """The database went away while serving (stopped, restarted, unreachable): answered 503 until it is back."""
 
 
 class Repository(abc.ABC):

@@ -12,7 +12,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
-from backup_repository.db.repository import DatabaseError, Repository
+from backup_repository.db.repository import Repository
+from backup_repository.domain.errors import DatabaseError
 
 
 def _adapt_datetime(value: datetime) -> str:

@@ -8,6 +8,7 @@ STRATEGY_FIFO_PLUS_OLDER = "fifo-plus-older"
 STRATEGIES = (STRATEGY_FIFO, STRATEGY_FIFO_PLUS_OLDER)
 
 VERSION_PLACEHOLDER = "${version}"
+COLLECTION_NOT_FOUND = "cannot find specified collection"
 
 
 @dataclass(frozen=True)

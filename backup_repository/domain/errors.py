@@ -1,6 +1,7 @@
-"""Typed errors raised by domain code; ``http/base.py`` maps each to a status code and the JSON envelope.
+"""Typed errors: what domain code raises (``DomainError`` and its kinds), and the failures of the infrastructure that
+every layer may meet (``DatabaseError``, ``StorageError``). ``http/errors.py`` maps each to one answer.
 
-The message of an error is what the client sees, so it must never contain a secret.
+The message of a DomainError is what the client sees, so it must never contain a secret.
 """
 
 
@@ -59,6 +60,18 @@ class ServiceUnavailable(DomainError):
 
 class InsufficientStorage(DomainError):
     status = 507
+
+
+class DatabaseError(Exception):
+    """The database cannot be reached or refused an operation; the message says what to check (raised by db/)."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database went away while serving (stopped, restarted, unreachable): answered 503 until it is back."""
+
+
+class StorageError(Exception):
+    """The object store cannot be reached or refused an operation (raised by storage/)."""
 
 
 class InternalError(DomainError):

@@ -1,19 +1,10 @@
 """Granted accesses: one row per issued token, so that every token can be listed and revoked."""
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Optional
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def format_time(value: Optional[datetime]) -> Optional[str]:
-    """RFC 3339 in UTC with microseconds, like Go's time.Time JSON form (``2026-01-02T03:04:05.123456Z``)."""
-    if value is None:
-        return None
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+from backup_repository.domain.times import format_time
 
 
 @dataclass(frozen=True)

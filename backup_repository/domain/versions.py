@@ -6,7 +6,12 @@ from datetime import datetime, timedelta
 from typing import Optional
 
 from backup_repository.domain.collections import STRATEGY_FIFO_PLUS_OLDER, Collection
-from backup_repository.domain.sessions import format_time
+from backup_repository.domain.times import format_time
+
+
+def object_name(collection_id: str, filename: str) -> str:
+    """Where a version is stored: ``{collectionId}/{filename}`` (docs/configuration.md#storage-urls)."""
+    return f"{collection_id}/{filename}"
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,10 @@ class Version:
     created_at: datetime
     updated_at: datetime
     deleted_at: Optional[datetime] = None
+
+    @property
+    def object_name(self) -> str:
+        return object_name(self.collection_id, self.filename)
 
     def info(self) -> "VersionInfo":
         return VersionInfo(self.id, self.number, self.size, self.created_at)

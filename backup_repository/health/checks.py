@@ -37,23 +37,23 @@ async def run_checks(checks) -> list:
     return list(await asyncio.gather(*(one(name, check) for name, check in checks)))
 
 
-def readiness_checks(ctx) -> list:
-    """The three checks of ``/ready``."""
+def readiness_checks(db, storage, config, storage_timeout: float) -> list:
+    """The three checks of ``/ready``, each given just what it checks."""
 
     async def database():
-        await ctx.db.ping()
+        await db.ping()
 
-    async def storage():
-        await ctx.storage.health_check(ctx.settings.storage_health_timeout)
+    async def store():
+        await storage.health_check(storage_timeout)
 
     async def configuration():
         try:
-            await asyncio.get_running_loop().run_in_executor(None, ctx.config.check)
+            await asyncio.get_running_loop().run_in_executor(None, config.check)
         except OSError as exc:
             raise RuntimeError(f"configuration provider is not usable: {exc}") from None
 
     return [
         ("DbValidator", database),
-        ("StorageAvailabilityValidator", storage),
+        ("StorageAvailabilityValidator", store),
         ("ConfigurationProviderValidator", configuration),
     ]

@@ -5,7 +5,7 @@ from urllib.parse import parse_qs
 from backup_repository.domain.access import parse_scope
 from backup_repository.domain.errors import BadRequest, Unauthenticated
 from backup_repository.http.base import AuthenticatedHandler, BaseHandler
-from backup_repository.security.auth import MISSING_CREDENTIALS
+from backup_repository.services.auth import MISSING_CREDENTIALS
 from backup_repository.security.untrusted import TooDeep, load_json
 
 EMPTY_SCOPE = "operationsScope.elements must not be empty; leave operationsScope out for an unscoped token"

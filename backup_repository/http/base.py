@@ -2,33 +2,26 @@
 
 Success: ``{"status": true, "data": {...}}``. Error: ``{"status": false, "error": "...", "data": {}}``.
 Authentication failures: ``{"status": false, "code": 401, "message": "...", "data": {}}``.
-No traceback ever reaches a client: unexpected exceptions are logged and answered with a generic 500.
+No traceback ever reaches a client: every failure is answered through the one table of http/errors.py.
 """
 
 import json
-import logging
 import math
-from http import HTTPStatus
 
 import tornado.httputil
 import tornado.web
 
-from backup_repository.db.repository import DatabaseError
 from backup_repository.domain.errors import (
-    DomainError, PayloadTooLarge, ServiceUnavailable, TooManyRequests, Unauthenticated,
+    NotFound, PayloadTooLarge, ServiceUnavailable, TooManyRequests, Unauthenticated,
 )
+from backup_repository.http.errors import answer_for, log_failure
 from backup_repository.security.addresses import client_address
-from backup_repository.storage.blobstore import StorageError
-
-log = logging.getLogger(__name__)
 
 #: Request bodies of every endpoint but uploads (logins are a few hundred bytes).
 BODY_LIMIT = 64 << 10
 #: Tornado's own body limit is lifted per request: the handler enforces its limit and answers in JSON.
 UNLIMITED_BODY = 1 << 62
 TOO_MANY_REQUESTS = "too many requests, retry later"
-STORAGE_UNAVAILABLE = "the storage is not available; the server log has the details"
-DATABASE_UNAVAILABLE = "the database is not available; the server log has the details"
 STOPPING = "the server is shutting down; retry in a moment"
 
 
@@ -147,40 +140,16 @@ class BaseHandler(tornado.web.RequestHandler):
                 if getattr(type(self), method.lower(), None) is not getattr(base, method.lower(), None)]
 
     def write_error(self, status_code, **kwargs):
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if status_code == 405:
+        answer = answer_for(kwargs.get("exc_info", (None, None, None))[1], status_code)
+        if answer.status == 405:
             self.set_header("Allow", ", ".join(self.allowed_methods()))
-        if isinstance(exc, Unauthenticated):
-            self.set_status(401)
-            self.finish(json.dumps({"status": False, "code": 401, "message": exc.message, "data": {}}))
-        elif isinstance(exc, DomainError):
-            self.set_status(exc.status)
-            if exc.retry_after is not None:
-                self.set_header("Retry-After", str(exc.retry_after))
-            self.finish(json.dumps({"status": False, "error": exc.message, "data": {}}))
-        elif isinstance(exc, StorageError):
-            self.set_status(503)
-            self.finish(json.dumps({"status": False, "error": STORAGE_UNAVAILABLE, "data": {}}))
-        elif isinstance(exc, DatabaseError):
-            self.set_status(503)
-            self.finish(json.dumps({"status": False, "error": DATABASE_UNAVAILABLE, "data": {}}))
-        elif isinstance(exc, tornado.web.HTTPError):
-            self.finish(json.dumps({"status": False, "error": _reason(status_code, exc), "data": {}}))
-        else:
-            self.finish(json.dumps({"status": False, "error": "internal server error", "data": {}}))
+        if answer.retry_after is not None:
+            self.set_header("Retry-After", str(answer.retry_after))
+        self.set_status(answer.status)
+        self.finish(json.dumps(answer.body, ensure_ascii=False))
 
     def log_exception(self, typ, value, tb):
-        if isinstance(value, DomainError) and getattr(value, "detail", ""):  # e.g. why an upload is no OpenPGP message
-            log.info("%s %s -> %d %s (%s)", self.request.method, self.request.path, value.status, value.message,
-                     value.detail)
-        elif isinstance(value, DomainError):
-            log.debug("%s %s -> %d %s", self.request.method, self.request.path, value.status, value.message)
-        elif isinstance(value, StorageError):  # an outage, not a bug: one line, no traceback
-            log.error("%s %s: the store failed: %s", self.request.method, self.request.path, value)
-        elif isinstance(value, DatabaseError):
-            log.error("%s %s: the database failed: %s", self.request.method, self.request.path, value)
-        else:
-            super().log_exception(typ, value, tb)
+        log_failure(self.request.method, self.request.path, value, (typ, value, tb))
 
     # --- authentication -------------------------------------------------------------------------
     def request_token(self) -> str:
@@ -217,13 +186,4 @@ class NotFoundHandler(BaseHandler):
 
     async def prepare(self):
         await super().prepare()
-        self.fail(404, "not found")
-
-
-def _reason(status_code: int, exc: tornado.web.HTTPError) -> str:
-    if exc.log_message and status_code < 500 and "%" not in exc.log_message:
-        return exc.log_message
-    try:
-        return HTTPStatus(status_code).phrase.lower()
-    except ValueError:
-        return "error"
+        raise NotFound("not found")

@@ -1,7 +1,6 @@
 """Collections API (docs/api.md#collections): upload, download, version listing, collection listing and health."""
 
 import asyncio
-import errno
 import logging
 import re
 import socket
@@ -12,30 +11,14 @@ from typing import Optional
 import tornado.iostream
 import tornado.web
 
-from backup_repository.db.repository import DatabaseError
-from backup_repository.domain.errors import (
-    DomainError, Forbidden, InsufficientStorage, InternalError, RangeNotSatisfiable, RequestTimeout, ServiceUnavailable,
-)
-from backup_repository.domain.openpgp import STREAM_ERROR
-from backup_repository.http.base import DATABASE_UNAVAILABLE, UNLIMITED_BODY, AuthenticatedHandler, BaseHandler
+from backup_repository.domain.errors import DomainError, Forbidden, RangeNotSatisfiable, RequestTimeout
+from backup_repository.http.base import UNLIMITED_BODY, AuthenticatedHandler, BaseHandler
+from backup_repository.http.errors import log_failure
 from backup_repository.services.uploads import UploadRequest
-from backup_repository.storage.blobstore import StorageError
 
 log = logging.getLogger(__name__)
 
 REQUEST_TOO_LONG = "Request took too long"
-STORAGE_FAILED = STREAM_ERROR + "the storage did not accept the data; the server log has the details"
-STORAGE_FULL = STREAM_ERROR + "the storage is full"
-
-
-def storage_failure(exc: Exception) -> DomainError:
-    """507 when the store ran out of space (nothing of the upload is kept), else 503."""
-    cause = exc
-    while cause is not None:
-        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
-            return InsufficientStorage(STORAGE_FULL)
-        cause = cause.__cause__ or cause.__context__
-    return ServiceUnavailable(STORAGE_FAILED)
 
 
 class VersionsHandler(BaseHandler):
@@ -74,11 +57,7 @@ class VersionsHandler(BaseHandler):
             except ValueError:
                 declared = None
         request = UploadRequest(self.path_args[0], headers.get("Content-Type", ""), declared)
-        try:
-            self.upload = await self.ctx.uploads.begin(self.principal, request)
-        except StorageError as exc:
-            log.error("upload to %s cannot start, the store failed: %s", request.collection_id, exc)
-            raise ServiceUnavailable(STORAGE_FAILED) from None
+        self.upload = await self.ctx.uploads.begin(self.principal, request)
         settings = self.ctx.settings
         timeout = min(settings.http_upload_timeout, settings.storage_io_timeout)
         loop = asyncio.get_running_loop()
@@ -113,11 +92,7 @@ class VersionsHandler(BaseHandler):
             await self._failure
             return
         self._cancel_timer()
-        try:
-            version = await self.upload.complete()
-        except StorageError as exc:
-            log.error("upload to %s failed in the store: %s", collection_id, exc)
-            raise storage_failure(exc) from None
+        version = await self.upload.complete()
         self.ok({"version": version.to_json()})
 
     def _timed_out(self):
@@ -148,18 +123,11 @@ class VersionsHandler(BaseHandler):
 
     async def _answer_rejection(self, exc: Exception):
         await self.upload.abort()
-        if isinstance(exc, DomainError):
+        if isinstance(exc, DomainError):  # a refusal of this upload: worth a line at info level
             detail = getattr(exc, "detail", "")
             log.info("upload to %s refused: %s%s", self.path_args[0], exc.message, f" ({detail})" if detail else "")
-        elif isinstance(exc, StorageError):
-            log.error("upload to %s failed in the store: %s", self.path_args[0], exc)
-            exc = storage_failure(exc)
-        elif isinstance(exc, DatabaseError):
-            log.error("upload to %s failed in the database: %s", self.path_args[0], exc)
-            exc = ServiceUnavailable(DATABASE_UNAVAILABLE, retry_after=1)
         else:
-            log.error("upload to %s failed", self.path_args[0], exc_info=exc)
-            exc = InternalError("internal server error")
+            log_failure(self.request.method, self.request.path, exc)
         if self._finished or self.request.connection.stream is None or self.request.connection.stream.closed():
             return
         self.stop_early(exc)
@@ -221,7 +189,7 @@ class DownloadHandler(AuthenticatedHandler):
         self._gone = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.timeout(self.ctx.settings.http_download_timeout):
-                async with aclosing(self.ctx.storage.read(download.object_name, start, end)) as chunks:
+                async with aclosing(self.ctx.collections.read(download, start, end)) as chunks:
                     async for chunk in chunks:
                         self.write(chunk)
                         await self._flushed()

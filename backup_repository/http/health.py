@@ -2,7 +2,8 @@
 
 import hmac
 
-from backup_repository.health.checks import readiness_checks, run_checks
+from backup_repository.domain.errors import Forbidden
+from backup_repository.health.checks import run_checks
 from backup_repository.http.base import BaseHandler
 
 HEALTH_MESSAGE = (
@@ -27,9 +28,8 @@ class ReadyHandler(BaseHandler):
         code = self.request.headers.get("Authorization", "") or self.get_query_argument("code", "")
         if not expected or not hmac.compare_digest(code.encode(), expected.encode()):
             self.count_failed_authentication()
-            self.fail(403, INVALID_CODE)
-            return
-        results = await run_checks(readiness_checks(self.ctx))
+            raise Forbidden(INVALID_CODE)
+        results = await run_checks(self.ctx.readiness)
         data = {"health": [result.to_json() for result in results]}
         if all(result.ok for result in results):
             self.ok(data)

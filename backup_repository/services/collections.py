@@ -11,9 +11,9 @@ from backup_repository.domain import roles as R
 from backup_repository.domain.access import decide
 from backup_repository.domain.errors import Forbidden, NotFound
 from backup_repository.domain.names import is_object_name
-from backup_repository.domain.sessions import format_time, utcnow
+from backup_repository.domain.times import format_time, utcnow
 from backup_repository.health.collection import collection_checks, integrity_check, storage_consistency_check
-from backup_repository.services.uploads import COLLECTION_NOT_FOUND, object_name
+from backup_repository.domain.collections import COLLECTION_NOT_FOUND
 
 VERSION_NOT_FOUND = "cannot find specified version"
 NOT_ALLOWED_TO_DOWNLOAD = "not authorized to download versions from this collection"
@@ -28,16 +28,12 @@ class Download:
     collection: object
     version: object
 
-    @property
-    def object_name(self) -> str:
-        return object_name(self.version.collection_id, self.version.filename)
-
 
 class CollectionService:
-    def __init__(self, config, db, storage=None, clock=utcnow):
+    def __init__(self, config, db, storage, clock=utcnow):
         self._config = config
         self._db = db
-        self.storage = storage  # set once the store is open
+        self._storage = storage
         self._clock = clock
 
     def _collection(self, collection_id: str):
@@ -73,6 +69,10 @@ class CollectionService:
             raise NotFound(VERSION_NOT_FOUND)
         return Download(collection, version)
 
+    def read(self, download: Download, start: int, end: int):
+        """The bytes ``[start, end)`` of a download, as an async generator (close it with contextlib.aclosing)."""
+        return self._storage.read(download.version.object_name, start, end)
+
     async def listing(self, principal) -> list:
         """The collections the caller may list versions of, with their usage."""
         snapshot = self._config.snapshot
@@ -102,7 +102,7 @@ class CollectionService:
             if not hmac.compare_digest(digest, collection.health_code_sha256):
                 raise Forbidden(INVALID_HEALTH_CODE)
         versions = await self._db.list_versions(collection.id)
-        sizes = await asyncio.gather(*(self.storage.size(object_name(v.collection_id, v.filename)) for v in versions))
+        sizes = await asyncio.gather(*(self._storage.size(v.object_name) for v in versions))
         missing = [v for v, size in zip(versions, sizes) if size is None]
         problems = [f"v{number} ({filename}): {message}"
                     for number, filename, message in await self._db.integrity_problems(collection.id)]

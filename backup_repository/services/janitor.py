@@ -15,7 +15,7 @@ import logging
 import time
 from datetime import timedelta
 
-from backup_repository.domain.sessions import utcnow
+from backup_repository.domain.times import utcnow
 
 log = logging.getLogger(__name__)
 

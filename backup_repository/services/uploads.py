@@ -3,8 +3,9 @@ after any failure.
 
 ``UploadService.begin()`` runs every check that needs no body byte — collection, permission, backup window, the
 collection's upload lock, the size budget — then reserves the version number and opens the object writer.
+``Upload.feed()`` passes each body chunk through the body rules (domain/uploads.py) into the writer;
 ``Upload.complete()`` registers the version once the body is stored and rotates out what the strategy says;
-``Upload.abort()`` removes every trace of an upload that did not complete.
+``Upload.abort()`` removes every trace of an upload that did not complete, in one step.
 """
 
 import asyncio
@@ -15,16 +16,16 @@ from typing import Optional
 
 from backup_repository.domain import roles as R
 from backup_repository.domain.access import decide
+from backup_repository.domain.collections import COLLECTION_NOT_FOUND
 from backup_repository.domain.errors import Conflict, Forbidden, NotFound, TooManyRequests
 from backup_repository.domain.names import is_object_name
-from backup_repository.domain.sessions import utcnow
-from backup_repository.domain.versions import Version, allowed_upload_size, rotate_out
+from backup_repository.domain.times import utcnow
+from backup_repository.domain.uploads import UploadBody, refuse_declared_length
+from backup_repository.domain.versions import Version, allowed_upload_size, object_name, rotate_out
 from backup_repository.domain.windows import is_open
-from backup_repository.storage.pipeline import FORM_OVERHEAD, MultipartFile, UploadPipeline, too_large
 
 log = logging.getLogger(__name__)
 
-COLLECTION_NOT_FOUND = "cannot find specified collection"
 NOT_ALLOWED_TO_UPLOAD = "not authorized to upload versions to this collection"
 WINDOW_CLOSED = (
     "backup window does not allow you to send a backup at this time. "
@@ -39,10 +40,9 @@ LOCK_TTL = 45.0
 LOCK_RENEW = 15.0
 #: How many taken object names an upload skips before giving up (see Upload._reserve_free_number).
 MAX_SKIPPED_NUMBERS = 1000
-
-
-def object_name(collection_id: str, filename: str) -> str:
-    return f"{collection_id}/{filename}"
+#: An upload that arrives while the previous one on its collection is being abandoned (its client went away)
+#: waits this long for that clean-up instead of getting 409 at once (a backup job reconnecting after a blip).
+ABORT_WAIT = 2.0
 
 
 class SizeMismatch(Exception):
@@ -64,6 +64,7 @@ class UploadService:
         self._clock = clock
         self.max_per_user = max_per_user
         self.active = set()
+        self._aborting = {}  # collection id -> the clean-up of an upload being abandoned in this process
 
     def running_for(self, user_name: str) -> int:
         return sum(1 for upload in self.active if upload.principal.actor.name == user_name)
@@ -83,11 +84,15 @@ class UploadService:
             raise Forbidden(WINDOW_CLOSED)
         if self.running_for(actor.name) >= self.max_per_user:
             raise TooManyRequests(TOO_MANY_UPLOADS, retry_after=10)
+        UploadBody.check_content_type(request.content_type)  # a malformed form type is refused before any work
 
+        await self._after_abandoned_upload(collection.id)
         holder = uuid.uuid4().hex
         if not await self._db.acquire_upload_lock(collection.id, holder, now, LOCK_TTL):
             raise Conflict(PARALLEL_UPLOAD)
-        upload = Upload(self, collection, principal, holder)
+        upload = Upload(collection, principal, holder, db=self._db, storage=self._storage, clock=self._clock,
+                        on_abort=self._abort_started, on_end=self.active.discard)
+        self.active.add(upload)
         try:
             await upload.prepare(request, now)
         except BaseException:
@@ -95,43 +100,50 @@ class UploadService:
             raise
         return upload
 
+    async def _after_abandoned_upload(self, collection_id: str):
+        cleanup = self._aborting.get(collection_id)
+        if cleanup is not None and not cleanup.done():
+            await asyncio.wait([cleanup], timeout=ABORT_WAIT)
+
+    def _abort_started(self, upload: "Upload", cleanup: asyncio.Future):
+        collection_id = upload.collection.id
+        self._aborting[collection_id] = cleanup
+        cleanup.add_done_callback(lambda done: self._aborting.pop(collection_id, None)
+                                  if self._aborting.get(collection_id) is done else None)
+
 
 class Upload:
     """One upload in progress; it holds the collection's lock until it completes or is aborted."""
 
-    def __init__(self, service: UploadService, collection, principal, holder: str):
-        self._service = service
-        self._db = service._db
+    def __init__(self, collection, principal, holder: str, db, storage, clock, on_abort=None, on_end=None):
         self.collection = collection
         self.principal = principal
         self.holder = holder
+        self._db = db
+        self._storage = storage
+        self._clock = clock
+        self._on_abort = on_abort  # told when a clean-up starts (later uploads of the collection wait for it)
+        self._on_end = on_end  # told when the upload no longer holds its lock
         self.number = None
+        self.filename = None
         self.object_name = None
-        self.pipeline = None
+        self.body = None
+        self._writer = None
         self._renewal = None
         self._finished = False
         self._aborting = None
-        service.active.add(self)
 
     async def prepare(self, request: UploadRequest, now):
-        MultipartFile.for_content_type(request.content_type)  # a malformed form type is refused before any work
         self._renewal = asyncio.ensure_future(self._renew_lock())
         versions = await self._db.list_versions(self.collection.id)
         allowed = allowed_upload_size(self.collection, [v.info() for v in versions], now)
-        if request.declared_length is not None:
-            slack = FORM_OVERHEAD if request.content_type.lower().startswith("multipart/") else 0
-            if request.declared_length - slack > allowed:
-                raise too_large(request.declared_length, allowed)
+        refuse_declared_length(request.declared_length, request.content_type, allowed)
+        self.body = UploadBody(allowed, request.content_type)
         await self._reserve_free_number()
         self.object_name = object_name(self.collection.id, self.filename)
         # recorded before a byte is written: after a crash, the janitor finds what to clean up from this row
         await self._db.add_pending_upload(self.object_name, self.collection.id, now)
-        writer = self._service._storage.writer(self.object_name, self._check_size)
-        try:
-            self.pipeline = UploadPipeline(writer, allowed, request.content_type)
-        except BaseException:  # the writer's thread must not wait for data that will never come
-            await writer.abort()
-            raise
+        self._writer = self._storage.writer(self.object_name, self._check_size)
         log.info("upload of %s v%d started by %r (up to %d bytes)", self.collection.id, self.number,
                  self.principal.actor.name, allowed)
 
@@ -141,12 +153,11 @@ class Upload:
         An object may already sit at that name without a version owning it: written by the Go server into the
         same bucket, or left by a crash between storing and registering. It is never overwritten: its number
         is skipped."""
-        storage = self._service._storage
         for _ in range(MAX_SKIPPED_NUMBERS):
             self.number = await self._db.reserve_version_number(self.collection.id)
             self.filename = self.collection.filename_for(self.number)
             name = object_name(self.collection.id, self.filename)
-            if await storage.size(name) is None:
+            if await self._storage.size(name) is None:
                 return
             log.warning("%s already exists in the store without a version owning it; number %d is skipped so "
                         "that it is not overwritten", name, self.number)
@@ -154,17 +165,23 @@ class Upload:
 
     def _check_size(self, stored: int):
         """Runs in the storage thread before the object is committed."""
-        if stored != self.pipeline.received:
-            raise SizeMismatch(f"the store holds {stored} bytes, {self.pipeline.received} were received")
+        if stored != self.body.received:
+            raise SizeMismatch(f"the store holds {stored} bytes, {self.body.received} were received")
 
-    def feed(self, data):
-        return self.pipeline.feed(data)
+    def feed(self, data) -> Optional[asyncio.Future]:
+        """Take the next body chunk; returns a future to await when the store is behind, else None. Raises a
+        DomainError (400, 413) the moment the data breaks a rule."""
+        waiting = None
+        for piece in self.body.accept(data):
+            waiting = self._writer.write(piece) or waiting
+        return waiting
 
     async def complete(self) -> Version:
         """The body is complete: store, register, rotate; any failure removes the upload entirely."""
         try:
-            stored = await self.pipeline.finish()
-            now = self._service._clock()
+            self.body.finish()
+            stored = await self._writer.close()
+            now = self._clock()
             version = Version(
                 id=str(uuid.uuid4()), collection_id=self.collection.id, number=self.number,
                 filename=self.filename, size=stored.size, sha256=stored.sha256,
@@ -174,7 +191,7 @@ class Upload:
             try:
                 await self._db.insert_version(version, pending_object=self.object_name)
             except BaseException:
-                await self._service._storage.delete(stored.name)
+                await self._storage.delete(stored.name)
                 raise
         except BaseException:
             await self.abort()
@@ -195,39 +212,38 @@ class Upload:
             doomed = by_id[info.id]
             await self._db.delete_version(doomed.id)
             try:
-                await self._service._storage.delete(object_name(doomed.collection_id, doomed.filename))
+                await self._storage.delete(doomed.object_name)
             except Exception as exc:  # the row is gone; the object is an orphan to sweep later
                 log.error("rotation of %s v%d: the object could not be deleted: %s", doomed.collection_id,
                           doomed.number, exc)
             log.info("rotation: deleted %s v%d", doomed.collection_id, doomed.number)
 
     async def abort(self):
-        """Remove every trace of this upload: the object, the reserved number, the lock.
+        """Remove every trace of this upload — the object, the reserved number, the lock — as one step.
 
         Safe to call several times and from several places (client gone, server stopping): all wait for the
-        same clean-up."""
+        same clean-up, and so does the next upload of the collection (UploadService.begin)."""
         if self._finished and self._aborting is None:
             return
         self._finished = True
         if self._aborting is None:
             self._aborting = asyncio.ensure_future(self._abort())
+            if self._on_abort is not None:
+                self._on_abort(self, self._aborting)
         await asyncio.shield(self._aborting)
 
     async def _abort(self):
         try:
-            if self.pipeline is not None:
-                await self.pipeline.abort()
+            if self._writer is not None:
+                await self._writer.abort()
             if self.object_name is not None:
                 # the pending row goes only when the store confirms that nothing is left; otherwise the
                 # janitor retries later (the store may be down right now)
-                if await self._service._storage.size(self.object_name) is None:
-                    await self._db.remove_pending_upload(self.object_name)
-                else:
-                    await self._service._storage.delete(self.object_name)
-                    await self._db.remove_pending_upload(self.object_name)
+                if await self._storage.size(self.object_name) is not None:
+                    await self._storage.delete(self.object_name)
+                await self._db.remove_pending_upload(self.object_name)
             if self.number is not None:
                 await self._db.release_version_number(self.collection.id, self.number)
-            if self.number is not None:
                 log.info("upload of %s v%d abandoned; nothing of it was kept", self.collection.id, self.number)
         except Exception as exc:
             log.error("while abandoning an upload of %s: %s", self.collection.id, exc)
@@ -238,7 +254,8 @@ class Upload:
         if self._renewal is not None:
             self._renewal.cancel()
             self._renewal = None
-        self._service.active.discard(self)
+        if self._on_end is not None:
+            self._on_end(self)
         try:
             await self._db.release_upload_lock(self.collection.id, self.holder)
         except Exception as exc:  # the lease expires on its own
@@ -248,7 +265,7 @@ class Upload:
         while True:
             await asyncio.sleep(LOCK_RENEW)
             try:
-                now = self._service._clock()
+                now = self._clock()
                 if not await self._db.renew_upload_lock(self.collection.id, self.holder, now, LOCK_TTL):
                     log.warning("the upload lock of %s was lost; taking it again", self.collection.id)
                     await self._db.acquire_upload_lock(self.collection.id, self.holder, now, LOCK_TTL)

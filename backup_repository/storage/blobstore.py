@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
 
+from backup_repository.domain.errors import StorageError
 from backup_repository.storage.cloud import CloudBackend
 from backup_repository.storage.local import LocalBackend
 from backup_repository.storage.urls import StorageConfigError, StorageLocation, make_driver, parse_storage_url
@@ -34,10 +35,6 @@ PIECE = 1 << 20
 HIGH_WATER = 8 << 20
 #: Upper bound of concurrent streamed transfers per process; more wait for a free thread.
 TRANSFER_THREADS = 64
-
-
-class StorageError(Exception):
-    """The store cannot be reached or refused an operation."""
 
 
 class BlobStore:

@@ -10,28 +10,18 @@ import pytest
 
 from backup_repository.security.passwords import encode_password
 from backup_repository.security.tokens import hash_token
-from tests.support import GO_ADMIN_HASH, JWT_SECRET, USERS
+from tests.support import GO_ADMIN_HASH, JWT_SECRET, USERS, assert_error, wait_until
 
 LOGIN = "/api/stable/auth/login"
 
 
 @pytest.fixture
-def api(backend, config, start_server):
-    """A server on ``backend`` with the example configuration plus a few test users."""
+def config(config):
+    """The example configuration plus a few test users (conftest's ``api`` starts the server on it)."""
     config.user("manager", encode_password("manager"), roles=["usersManager"])
     config.user("plain", encode_password("plain"), roles=["backupDownloader"])
     config.user("gone", encode_password("gone"), roles=[], extra="  deactivated: true\n")
-    return start_server(backend, config)
-
-
-def envelope_401(response, message):
-    assert response.status_code == 401, response.text
-    assert response.json() == {"status": False, "code": 401, "message": message, "data": {}}
-
-
-def error(response, status, message):
-    assert response.status_code == status, response.text
-    assert response.json() == {"status": False, "error": message, "data": {}}
+    return config
 
 
 def test_login_json_and_token_shape(api):
@@ -71,7 +61,7 @@ def test_two_logins_in_the_same_second_get_different_tokens(api):
     ("admin", "wrong"), ("nobody", "admin"), ("gone", "gone"), ("admin$nokey", "admin"), ("uploader$ci", "uploader"),
 ])
 def test_bad_credentials(api, username, password):
-    envelope_401(api.request("POST", LOGIN, json={"username": username, "password": password}),
+    assert_error(api.request("POST", LOGIN, json={"username": username, "password": password}), 401,
                  "incorrect Username or Password")
 
 
@@ -83,14 +73,14 @@ def test_bad_credentials(api, username, password):
     {"data": "username=admin", "headers": {"Content-Type": "application/octet-stream"}},
 ])
 def test_missing_or_unparsable_credentials(api, kwargs):
-    envelope_401(api.request("POST", LOGIN, **kwargs), "missing Username or Password")
+    assert_error(api.request("POST", LOGIN, **kwargs), 401, "missing Username or Password")
 
 
 def test_access_key_login_and_malformed_scope(api):
     token = api.login("uploader$ci", "ci-secret")
     whoami = api.get("/api/stable/auth/whoami", token).json()["data"]
     assert whoami["grantedAccess"]["accessKeyName"] == "ci" and whoami["grantedAccess"]["user"] == "uploader"
-    error(api.request("POST", LOGIN, json={"username": "admin", "password": "admin", "operationsScope": "nope"}),
+    assert_error(api.request("POST", LOGIN, json={"username": "admin", "password": "admin", "operationsScope": "nope"}),
           400, "invalid operationsScope: Expecting value: line 1 column 1 (char 0)")
 
 
@@ -132,7 +122,7 @@ def test_garbage_and_forged_tokens_are_401(api):
         forged({**claims, "jti": "other"}): "token was revoked or has expired",  # valid signature, no session
     }
     for token, message in cases.items():
-        envelope_401(api.get("/api/stable/auth/whoami", headers={"Authorization": f"Bearer {token}"}), message)
+        assert_error(api.get("/api/stable/auth/whoami", headers={"Authorization": f"Bearer {token}"}), 401, message)
 
 
 def test_whoami(api):
@@ -153,11 +143,11 @@ def test_user_profiles(api):
     own = api.get("/api/stable/auth/user/plain", plain)
     assert own.status_code == 200 and own.json()["data"] == {"email": "plain@example.org",
                                                              "permissions": ["backupDownloader"]}
-    error(api.get("/api/stable/auth/user/admin", plain), 403, "no permissions to view that user account")
-    error(api.get("/api/stable/auth/user/nobody", plain), 403, "no permissions to view that user account")
+    assert_error(api.get("/api/stable/auth/user/admin", plain), 403, "no permissions to view that user account")
+    assert_error(api.get("/api/stable/auth/user/nobody", plain), 403, "no permissions to view that user account")
     assert api.get("/api/stable/auth/user/admin", manager).json()["data"]["permissions"] == ["systemAdmin"]
     assert api.get("/api/stable/auth/user/plain", admin).status_code == 200
-    error(api.get("/api/stable/auth/user/nobody", manager), 404, "cannot find specified user")
+    assert_error(api.get("/api/stable/auth/user/nobody", manager), 404, "cannot find specified user")
 
 
 def test_session_listing(api):
@@ -167,7 +157,7 @@ def test_session_listing(api):
     listed = api.get("/api/stable/auth/token", second).json()["data"]["grantedAccesses"]
     assert [s["id"] for s in listed] == [hash_token(second), hash_token(first)]  # newest first
     assert api.get("/api/stable/auth/token?userName=plain", second).status_code == 200
-    error(api.get("/api/stable/auth/token?userName=admin", second), 403, "no permissions to act as other user")
+    assert_error(api.get("/api/stable/auth/token?userName=admin", second), 403, "no permissions to act as other user")
     as_admin = api.get("/api/stable/auth/token?userName=plain", admin).json()["data"]["grantedAccesses"]
     assert len(as_admin) == 2
 
@@ -184,19 +174,19 @@ def test_logout_own_and_others(api):
                                     api.login("manager", "manager"), api.login("admin", "admin"))
     response = api.request("DELETE", "/api/stable/auth/logout", plain1)
     assert response.json() == {"status": True, "data": {"message": "JWT was revoked", "sessionId": hash_token(plain1)}}
-    envelope_401(api.get("/api/stable/auth/whoami", plain1), "token was revoked or has expired")
+    assert_error(api.get("/api/stable/auth/whoami", plain1), 401, "token was revoked or has expired")
     # the revoked session stays listed (audit), marked deactivated
     listed = api.get("/api/stable/auth/token", plain2).json()["data"]["grantedAccesses"]
     assert {s["id"]: s["deactivated"] for s in listed}[hash_token(plain1)] is True
 
-    error(api.request("DELETE", f"/api/stable/auth/logout?sessionId={hash_token(other)}", plain2), 403,
+    assert_error(api.request("DELETE", f"/api/stable/auth/logout?sessionId={hash_token(other)}", plain2), 403,
           "you don't have permissions to revoke session of other user")
     assert api.get("/api/stable/auth/whoami", other).status_code == 200
-    error(api.request("DELETE", "/api/stable/auth/logout?sessionId=" + "0" * 64, admin), 404,
+    assert_error(api.request("DELETE", "/api/stable/auth/logout?sessionId=" + "0" * 64, admin), 404,
           "cannot find specified session")
     revoked = api.request("DELETE", f"/api/stable/auth/logout?sessionId={hash_token(other)}", admin)
     assert revoked.json()["data"]["sessionId"] == hash_token(other)
-    envelope_401(api.get("/api/stable/auth/whoami", other), "token was revoked or has expired")
+    assert_error(api.get("/api/stable/auth/whoami", other), 401, "token was revoked or has expired")
     assert api.get("/api/stable/auth/whoami", admin).status_code == 200
 
 
@@ -211,23 +201,23 @@ def test_refreshed_token_works_and_is_a_new_session(api):
     assert claims["login"] == "uploader" and claims["accessKeyName"] == "ci"
     assert json.loads(base64.b64decode(claims["operationsScope"])) == scope
     assert api.get("/api/stable/auth/whoami", data["token"]).status_code == 200
-    envelope_401(api.get("/api/stable/auth/refresh_token"), "auth header is empty")
+    assert_error(api.get("/api/stable/auth/refresh_token"), 401, "auth header is empty")
 
 
 def test_removed_or_deactivated_user_loses_live_tokens(api, config):
     token = api.login("plain", "plain")
     config.user("plain", encode_password("plain"), roles=["backupDownloader"], extra="  deactivated: true\n")
-    assert _eventually(lambda: api.get("/api/stable/auth/whoami", token).status_code == 401)
-    envelope_401(api.get("/api/stable/auth/whoami", token), "user account does not exist or is deactivated")
+    assert wait_until(lambda: api.get("/api/stable/auth/whoami", token).status_code == 401)
+    assert_error(api.get("/api/stable/auth/whoami", token), 401, "user account does not exist or is deactivated")
     manager = api.login("manager", "manager")
     config.remove(USERS, "manager")
-    assert _eventually(lambda: api.get("/api/stable/auth/whoami", manager).status_code == 401)
+    assert wait_until(lambda: api.get("/api/stable/auth/whoami", manager).status_code == 401)
 
 
 def test_unknown_paths_and_methods_get_the_json_envelope(api):
-    error(api.get("/nope"), 404, "not found")
-    error(api.get("/api/stable/auth/login"), 405, "method not allowed")
-    error(api.request("PUT", "/health"), 405, "method not allowed")
+    assert_error(api.get("/nope"), 404, "not found")
+    assert_error(api.get("/api/stable/auth/login"), 405, "method not allowed")
+    assert_error(api.request("PUT", "/health"), 405, "method not allowed")
 
 
 def test_no_response_is_a_500_or_a_traceback(api):
@@ -251,15 +241,6 @@ def test_no_response_is_a_500_or_a_traceback(api):
         assert body["status"] is False or response.status_code == 200
         assert "Traceback" not in response.text
     assert "Traceback" not in api.log()
-
-
-def _eventually(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.25)
-    return False
 
 
 def test_go_hash_in_the_examples_is_the_contract_vector():

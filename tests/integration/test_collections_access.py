@@ -15,12 +15,18 @@ LIST_DENIED = "not authorized to list versions"
 
 
 @pytest.fixture
-def api(backend, config, start_server):
+def config(config):
+    """The users and collections of collections_config.py (conftest's ``api`` starts the server on them)."""
     write_collections_config(config)
-    server = start_server(backend, config)
-    admin = server.login("admin", PASSWORD)
-    assert server.request("POST", path("docs"), admin, data=pgp_message(b"first")).status_code == 200
-    return server
+    return config
+
+
+@pytest.fixture
+def api(api):
+    """conftest's server, with one version in ``docs``."""
+    admin = api.login("admin", PASSWORD)
+    assert api.request("POST", path("docs"), admin, data=pgp_message(b"first")).status_code == 200
+    return api
 
 
 def can(server, token, collection="docs") -> dict:

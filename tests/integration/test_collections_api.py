@@ -10,18 +10,16 @@ import threading
 import pytest
 
 from tests.integration.collections_config import PASSWORD, write_collections_config, version_path
-from tests.support import RawUpload, pgp_message, wait_until
+from tests.support import RawUpload, assert_error, pgp_message, wait_until
 
 STREAM_ERROR = "cannot upload version. cannot upload file, cannot copy stream, error: "
 
 
-
 @pytest.fixture
-def api(backend, config, start_server):
+def config(config):
+    """The users and collections of collections_config.py (conftest's ``api`` starts the server on them)."""
     write_collections_config(config)
-    server = start_server(backend, config)
-    server.backend = backend
-    return server
+    return config
 
 
 def upload(server, token, collection, body, **kwargs):
@@ -36,11 +34,6 @@ def listed(server, token, collection):
 
 def curl(*args) -> bytes:
     return subprocess.run(["curl", "-sS", *args], capture_output=True, check=True).stdout
-
-
-def assert_error(response, status, message):
-    assert response.status_code == status, response.text
-    assert response.json() == {"status": False, "error": message, "data": {}}
 
 
 def test_gpg_files_round_trip_through_curl(api, gpg, tmp_path):

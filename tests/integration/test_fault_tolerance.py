@@ -205,12 +205,22 @@ def behind_proxy(backend, target, replace, cfg, start_server):
     return server, proxy, ledger, token
 
 
-def test_postgresql_going_away_is_503_and_the_server_recovers(make_backend, cfg, start_server):
+def postgres_behind_proxy(make_backend, cfg, start_server):
     backend = make_backend("postgres", "local")
     port = backend.db_params["port"]
-    server, proxy, ledger, token = behind_proxy(
-        backend, (backend.db_params["host"], port), lambda p: {f"--db-port={port}": f"--db-port={p}"}, cfg,
-        start_server)
+    return behind_proxy(backend, (backend.db_params["host"], port),
+                        lambda p: {f"--db-port={port}": f"--db-port={p}"}, cfg, start_server)
+
+
+def s3_behind_proxy(make_backend, cfg, start_server):
+    backend = make_backend("sqlite", "s3")
+    host, port = backend.s3_endpoint.split(":")
+    return behind_proxy(backend, (host, int(port)),
+                        lambda p: {f"endpoint={backend.s3_endpoint}": f"endpoint=127.0.0.1:{p}"}, cfg, start_server)
+
+
+def test_postgresql_going_away_is_503_and_the_server_recovers(make_backend, cfg, start_server):
+    server, proxy, ledger, token = postgres_behind_proxy(make_backend, cfg, start_server)
     try:
         proxy.stop()
         began = time.monotonic()
@@ -234,17 +244,12 @@ def test_postgresql_going_away_is_503_and_the_server_recovers(make_backend, cfg,
 
 
 def test_the_object_store_going_away_is_503_and_the_server_recovers(make_backend, cfg, start_server):
-    backend = make_backend("sqlite", "s3")
-    host, port = backend.s3_endpoint.split(":")
-    server, proxy, ledger, token = behind_proxy(
-        backend, (host, int(port)), lambda p: {f"endpoint={backend.s3_endpoint}": f"endpoint=127.0.0.1:{p}"}, cfg,
-        start_server)
+    server, proxy, ledger, token = s3_behind_proxy(make_backend, cfg, start_server)
     try:
         proxy.stop()
         upload = ledger.upload(server, token, "docs", pgp_message(b"while away"))
         assert upload.status_code == 503
-        assert upload.json()["error"] == ("cannot upload version. cannot upload file, cannot copy stream, error: "
-                                          "the storage did not accept the data; the server log has the details")
+        assert upload.json()["error"] == "the storage is not available; the server log has the details"
         download = server.get(path("docs", "/1"), token)
         assert download.status_code == 503 and download.json()["status"] is False
         assert ready_checks(server)["StorageAvailabilityValidator"] is False
@@ -256,6 +261,45 @@ def test_the_object_store_going_away_is_503_and_the_server_recovers(make_backend
     ledger.check(server, token)
     assert "Traceback" not in server.log()
     proxy.stop()
+
+
+def answer(response) -> tuple:
+    """What a client sees of a failure: status, body and Retry-After."""
+    return response.status_code, response.json(), response.headers.get("Retry-After")
+
+
+def test_a_database_outage_gets_one_answer_everywhere(make_backend, cfg, start_server):
+    """docs/api.md#errors: login, listing, download and upload answer a database outage identically."""
+    server, proxy, _, token = postgres_behind_proxy(make_backend, cfg, start_server)
+    try:
+        proxy.stop()
+        answers = {
+            "login": answer(server.request("POST", "/api/stable/auth/login",
+                                           json={"username": "admin", "password": PASSWORD})),
+            "listing": answer(server.get(path("docs"), token)),
+            "download": answer(server.get(path("docs", "/1"), token)),
+            "upload": answer(server.request("POST", path("docs"), token, data=pgp_message(b"while away"))),
+        }
+    finally:
+        proxy.start()
+        proxy.stop()
+    expected = (503, {"status": False, "data": {},
+                      "error": "the database is not available; the server log has the details"}, "5")
+    assert answers == dict.fromkeys(answers, expected), answers
+
+
+def test_a_broken_store_gets_one_answer_on_upload_and_download(make_backend, cfg, start_server):
+    server, proxy, _, token = s3_behind_proxy(make_backend, cfg, start_server)
+    try:
+        proxy.stop()
+        answers = {"upload": answer(server.request("POST", path("docs"), token, data=pgp_message(b"x"))),
+                   "download": answer(server.get(path("docs", "/1"), token))}
+    finally:
+        proxy.start()
+        proxy.stop()
+    expected = (503, {"status": False, "data": {},
+                      "error": "the storage is not available; the server log has the details"}, "5")
+    assert answers == {"upload": expected, "download": expected}, answers
 
 
 def test_a_full_disk_is_507_and_leaves_nothing(make_backend, cfg, start_server, tmp_path):
@@ -276,8 +320,7 @@ def test_a_full_disk_is_507_and_leaves_nothing(make_backend, cfg, start_server, 
         assert ledger.upload(server, token, "large", pgp_message(os.urandom(1 << 20))).status_code == 200
         too_big = ledger.upload(server, token, "large", pgp_message(os.urandom(6 << 20)))
         assert too_big.status_code == 507, too_big.text
-        assert too_big.json()["error"] == ("cannot upload version. cannot upload file, cannot copy stream, error: "
-                                           "the storage is full")
+        assert too_big.json()["error"] == "the storage is full"
         assert full.objects() == ["large/large-1.gpg"]
         assert ledger.upload(server, token, "large", pgp_message(os.urandom(1 << 20))).status_code == 200
         ledger.check(server, token)

@@ -19,7 +19,9 @@ import pytest
 
 from backup_repository.security.passwords import encode_password
 from tests.integration.collections_config import PASSWORD, collection, version_path, write_collections_config
-from tests.support import COLLECTIONS, GO_ADMIN_HASH, JWT_SECRET, USERS, RawUpload, pgp_message, wait_until
+from tests.support import (
+    COLLECTIONS, GO_ADMIN_HASH, JWT_SECRET, USERS, RawUpload, assert_error, pgp_message, wait_until,
+)
 
 LOGIN = "/api/stable/auth/login"
 WHOAMI = "/api/stable/auth/whoami"
@@ -48,14 +50,8 @@ def cfg(config):
     return config
 
 
-def forbidden(response, message=RESTRICTED):
-    assert response.status_code == 403, response.text
-    assert response.json() == {"status": False, "error": message, "data": {}}
-
-
-def unauthorized(response, message):
-    assert response.status_code == 401, response.text
-    assert response.json() == {"status": False, "code": 401, "message": message, "data": {}}
+def forbidden(response):
+    assert_error(response, 403, RESTRICTED)
 
 
 def session_of(server, token) -> str:
@@ -127,7 +123,7 @@ def test_changing_a_password_ends_the_sessions_it_opened(backend, cfg, start_ser
     cfg.user("writer", encode_password("new-password"))
     message = "the password of this account was changed since this token was issued; log in again"
     assert wait_until(lambda: server.get(WHOAMI, old).status_code == 401, timeout=10)
-    unauthorized(server.get(WHOAMI, old), message)
+    assert_error(server.get(WHOAMI, old), 401, message)
     assert server.request("POST", LOGIN, json={"username": "writer", "password": PASSWORD}).status_code == 401
     fresh = server.login("writer", "new-password")
     assert server.get(WHOAMI, fresh).status_code == 200
@@ -146,7 +142,7 @@ def test_changing_a_password_ends_the_sessions_it_opened(backend, cfg, start_ser
     cfg.write(USERS, "keyed", up_changed + "    - name: down" + down)
     key_message = "the password of this access key was changed since this token was issued; log in again"
     assert wait_until(lambda: server.get(WHOAMI, key).status_code == 401, timeout=10)
-    unauthorized(server.get(WHOAMI, key), key_message)
+    assert_error(server.get(WHOAMI, key), 401, key_message)
     assert server.get(WHOAMI, parent).status_code == 200
     assert server.get(WHOAMI, server.login("keyed$up", "new-key-secret")).status_code == 200
 
@@ -162,7 +158,7 @@ def test_a_removed_user_does_not_come_back_with_its_tokens(backend, cfg, start_s
     cfg.write(USERS, "writer", saved)
     assert wait_until(lambda: server.request("POST", LOGIN, json={"username": "writer", "password": PASSWORD})
                       .status_code == 200, timeout=10)
-    unauthorized(server.get(WHOAMI, token), "token was revoked or has expired")
+    assert_error(server.get(WHOAMI, token), 401, "token was revoked or has expired")
     assert server.get(WHOAMI, server.login("writer", PASSWORD)).status_code == 200
 
     # an access key removed from its user, then restored: the same

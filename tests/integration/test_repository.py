@@ -5,10 +5,11 @@ from datetime import timedelta
 
 import pytest
 
-from backup_repository.db.repository import DatabaseError
 from backup_repository.db.schema import LATEST
 from backup_repository.db.sqlite import SqliteDatabase
-from backup_repository.domain.sessions import GrantedAccess, utcnow
+from backup_repository.domain.errors import DatabaseError
+from backup_repository.domain.sessions import GrantedAccess
+from backup_repository.domain.times import utcnow
 from backup_repository.domain.versions import Version
 from tests import support
 
@@ -174,7 +175,7 @@ def test_duplicate_version_numbers_are_refused_by_the_database(make_db):
 def test_upload_lock_is_exclusive_and_released_when_its_holder_dies(make_db):
     """SQLite: a lease that the holder renews and that runs out after a crash. PostgreSQL: an advisory lock on a
     dedicated connection, gone as soon as that connection is."""
-    if make_db().name == "postgresql":
+    if not isinstance(make_db(), SqliteDatabase):
         return _advisory_lock_scenario(make_db)
 
     async def scenario():

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from backup_repository.storage.blobstore import BlobStore, StorageError
+from backup_repository.domain.errors import StorageError
+from backup_repository.storage.blobstore import BlobStore
 from backup_repository.storage.local import LocalBackend
 
 

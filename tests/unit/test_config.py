@@ -3,7 +3,7 @@
 import pytest
 
 from backup_repository.config.provider import read_snapshot
-from backup_repository.domain.users import address_allowed
+from backup_repository.domain.networks import address_allowed
 from tests.support import COLLECTIONS, GO_ADMIN_HASH, SECRETS, USERS, ConfigDir
 
 SECRET = """apiVersion: v1

@@ -8,13 +8,11 @@ collection health shows failed checks as ``IntegrityValidator``.
 import asyncio
 import hashlib
 import logging
-import sys
 import time
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
-from backup_repository.domain.sessions import utcnow
-from backup_repository.services.uploads import object_name
+from backup_repository.domain.times import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +36,7 @@ class Summary:
 
 async def check_version(storage, version) -> str:
     """'' when the stored object is intact, else what is wrong with it."""
-    name = object_name(version.collection_id, version.filename)
+    name = version.object_name
     if await storage.size(name) is None:
         return "missing from the storage"
     digest = hashlib.sha256()
@@ -85,30 +83,3 @@ async def run_forever(db, storage, interval: float):
             log.error("integrity: verification interrupted: %s", " ".join(str(exc).split()))
             continue
         log.info("integrity: %s", summary.describe(time.monotonic() - began))
-
-
-def run_command(settings) -> int:
-    """``--verify``: print one line per problem and a summary; exit status 1 when anything is wrong."""
-    from backup_repository.db import open_database
-    from backup_repository.storage.blobstore import BlobStore
-
-    async def main() -> int:
-        db = open_database(settings)
-        storage = BlobStore.from_url(settings.storage_url, settings.use_google_cloud,
-                                     create_local=settings.storage_url_is_default)
-        try:
-            await db.open()
-            await storage.open()
-            began = time.monotonic()
-            summary = await verify_all(db, storage, report=print)
-            print(summary.describe(time.monotonic() - began), file=sys.stderr)
-            return 1 if summary.problems else 0
-        finally:
-            await storage.close()
-            await db.close()
-
-    try:
-        return asyncio.run(main())
-    except Exception as exc:  # cannot reach the database or the store: say what, not a traceback
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2

@@ -13,8 +13,9 @@ from backup_repository.domain import roles as R
 from backup_repository.domain.access import Actor, decide_global, may_act_globally
 from backup_repository.domain.errors import Forbidden, NotFound, ServiceUnavailable, Unauthenticated
 from backup_repository.domain.names import is_object_name
-from backup_repository.domain.sessions import GrantedAccess, utcnow
-from backup_repository.domain.users import address_allowed
+from backup_repository.domain.sessions import GrantedAccess
+from backup_repository.domain.times import utcnow
+from backup_repository.domain.networks import address_allowed
 from backup_repository.security.passwords import InvalidHash, Overloaded
 from backup_repository.security.tokens import hash_token
 

@@ -1,13 +1,14 @@
-"""The upload pipeline's parts: multipart extraction, OpenPGP checks, the size budget; and Range parsing."""
+"""The rules of an upload body (domain/uploads.py, domain/multipart.py): multipart extraction, OpenPGP checks, the
+size budget; and Range parsing."""
 
-import asyncio
 import random
 
 import pytest
 
 from backup_repository.domain.errors import BadRequest, PayloadTooLarge, RangeNotSatisfiable
 from backup_repository.http.collections import parse_range
-from backup_repository.storage.pipeline import MultipartFile, UploadPipeline
+from backup_repository.domain.multipart import MultipartFile
+from backup_repository.domain.uploads import UploadBody
 from tests.support import pgp_message
 
 BOUNDARY = "------------------------d74496d66958873e"
@@ -70,25 +71,40 @@ def test_content_types():
         MultipartFile.for_content_type("multipart/form-data")
 
 
+class Body:
+    """An UploadBody and the file bytes it let through, as the upload service stores them."""
+
+    def __init__(self, allowed: int, content_type: str = ""):
+        self.rules = UploadBody(allowed, content_type)
+        self.data = b""
+
+    def feed(self, chunk: bytes):
+        self.data += b"".join(bytes(piece) for piece in self.rules.accept(chunk))
+
+    def finish(self) -> int:
+        self.rules.finish()
+        return len(self.data)
+
+
 def test_the_pipeline_checks_the_openpgp_structure():
     """The checks themselves are tested in test_openpgp.py; here: the pipeline runs them on the file part."""
     message = pgp_message(b"payload" * 100)
-    accepted = UploadPipeline(MemoryWriter(), 10_000, f"multipart/form-data; boundary={BOUNDARY}")
+    accepted = Body(10_000, f"multipart/form-data; boundary={BOUNDARY}")
     body = form([(FILE_HEADERS, message)])
     for position in range(0, len(body), 7):
         accepted.feed(body[position:position + 7])
-    assert asyncio.run(accepted.finish()) == len(message) and accepted.writer.data == message
+    assert accepted.finish() == len(message) and accepted.data == message
 
-    truncated = UploadPipeline(MemoryWriter(), 10_000)
+    truncated = Body(10_000)
     truncated.feed(message[:-1])
     with pytest.raises(BadRequest, match="does not contain a valid GPG footer") as refused:
-        asyncio.run(truncated.finish())
+        truncated.finish()
     assert refused.value.detail == "body ends inside a packet (tag 18)"
 
     with pytest.raises(BadRequest, match="does not contain a valid GPG header"):
-        UploadPipeline(MemoryWriter(), 10_000).feed(b"plain text")
+        Body(10_000).feed(b"plain text")
     with pytest.raises(BadRequest, match="does not contain a valid GPG header"):
-        UploadPipeline(MemoryWriter(), 10_000).feed(b"\xcb\x0e" + b"b\x00\x00\x00\x00\x00literal")  # literal data
+        Body(10_000).feed(b"\xcb\x0e" + b"b\x00\x00\x00\x00\x00literal")  # literal data
 
 
 def packet(tag: int, body: bytes) -> bytes:
@@ -116,39 +132,24 @@ SEIPD = packet(18, b"\x01" + b"encrypted" * 60)
     (b"\x1f\x8b\x08" + bytes(100), False),         # gzip: bit 7 clear
 ])
 def test_binary_messages_by_first_packet(message, ok):
-    pipeline = UploadPipeline(MemoryWriter(), 10_000)
+    pipeline = Body(10_000)
     try:
         pipeline.feed(message)
-        asyncio.run(pipeline.finish())
+        pipeline.finish()
     except BadRequest as error:
         assert not ok and "valid GPG header" in error.message
     else:
         assert ok
 
 
-class MemoryWriter:
-    def __init__(self):
-        self.data = b""
-        self.aborted = False
-
-    def write(self, data):
-        self.data += bytes(data)
-
-    async def close(self):
-        return len(self.data)
-
-    async def abort(self):
-        self.aborted = True
-
-
 def test_budget_is_counted_on_the_file_only():
     content = pgp_message(b"a" * 100)
     body = form([(FILE_HEADERS, content)])
-    exact = UploadPipeline(MemoryWriter(), len(content), f"multipart/form-data; boundary={BOUNDARY}")
+    exact = Body(len(content), f"multipart/form-data; boundary={BOUNDARY}")
     exact.feed(body)
-    assert asyncio.run(exact.finish()) == len(content) and exact.writer.data == content
+    assert exact.finish() == len(content) and exact.data == content
 
-    short = UploadPipeline(MemoryWriter(), len(content) - 1, f"multipart/form-data; boundary={BOUNDARY}")
+    short = Body(len(content) - 1, f"multipart/form-data; boundary={BOUNDARY}")
     with pytest.raises(PayloadTooLarge, match=f"Uploaded {len(content)} bytes, allowed to upload only "
                                               f"{len(content) - 1} bytes"):
         short.feed(body)
@@ -156,7 +157,7 @@ def test_budget_is_counted_on_the_file_only():
 
 def test_empty_body():
     with pytest.raises(BadRequest, match="sent empty data$"):
-        asyncio.run(UploadPipeline(MemoryWriter(), 10, "").finish())
+        Body(10, "").finish()
 
 
 @pytest.mark.parametrize("header, expected", [

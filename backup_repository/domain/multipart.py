@@ -1,74 +1,12 @@
-"""The upload pipeline: from request-body chunks to a stored object, with every check of docs/api.md#upload.
-
-body chunks -> (multipart: the ``file`` part only) -> size budget -> OpenPGP packet structure (``domain/openpgp.py``)
--> ObjectWriter (sha256, store). Nothing here knows about HTTP frameworks: the handler feeds chunks and calls
-``finish()`` or ``abort()``.
-"""
+"""The ``file`` part of a ``multipart/form-data`` upload, streamed out of the body without buffering it
+(docs/api.md#upload: an upload is the raw body or the part named ``file`` of a form)."""
 
 from email.message import Message
 from typing import Optional
 
-from backup_repository.domain.errors import BadRequest, PayloadTooLarge
-from backup_repository.domain.openpgp import STREAM_ERROR, MessageCheck
+from backup_repository.domain.errors import BadRequest
 
-EMPTY = "sent empty data"
 FORM_ERROR = "cannot read file from multipart/urlencoded form: "
-#: What a multipart body may carry besides its ``file`` part (other fields, part headers, delimiters, preamble,
-#: epilogue). The file is counted exactly against the budget; this bounds everything else, whatever the budget.
-FORM_OVERHEAD = 64 << 10
-
-
-def too_large(received: int, allowed: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"{STREAM_ERROR}filesize reached allowed limit. Uploaded {received} bytes, "
-        f"allowed to upload only {allowed} bytes"
-    )
-
-
-class UploadPipeline:
-    """Checks, counts and stores one upload body."""
-
-    def __init__(self, writer, allowed_bytes: int, content_type: str = ""):
-        self.writer = writer
-        self.allowed = allowed_bytes
-        self.received = 0  # bytes of the file
-        self.body_received = 0  # bytes of the request body (more than the file for a multipart body)
-        self._form = MultipartFile.for_content_type(content_type)
-        self._gpg = MessageCheck()
-
-    def feed(self, data):
-        """Take the next body chunk; returns a future to await when the store is behind, else None.
-
-        Raises a DomainError (400, 413) the moment the data breaks a rule.
-        """
-        pieces = (data,)
-        if self._form is not None:
-            self.body_received += len(data)
-            pieces = self._form.feed(data)
-        waiting = None
-        for piece in pieces:
-            if not piece:
-                continue
-            self.received += len(piece)
-            if self.received > self.allowed:
-                raise too_large(self.received, self.allowed)
-            self._gpg.feed(piece)
-            waiting = self.writer.write(piece) or waiting
-        if self._form is not None and self.body_received - self.received > FORM_OVERHEAD:
-            raise too_large(self.body_received, self.allowed + FORM_OVERHEAD)
-        return waiting
-
-    async def finish(self):
-        """The body is complete: run the final checks and complete the object; returns the StoredObject."""
-        if self._form is not None:
-            self._form.finish()
-        if self.received == 0:
-            raise BadRequest(STREAM_ERROR + EMPTY)
-        self._gpg.finish()
-        return await self.writer.close()
-
-    async def abort(self):
-        await self.writer.abort()
 
 
 class MultipartFile:

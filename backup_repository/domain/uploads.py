@@ -1,0 +1,77 @@
+"""The rules an upload body must pass while it streams (docs/api.md#upload): the size budget, counted on the fly;
+for a form, only the ``file`` part is the backup and everything else is bounded; the OpenPGP structure; not empty.
+
+Plain Python over byte chunks: ``UploadBody.accept(chunk)`` returns the pieces of the file to store and raises a
+DomainError (400, 413) the moment a rule is broken; ``finish()`` runs the checks that need the whole body.
+"""
+
+from typing import Optional
+
+from backup_repository.domain.errors import BadRequest, PayloadTooLarge
+from backup_repository.domain.multipart import MultipartFile
+from backup_repository.domain.openpgp import STREAM_ERROR, MessageCheck
+
+EMPTY = "sent empty data"
+#: What a multipart body may carry besides its ``file`` part (other fields, part headers, delimiters, preamble,
+#: epilogue). The file is counted exactly against the budget; this bounds everything else, whatever the budget.
+FORM_OVERHEAD = 64 << 10
+
+
+def too_large(received: int, allowed: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"{STREAM_ERROR}filesize reached allowed limit. Uploaded {received} bytes, "
+        f"allowed to upload only {allowed} bytes"
+    )
+
+
+def refuse_declared_length(declared: Optional[int], content_type: str, allowed: int):
+    """A declared Content-Length above the budget is refused before a byte is read (a form may add FORM_OVERHEAD
+    of fields and delimiters around its file)."""
+    if declared is None:
+        return
+    slack = FORM_OVERHEAD if content_type.lower().startswith("multipart/") else 0
+    if declared - slack > allowed:
+        raise too_large(declared, allowed)
+
+
+class UploadBody:
+    """Counts and checks one upload body."""
+
+    def __init__(self, allowed_bytes: int, content_type: str = ""):
+        self.allowed = allowed_bytes
+        self.received = 0  # bytes of the file
+        self.body_received = 0  # bytes of the request body (more than the file for a multipart body)
+        self._form = MultipartFile.for_content_type(content_type)
+        self._message = MessageCheck()
+
+    @staticmethod
+    def check_content_type(content_type: str):
+        """Raise the error a body of this Content-Type would get at once (a form without a boundary)."""
+        MultipartFile.for_content_type(content_type)
+
+    def accept(self, data) -> list:
+        """The pieces of the file in the next body chunk, checked and counted."""
+        pieces = (data,)
+        if self._form is not None:
+            self.body_received += len(data)
+            pieces = self._form.feed(data)
+        accepted = []
+        for piece in pieces:
+            if not piece:
+                continue
+            self.received += len(piece)
+            if self.received > self.allowed:
+                raise too_large(self.received, self.allowed)
+            self._message.feed(piece)
+            accepted.append(piece)
+        if self._form is not None and self.body_received - self.received > FORM_OVERHEAD:
+            raise too_large(self.body_received, self.allowed + FORM_OVERHEAD)
+        return accepted
+
+    def finish(self):
+        """The body is complete: the checks that need all of it."""
+        if self._form is not None:
+            self._form.finish()
+        if self.received == 0:
+            raise BadRequest(STREAM_ERROR + EMPTY)
+        self._message.finish()
