@@ -108,8 +108,12 @@ class UploadService:
     def _abort_started(self, upload: "Upload", cleanup: asyncio.Future):
         collection_id = upload.collection.id
         self._aborting[collection_id] = cleanup
-        cleanup.add_done_callback(lambda done: self._aborting.pop(collection_id, None)
-                                  if self._aborting.get(collection_id) is done else None)
+
+        def forget(done):
+            if self._aborting.get(collection_id) is done:
+                del self._aborting[collection_id]
+
+        cleanup.add_done_callback(forget)
 
 
 class Upload:
