@@ -218,6 +218,16 @@ def _grants(value, field_name: str, document: Document, default_type: str) -> tu
     return tuple(grants)
 
 
+def _key_objects(item: dict, where: str, document: Document) -> tuple:
+    """``objects: [{name, type, roles}]``, or the form of the Go server's docs: ``collections: [...]`` with ``roles``
+    granted on each of them."""
+    if item.get("objects") is not None or item.get("collections") is None:
+        return _grants(item.get("objects"), f"{where}.objects", document, "collection")
+    roles = _roles(item.get("roles"), f"{where}.roles", document)
+    return tuple(ObjectGrant(str(name), "collection", roles)
+                 for name in _list(item.get("collections"), f"{where}.collections"))
+
+
 def parse_user(document: Document, secrets: dict) -> User:
     spec = _mapping(document.body.get("spec"), "spec")
     keys = {}
@@ -234,7 +244,7 @@ def parse_user(document: Document, secrets: dict) -> User:
         keys[name] = AccessKey(
             name=name,
             password_hash=_password(item, f"{where}.", secrets, document),
-            objects=_grants(item.get("objects"), f"{where}.objects", document, "collection"),
+            objects=_key_objects(item, where, document),
             restrict_by_ip=_networks(item.get("restrictByIP"), f"{where}.restrictByIP"),
         )
     return User(

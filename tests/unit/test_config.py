@@ -96,6 +96,26 @@ spec:
     assert snapshot.problems == ()
 
 
+def test_access_keys_in_the_form_of_the_go_servers_docs(cfg):
+    """``collections: [...]`` and ``roles`` on an access key (docs/examples/user.second-actor.yaml of the Go server)."""
+    cfg.write(USERS, "some-user", """apiVersion: backups.riotkit.org/v1alpha1
+kind: BackupUser
+metadata: {name: some-user}
+spec:
+  email: user@example.org
+  password: "userhash"
+  accessKeys:
+    - name: uploader
+      collections: ["iwa-ait", "other"]
+      roles: ["backupUploader"]
+      password: "keyhash"
+  roles: [collectionManager]
+""")
+    key = read_snapshot(str(cfg.ns)).users["some-user"].access_key("uploader")
+    assert key.roles_on("collection", "iwa-ait") == key.roles_on("collection", "other") == ("backupUploader",)
+    assert key.roles_on("collection", "third") == ()
+
+
 def test_collection_fields_and_both_acl_forms(cfg):
     cfg.write(COLLECTIONS, "c1", collection(acl="    - userName: alice\n      roles: [backupUploader]\n"
                                                "    - name: bob\n      type: user\n      roles: [backupDownloader]"))
