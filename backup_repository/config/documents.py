@@ -73,7 +73,8 @@ def list_documents(directory: str):
 
 
 def load_document(path: str, expected_kind: str, problems: list):
-    """Read one file; return a Document, or None (with a problem recorded) when it is unusable."""
+    """Read one file; return a Document, or None (with a problem recorded) when it is unusable. The file name is
+    the object's id."""
     doc_id = os.path.basename(path).rsplit(".", 1)[0]
     try:
         with open(path, "r", encoding="utf-8") as handle:
@@ -84,23 +85,31 @@ def load_document(path: str, expected_kind: str, problems: list):
     except yaml.YAMLError as exc:
         problems.append(Problem(path, "", f"not valid YAML: {' '.join(str(exc).split())}"))
         return None
+    document = make_document(doc_id, path, body, expected_kind, problems)
+    if document is not None:
+        metadata = body.get("metadata")
+        name = metadata.get("name") if isinstance(metadata, dict) else None
+        if name is not None and str(name) != doc_id:
+            document.warn("metadata.name", f"{name!r} differs from the file name; the file name {doc_id!r} is the id")
+    return document
+
+
+def make_document(doc_id: str, location: str, body, expected_kind: str, problems: list):
+    """A Document from a parsed body of any source (a file, an API server object), or None with a problem
+    recorded. ``location`` names it in problems: a file path, or ``namespace/kind/name``."""
     if not isinstance(body, dict):
-        problems.append(Problem(path, "", "the document must be a YAML mapping"))
+        problems.append(Problem(location, "", "the document must be a YAML mapping"))
         return None
     kind = body.get("kind")
     if kind != expected_kind:
-        problems.append(Problem(path, "kind", f"expected {expected_kind!r}, found {kind!r}"))
+        problems.append(Problem(location, "kind", f"expected {expected_kind!r}, found {kind!r}"))
         return None
     if not is_object_name(doc_id):
-        problems.append(Problem(path, "metadata.name", f"{doc_id!r} is not a valid name ({OBJECT_NAME_RULE}); "
-                                                       "rename the file"))
+        hint = "; rename the file" if location.endswith(EXTENSIONS) else ""
+        problems.append(Problem(location, "metadata.name",
+                                f"{doc_id!r} is not a valid name ({OBJECT_NAME_RULE}){hint}"))
         return None
-    document = Document(doc_id, path, body)
-    metadata = body.get("metadata")
-    name = metadata.get("name") if isinstance(metadata, dict) else None
-    if name is not None and str(name) != doc_id:
-        document.warn("metadata.name", f"{name!r} differs from the file name; the file name {doc_id!r} is the id")
-    return document
+    return Document(doc_id, location, body)
 
 
 def _mapping(value, field_name: str) -> dict:

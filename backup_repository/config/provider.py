@@ -80,30 +80,37 @@ def read_snapshot(root: str) -> Snapshot:
     problems = []
     if not os.path.isdir(root):
         problems.append(D.Problem(root, "", "the configuration directory does not exist"))
+    secrets = list(_documents(root, D.SECRETS_DIR, "Secret", problems))
+    users = list(_documents(root, D.USERS_DIR, "BackupUser", problems))
+    collections = list(_documents(root, D.COLLECTIONS_DIR, "BackupCollection", problems))
+    return build_snapshot(secrets, users, collections, problems, stamp, _user_files(root))
 
-    secrets = {}
-    for document in _documents(root, D.SECRETS_DIR, "Secret", problems):
-        secrets[document.id] = _parse(document, D.parse_secret, (), problems)
 
-    users = {}
-    for document in _documents(root, D.USERS_DIR, "BackupUser", problems):
-        user = _parse(document, D.parse_user, (secrets,), problems)
+def build_snapshot(secrets, users, collections, problems=(), stamp=(), user_names=None) -> Snapshot:
+    """One parser for every source: Documents (from files or from an API server) -> a Snapshot. A bad document
+    breaks only its own object; ``problems`` already holds what went wrong while loading them."""
+    problems = list(problems)
+    parsed_secrets = {}
+    for document in secrets:
+        parsed_secrets[document.id] = _parse(document, D.parse_secret, (), problems)
+    parsed_users = {}
+    for document in users:
+        user = _parse(document, D.parse_user, (parsed_secrets,), problems)
         if user is not None:
-            users[user.name] = user
-
-    collections = {}
-    for document in _documents(root, D.COLLECTIONS_DIR, "BackupCollection", problems):
-        collection = _parse(document, D.parse_collection, (secrets,), problems)
+            parsed_users[user.name] = user
+    parsed_collections, paths = {}, {}
+    for document in collections:
+        collection = _parse(document, D.parse_collection, (parsed_secrets,), problems)
         if collection is not None:
-            collections[collection.id] = collection
+            parsed_collections[collection.id] = collection
+            paths[collection.id] = document.path
 
-    for collection in collections.values():
+    for collection in parsed_collections.values():
         for index, grant in enumerate(collection.access_control):
-            if grant.type == "user" and grant.name not in users:
-                path = os.path.join(root, D.COLLECTIONS_DIR, collection.id + ".yaml")
-                problems.append(D.Problem(path, f"spec.accessControl[{index}]", f"unknown user {grant.name!r}"))
-
-    return Snapshot(users, collections, tuple(problems), stamp, _user_files(root))
+            if grant.type == "user" and grant.name not in parsed_users:
+                problems.append(D.Problem(paths[collection.id], f"spec.accessControl[{index}]",
+                                          f"unknown user {grant.name!r}"))
+    return Snapshot(parsed_users, parsed_collections, tuple(problems), stamp, user_names)
 
 
 def _user_files(root: str) -> Optional[frozenset]:

@@ -193,3 +193,29 @@ def test_acl_naming_an_unknown_user_is_reported(cfg):
 def test_missing_directory_is_a_problem_not_a_crash(tmp_path):
     snapshot = read_snapshot(str(tmp_path / "nope"))
     assert snapshot.users == {} and any("does not exist" in p for p in problems_of(snapshot))
+
+
+def test_documents_from_any_source_go_through_the_same_parser():
+    """The Kubernetes provider hands API objects to build_snapshot; a problem names namespace/kind/name and field."""
+    from backup_repository.config.documents import make_document
+    from backup_repository.config.provider import build_snapshot
+
+    problems = []
+    user = make_document("alice", "backups/BackupUser/alice", {
+        "apiVersion": "backups.riotkit.org/v1alpha1", "kind": "BackupUser", "metadata": {"name": "alice"},
+        "spec": {"email": "alice@example.org", "passwordFromRef": {"name": "pw", "entry": "alice"}}}, "BackupUser",
+        problems)
+    secret = make_document("pw", "backups/Secret/pw", {"kind": "Secret", "data": {"alice": GO_ADMIN_HASH}},
+                           "Secret", problems)
+    bad = make_document("broken", "backups/BackupCollection/broken", {
+        "kind": "BackupCollection", "spec": {"filenameTemplate": "x", "maxBackupsCount": 1}}, "BackupCollection",
+        problems)
+    wrong_kind = make_document("w", "backups/BackupUser/w", {"kind": "Secret"}, "BackupUser", problems)
+    snapshot = build_snapshot([secret], [user], [bad], problems)
+    assert wrong_kind is None
+    assert snapshot.users["alice"].password_hash == GO_ADMIN_HASH
+    assert snapshot.collections == {}
+    assert [str(p) for p in snapshot.problems] == [
+        "backups/BackupUser/w: kind: expected 'BackupUser', found 'Secret'",
+        "backups/BackupCollection/broken: spec.filenameTemplate: must contain ${version}; the object is not loaded",
+    ]
