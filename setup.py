@@ -21,15 +21,17 @@ setup(
         # CRC-24 of ASCII-armored uploads at C speed (docs/security.md): ~15 GB/s here, where a pure-Python table
         # does ~10 MB/s and crcmod's byte-wise C ~430 MB/s
         "anycrc>=2.1",
+        # --provider=kubernetes: an async client that reads kubeconfig contexts, client certificates, exec credential
+        # plugins and the in-cluster service account (re-reading its rotating token) — code we should not write
+        "kubernetes_asyncio>=30.0",
     ],
     extras_require={
         # hypothesis drives the API fuzz test from docs/openapi.yaml; openapi-spec-validator checks that file;
         # pyinstaller builds the single executable that the packaging tests run; schemathesis probes the live
-        # server from the same spec; import-linter holds the layers of docs/architecture.md; kubernetes_asyncio, the
-        # client the Kubernetes provider is built on, is checked against the test control plane (tests/kube_cluster.py)
+        # server from the same spec; import-linter holds the layers of docs/architecture.md
         "test": ["pytest>=7.4", "requests>=2.28", "moto[server]>=5.0", "boto3>=1.28", "hypothesis>=6.100",
                  "openapi-spec-validator>=0.7", "pyinstaller>=6.0",
-                 "schemathesis>=4.0", "import-linter>=2.0", "kubernetes_asyncio>=30.0"],
+                 "schemathesis>=4.0", "import-linter>=2.0"],
         "build": ["pyinstaller>=6.0"],
     },
     entry_points={"console_scripts": ["backup-repository=backup_repository.cli:main"]},

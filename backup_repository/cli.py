@@ -87,17 +87,30 @@ def main(argv=None) -> int:
 
 
 def validate_config(settings: Settings) -> int:
+    """``--validate-config``: every problem of the configuration (a directory, or a namespace of a cluster with
+    --provider=kubernetes), one per line; exit status 1 when there is any, 2 when the source cannot be read."""
+    import asyncio
+
+    from backup_repository.config.provider import ConfigurationUnavailable
     from backup_repository.context import make_configuration
 
-    provider = make_configuration(settings)
-    snapshot = provider.load()
+    async def read():
+        provider = make_configuration(settings)
+        try:
+            await provider.open()
+            return provider.root, provider.snapshot
+        finally:
+            await provider.stop()
+
+    try:
+        root, snapshot = asyncio.run(read())
+    except ConfigurationUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     for problem in snapshot.problems:
         print(problem)
-    print(
-        f"{provider.root}: {len(snapshot.users)} users, {len(snapshot.collections)} collections, "
-        f"{len(snapshot.problems)} problems",
-        file=sys.stderr,
-    )
+    print(f"{root}: {len(snapshot.users)} users, {len(snapshot.collections)} collections, "
+          f"{len(snapshot.problems)} problems", file=sys.stderr)
     return 1 if snapshot.problems else 0
 
 

@@ -26,8 +26,12 @@ from backup_repository.storage.blobstore import BlobStore
 log = logging.getLogger(__name__)
 
 
-def make_configuration(settings) -> FilesystemProvider:
-    """The configuration provider, not yet loaded."""
+def make_configuration(settings):
+    """The configuration provider of --provider, not yet opened."""
+    if settings.provider == "kubernetes":
+        from backup_repository.config.kubernetes import KubernetesProvider
+
+        return KubernetesProvider(settings.namespace, settings.kubeconfig, settings.kube_start_timeout)
     return FilesystemProvider(settings.config_local_path, settings.namespace,
                               reload_interval=settings.config_reload_interval)
 
@@ -80,7 +84,8 @@ class AppContext:
             log.warning("the JWT secret key is shorter than %d bytes; a longer random key is safer "
                         "(for example: openssl rand -base64 32)", RECOMMENDED_KEY_BYTES)
         config = make_configuration(settings)
-        snapshot = config.load()
+        await config.open()
+        snapshot = config.snapshot
         log.info("configuration: %s (%d users, %d collections)",
                  config.root, len(snapshot.users), len(snapshot.collections))
         log_problems(snapshot)

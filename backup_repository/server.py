@@ -11,6 +11,7 @@ import tornado.netutil
 
 from backup_repository import systemd
 from backup_repository.app import make_app
+from backup_repository.config.provider import ConfigurationUnavailable
 from backup_repository.context import AppContext
 from backup_repository.domain.errors import DatabaseError
 from backup_repository.settings import LOG_LEVELS
@@ -28,10 +29,6 @@ MAX_HEADER_BYTES = 16 << 10
 def run(settings) -> int:
     """Serve until stopped; return the process exit status."""
     configure_logging(settings.log_level)
-    if settings.provider == "kubernetes":
-        print("error: --provider=kubernetes is not supported yet; use --provider=filesystem with "
-              "--config-local-path", file=sys.stderr)
-        return 2
     if not settings.jwt_secret_key:
         print("error: a JWT secret key is required to serve: pass --jwt-secret-key=... or set BR_JWT_SECRET_KEY "
               "(a long random string, for example the output of: openssl rand -base64 32)", file=sys.stderr)
@@ -55,7 +52,7 @@ def configure_logging(level: str):
 async def serve(settings) -> int:
     try:
         ctx = await AppContext.open(settings)
-    except (DatabaseError, StorageError, StorageConfigError) as exc:
+    except (DatabaseError, StorageError, StorageConfigError, ConfigurationUnavailable) as exc:
         log.error("cannot start: %s", exc)
         return 1
 

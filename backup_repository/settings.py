@@ -149,7 +149,12 @@ OPTIONS = (
     Option("listen", ("--listen",), None, ":8080", parse_listen,
            "address to listen on: :8080, 127.0.0.1:8080 or [::1]:8080"),
     Option("provider", ("-p", "--provider"), "BR_CONFIG_PROVIDER", "filesystem", parse_provider,
-           "configuration provider: filesystem (kubernetes is not supported yet)"),
+           "configuration provider: filesystem (a directory of YAML documents) or kubernetes (custom resources of "
+           "the namespace --namespace)"),
+    Option("kubeconfig", ("--kubeconfig",), "BR_KUBECONFIG", "", str,
+           "kubeconfig file for --provider=kubernetes (default: KUBECONFIG, then in-cluster, then ~/.kube/config)"),
+    Option("kube_start_timeout", ("--kube-start-timeout",), "BR_KUBE_START_TIMEOUT", "30s", positive_duration,
+           "--provider=kubernetes: how long the first read of the namespace may take before the server exits 1"),
     Option("config_local_path", ("--config-local-path",), "BR_CONFIG_LOCAL_PATH", DATA_HOME, str,
            "root of the filesystem configuration ({path}/{namespace}/...)"),
     Option("config_reload_interval", ("--config-reload-interval",), "BR_CONFIG_RELOAD_INTERVAL", "5s",
@@ -199,6 +204,8 @@ class Settings:
     rate_server_health_limit: int
     listen: tuple
     provider: str
+    kubeconfig: str
+    kube_start_timeout: float
     config_local_path: str
     config_reload_interval: float
     password_check_concurrency: int

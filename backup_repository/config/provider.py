@@ -1,4 +1,5 @@
-"""The filesystem configuration provider: a directory of YAML documents, watched for changes (GitOps).
+"""Configuration providers: what they share (SnapshotSource), and the filesystem one — a directory of YAML
+documents, watched for changes (GitOps).
 
 Documents are parsed into an immutable ``Snapshot``. A background task compares a cheap fingerprint of the
 directories (names, sizes, modification times) every ``reload_interval`` seconds and re-reads everything only when
@@ -14,6 +15,10 @@ from typing import Optional
 from backup_repository.config import documents as D
 
 log = logging.getLogger(__name__)
+
+
+class ConfigurationUnavailable(Exception):
+    """The configuration source cannot be read at start-up (e.g. the Kubernetes API server); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -148,29 +153,69 @@ def _parse(document, parser, args, problems):
         problems.extend(document.problems)
 
 
-class FilesystemProvider:
-    """Serves the current Snapshot and refreshes it when the documents change."""
+class SnapshotSource:
+    """What every configuration provider offers the services: the current Snapshot, lookups in it, and a
+    notification of what a reload removed or changed (``on_change``). A provider installs each new Snapshot with
+    ``install()``; ``open()`` reads the first one, ``start()``/``stop()`` run the watch, ``check()`` raises
+    OSError when the source is not usable (``/ready``)."""
 
-    def __init__(self, local_path: str, namespace: str, reload_interval: float = 5.0):
-        self.root = os.path.join(os.path.expanduser(local_path), namespace)
-        self.reload_interval = reload_interval
+    root = ""
+
+    def __init__(self):
         self._snapshot: Optional[Snapshot] = None
-        self._task: Optional[asyncio.Task] = None
         self._listeners = []
         self._notifications = set()
 
     def on_change(self, listener):
-        """``await listener(change)`` runs (in the background) after each reload that removed users or keys."""
+        """``await listener(change)`` runs (in the background) after each reload that removed users or keys, or set
+        a password anew."""
         self._listeners.append(listener)
 
     @property
     def snapshot(self) -> Snapshot:
         return self._snapshot
 
+    def user(self, name: str):
+        return self._snapshot.users.get(name)
+
+    def collection(self, collection_id: str):
+        return self._snapshot.collections.get(collection_id)
+
+    def install(self, snapshot: Snapshot, quiet: bool = False):
+        previous, self._snapshot = self._snapshot, snapshot
+        if previous is not None and not quiet:
+            log.info("configuration reloaded from %s: %d users, %d collections",
+                     self.root, len(snapshot.users), len(snapshot.collections))
+            log_problems(snapshot)
+        change = changes(previous, snapshot)
+        if change:
+            for listener in self._listeners:
+                task = asyncio.ensure_future(listener(change))
+                self._notifications.add(task)
+                task.add_done_callback(self._notifications.discard)
+
+    async def stop(self):
+        for task in list(self._notifications):
+            task.cancel()
+
+
+class FilesystemProvider(SnapshotSource):
+    """A directory of YAML documents; re-read when their fingerprint changes."""
+
+    def __init__(self, local_path: str, namespace: str, reload_interval: float = 5.0):
+        super().__init__()
+        self.root = os.path.join(os.path.expanduser(local_path), namespace)
+        self.reload_interval = reload_interval
+        self._task: Optional[asyncio.Task] = None
+
     def load(self) -> Snapshot:
-        """Read everything now (blocking); used at start-up and by one-shot commands."""
+        """Read everything now (blocking); used by one-shot commands."""
         self._snapshot = read_snapshot(self.root)
         return self._snapshot
+
+    async def open(self):
+        """Read everything once, before serving."""
+        self.load()
 
     async def refresh(self) -> bool:
         """Re-read the documents if they changed; return True when a new snapshot was installed."""
@@ -178,27 +223,14 @@ class FilesystemProvider:
         stamp = await loop.run_in_executor(None, fingerprint, self.root)
         if self._snapshot is not None and stamp == self._snapshot.fingerprint:
             return False
-        snapshot = await loop.run_in_executor(None, read_snapshot, self.root)
-        previous, self._snapshot = self._snapshot, snapshot
-        log.info(
-            "configuration reloaded from %s: %d users, %d collections",
-            self.root, len(snapshot.users), len(snapshot.collections),
-        )
-        log_problems(snapshot)
-        change = changes(previous, snapshot)
-        if change:
-            for listener in self._listeners:
-                task = asyncio.ensure_future(listener(change))
-                self._notifications.add(task)
-                task.add_done_callback(self._notifications.discard)
+        self.install(await loop.run_in_executor(None, read_snapshot, self.root))
         return True
 
     def start(self):
         self._task = asyncio.get_running_loop().create_task(self._watch())
 
     async def stop(self):
-        for task in list(self._notifications):
-            task.cancel()
+        await super().stop()
         if self._task:
             self._task.cancel()
             try:
@@ -218,12 +250,6 @@ class FilesystemProvider:
     def check(self):
         """Raise OSError when the configuration directory cannot be read (used by /ready)."""
         os.listdir(self.root)
-
-    def user(self, name: str):
-        return self._snapshot.users.get(name)
-
-    def collection(self, collection_id: str):
-        return self._snapshot.collections.get(collection_id)
 
 
 def log_problems(snapshot: Snapshot):

@@ -49,9 +49,20 @@ def test_missing_jwt_secret_exits_2_saying_how_to_set_it(tmp_path):
     assert "--jwt-secret-key" in result.stderr and "BR_JWT_SECRET_KEY" in result.stderr
 
 
-def test_kubernetes_provider_is_refused_clearly(tmp_path):
-    result = run_cli("--provider=kubernetes", "--jwt-secret-key=x", home=tmp_path)
-    assert result.returncode == 2 and "not supported yet" in result.stderr
+def test_an_unreachable_kubernetes_api_server_stops_the_start_with_one_line(tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: c, cluster: {{server: "https://127.0.0.1:{support.free_port()}", insecure-skip-tls-verify: true}}}}]
+users: [{{name: u, user: {{token: not-a-real-token}}}}]
+contexts: [{{name: x, context: {{cluster: c, user: u, namespace: backups}}}}]
+current-context: x
+""")
+    result = run_cli("--provider=kubernetes", f"--kubeconfig={kubeconfig}", "--kube-start-timeout=10s",
+                     "--jwt-secret-key=x", "--listen=127.0.0.1:0", f"--db-path={tmp_path / 'm.db'}", home=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "cannot start: the API server cannot be reached" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("args, env, fragment", [

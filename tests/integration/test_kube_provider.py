@@ -1,0 +1,167 @@
+"""--provider=kubernetes against a real kube-apiserver (tests/kube_cluster.py), with the least Role of
+docs/kubernetes.md: logins and uploads from custom resources, edits applied within 2 s, a bad resource that breaks
+only itself, --validate-config against the namespace, a clear exit when the identity may not read."""
+
+import base64
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from backup_repository.security.passwords import encode_password
+from tests import kube_cluster
+from tests.integration.collections_config import PASSWORD, version_path
+from tests.support import GO_ADMIN_HASH, ROOT, ConfigDir, assert_error, base_env, pgp_message, wait_until
+
+TOOLS = kube_cluster.require_tools(module_level=True)
+NS = "backups"
+API = f"/apis/backups.riotkit.org/v1alpha1/namespaces/{NS}"
+#: The least Role the server needs (docs/kubernetes.md).
+ROLE = {
+    "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+    "metadata": {"name": "backup-repository", "namespace": NS},
+    "rules": [
+        {"apiGroups": ["backups.riotkit.org"], "resources": ["backupusers", "backupcollections"],
+         "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def kube(tmp_path_factory):
+    plane = kube_cluster.ControlPlane(str(tmp_path_factory.mktemp("kube-provider")), TOOLS)
+    plane.start()
+    try:
+        for path in sorted((ROOT / "packaging" / "kubernetes" / "crds").glob("*.yaml")):
+            plane.create_crd(yaml.safe_load(path.read_text()))
+        for path, body in (("/api/v1/namespaces", {"metadata": {"name": NS}}),
+                           (f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/roles", ROLE),
+                           (f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/rolebindings", {
+                               "metadata": {"name": "backup-repository"},
+                               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                           "name": "backup-repository"},
+                               "subjects": [{"kind": "User", "name": kube_cluster.LIMITED_USER,
+                                             "apiGroup": "rbac.authorization.k8s.io"}]})):
+            response = plane.api("POST", path, json=body)
+            assert response.status_code == 201, response.text
+        yield plane
+    finally:
+        plane.stop()
+
+
+def apply(kube, kind: str, name: str, body: dict):
+    """Create or replace an object (secrets, users, collections) in the namespace."""
+    base = f"/api/v1/namespaces/{NS}/secrets" if kind == "Secret" else f"{API}/{kind.lower()}s"
+    document = {"apiVersion": "v1" if kind == "Secret" else "backups.riotkit.org/v1alpha1", "kind": kind,
+                "metadata": {"name": name}, **body}
+    current = kube.api("GET", f"{base}/{name}")
+    if current.status_code == 200:
+        document["metadata"]["resourceVersion"] = current.json()["metadata"]["resourceVersion"]
+        response = kube.api("PUT", f"{base}/{name}", json=document)
+    else:
+        response = kube.api("POST", base, json=document)
+    assert response.status_code in (200, 201), response.text
+
+
+def delete(kube, kind: str, name: str):
+    response = kube.api("DELETE", f"{API}/{kind.lower()}s/{name}")
+    assert response.status_code == 200, response.text
+
+
+def secret(**entries) -> dict:
+    return {"data": {key: base64.b64encode(value.encode()).decode() for key, value in entries.items()}}
+
+
+def user(password_entry: str, roles=("systemAdmin",)) -> dict:
+    return {"spec": {"email": "x@example.org", "roles": list(roles),
+                     "passwordFromRef": {"name": "passwords", "entry": password_entry}}}
+
+
+def collection(**spec) -> dict:
+    return {"spec": {"description": "docs", "filenameTemplate": "docs-${version}.gpg", "maxBackupsCount": 3,
+                     "maxOneVersionSize": "1M", "maxCollectionSize": "5M", **spec}}
+
+
+@pytest.fixture
+def kubeconfig(kube, tmp_path):
+    return kube.write_kubeconfig(str(tmp_path / "kubeconfig"), token=kube.limited_token, namespace=NS)
+
+
+@pytest.fixture
+def server(kube, kubeconfig, make_backend, start_server, tmp_path):
+    apply(kube, "Secret", "passwords", secret(admin=GO_ADMIN_HASH))
+    apply(kube, "BackupUser", "admin", user("admin"))
+    apply(kube, "BackupCollection", "docs", collection())
+    running = start_server(make_backend("sqlite", "local"), ConfigDir(tmp_path / "unused", copy_examples=False),
+                           "--provider=kubernetes", f"--kubeconfig={kubeconfig}", f"--namespace={NS}")
+    yield running
+    running.stop()  # the watches end with the server: a clean stop, no traceback
+    assert running.proc.returncode == 0 and "Traceback" not in running.log(), running.log()[-3000:]
+
+
+def logs_in(server, login: str, password: str) -> bool:
+    return server.request("POST", "/api/stable/auth/login",
+                          json={"username": login, "password": password}).status_code == 200
+
+
+def test_logins_and_uploads_from_custom_resources(server):
+    token = server.login("admin", PASSWORD)
+    response = server.request("POST", version_path("docs"), token, data=pgp_message(b"from the cluster"))
+    assert response.status_code == 200, response.text
+    assert server.get(version_path("docs", "/latest"), token).content == pgp_message(b"from the cluster")
+
+
+def test_edits_apply_within_two_seconds(kube, server):
+    apply(kube, "Secret", "passwords", secret(admin=GO_ADMIN_HASH, bob=encode_password("bob-1")))
+    apply(kube, "BackupUser", "bob", user("bob"))
+    assert wait_until(lambda: logs_in(server, "bob", "bob-1"), timeout=2, interval=0.1)
+    token = server.login("bob", "bob-1")
+
+    # a rotated secret applies like any edit; the sessions of the old password end
+    apply(kube, "Secret", "passwords", secret(admin=GO_ADMIN_HASH, bob=encode_password("bob-2")))
+    assert wait_until(lambda: logs_in(server, "bob", "bob-2"), timeout=4, interval=0.1)
+    assert not logs_in(server, "bob", "bob-1")
+    assert server.get("/api/stable/auth/whoami", token).status_code == 401
+
+    # a new collection, then a deleted user whose token dies
+    apply(kube, "BackupCollection", "more", collection(filenameTemplate="more-${version}.gpg"))
+    admin = server.login("admin", PASSWORD)
+    assert wait_until(lambda: server.get(version_path("more"), admin).status_code == 200, timeout=2, interval=0.1)
+    fresh = server.login("bob", "bob-2")
+    delete(kube, "BackupUser", "bob")
+    assert wait_until(lambda: server.get("/api/stable/auth/whoami", fresh).status_code == 401, timeout=2,
+                      interval=0.1)
+    assert_error(server.get("/api/stable/auth/whoami", fresh), 401, "user account does not exist or is deactivated")
+    delete(kube, "BackupCollection", "more")
+
+
+def test_a_bad_resource_breaks_only_itself_and_validate_config_names_it(kube, server, kubeconfig):
+    # the schema accepts it, the server refuses it: 3 × 1M do not fit in 2M
+    apply(kube, "BackupCollection", "too-small", collection(maxCollectionSize="2M",
+                                                            filenameTemplate="small-${version}.gpg"))
+    admin = server.login("admin", PASSWORD)
+    assert wait_until(lambda: "too-small" in server.log(), timeout=3)
+    assert server.get(version_path("too-small"), admin).json()["error"] == "cannot find specified collection"
+    assert server.request("POST", version_path("docs"), admin, data=pgp_message(b"still fine")).status_code == 200
+
+    result = subprocess.run([sys.executable, "-m", "backup_repository", "--provider=kubernetes",
+                             f"--kubeconfig={kubeconfig}", f"--namespace={NS}", "--validate-config"],
+                            capture_output=True, text=True, env=base_env(ROOT), cwd=str(ROOT), timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (f"{NS}/BackupCollection/too-small: spec.maxCollectionSize: 2097152 bytes is smaller than "
+            "maxBackupsCount × maxOneVersionSize") in result.stdout
+    delete(kube, "BackupCollection", "too-small")
+
+
+def test_an_identity_that_may_not_read_stops_the_start_with_the_cause(kube, tmp_path, make_backend):
+    cert = kube.mint_client_cert("nobody-in-particular")
+    kubeconfig = kube.write_kubeconfig(str(tmp_path / "kubeconfig"), client_cert=cert, namespace=NS)
+    result = subprocess.run([sys.executable, "-m", "backup_repository", "--provider=kubernetes",
+                             f"--kubeconfig={kubeconfig}", f"--namespace={NS}", "--jwt-secret-key=x",
+                             "--listen=127.0.0.1:0", *make_backend("sqlite", "local").args],
+                            capture_output=True, text=True, env=base_env(tmp_path), cwd=str(ROOT), timeout=60)
+    assert result.returncode == 1
+    assert ("cannot start: forbidden (403): the identity may not list backupusers in namespace 'backups'"
+            in result.stderr), result.stderr
