@@ -151,6 +151,7 @@ class KubernetesProvider(SnapshotSource):
             raise ClusterUnavailable(describe_failure(exc, self.namespace, f"list {plural}")) from None
         self._objects[plural] = {item["metadata"]["name"]: item for item in listed.get("items", [])}
         self._versions[plural] = listed["metadata"]["resourceVersion"]
+        self._in_sync()
         self._changed.set()
 
     async def _watch(self, plural: str):
@@ -207,12 +208,12 @@ class KubernetesProvider(SnapshotSource):
         self._synced_at = time.monotonic()
 
     async def _out_of_sync(self, cause: str, backoff: float):
-        if self._failure != cause:
-            log.error("configuration provider is not usable: %s (serving the last configuration read; retrying)",
-                      cause)
+        failure = f"configuration provider is not usable: {cause}"
+        if self._failure != failure:  # once per cause, not once per retry
+            log.error("%s (serving the last configuration read; retrying)", failure)
         if self._failure is None:
             self._synced_at = time.monotonic()
-        self._failure = f"configuration provider is not usable: {cause}"
+        self._failure = failure
         await asyncio.sleep(backoff)
 
     # --- secrets ------------------------------------------------------------------------------------

@@ -165,3 +165,21 @@ def test_an_identity_that_may_not_read_stops_the_start_with_the_cause(kube, tmp_
     assert result.returncode == 1
     assert ("cannot start: forbidden (403): the identity may not list backupusers in namespace 'backups'"
             in result.stderr), result.stderr
+
+
+def test_the_api_server_going_away_and_coming_back(kube, server):
+    """Served from the cache while the API server is away; resynchronised by itself when it is back."""
+    token = server.login("admin", PASSWORD)
+    kube.stop_apiserver()
+    try:
+        assert logs_in(server, "admin", PASSWORD)
+        assert server.get("/api/stable/auth/whoami", token).status_code == 200
+        assert server.request("POST", version_path("docs"), token, data=pgp_message(b"offline")).status_code == 200
+    finally:
+        kube.start_apiserver()
+    apply(kube, "Secret", "passwords", secret(admin=GO_ADMIN_HASH, carol=encode_password("carol")))
+    apply(kube, "BackupUser", "carol", user("carol"))
+    assert wait_until(lambda: logs_in(server, "carol", "carol"), timeout=25, interval=0.2)
+    assert "configuration provider is not usable: the API server cannot be reached" in server.log()
+    assert "in sync with the API server again" in server.log()
+    delete(kube, "BackupUser", "carol")
