@@ -31,7 +31,8 @@ def make_configuration(settings):
     if settings.provider == "kubernetes":
         from backup_repository.config.kubernetes import KubernetesProvider
 
-        return KubernetesProvider(settings.namespace, settings.kubeconfig, settings.kube_start_timeout)
+        return KubernetesProvider(settings.namespace, settings.kubeconfig, settings.kube_start_timeout,
+                                  settings.kube_stale_after)
     return FilesystemProvider(settings.config_local_path, settings.namespace,
                               reload_interval=settings.config_reload_interval)
 

@@ -155,6 +155,9 @@ OPTIONS = (
            "kubeconfig file for --provider=kubernetes (default: KUBECONFIG, then in-cluster, then ~/.kube/config)"),
     Option("kube_start_timeout", ("--kube-start-timeout",), "BR_KUBE_START_TIMEOUT", "30s", positive_duration,
            "--provider=kubernetes: how long the first read of the namespace may take before the server exits 1"),
+    Option("kube_stale_after", ("--kube-stale-after",), "BR_KUBE_STALE_AFTER", "60s", positive_duration,
+           "--provider=kubernetes: /ready reports the configuration not usable once the API server has been "
+           "unreachable or refusing for this long (the last configuration read is served meanwhile)"),
     Option("config_local_path", ("--config-local-path",), "BR_CONFIG_LOCAL_PATH", DATA_HOME, str,
            "root of the filesystem configuration ({path}/{namespace}/...)"),
     Option("config_reload_interval", ("--config-reload-interval",), "BR_CONFIG_RELOAD_INTERVAL", "5s",
@@ -206,6 +209,7 @@ class Settings:
     provider: str
     kubeconfig: str
     kube_start_timeout: float
+    kube_stale_after: float
     config_local_path: str
     config_reload_interval: float
     password_check_concurrency: int

@@ -135,7 +135,7 @@ class KubernetesProvider(SnapshotSource):
     def check(self):
         """Raise OSError (for /ready) when the cache has been out of sync for longer than ``stale_after``."""
         if self._failure is not None and time.monotonic() - self._synced_at > self.stale_after:
-            raise OSError(self._failure)
+            raise OSError(self._failure.removeprefix("configuration provider is not usable: "))
 
     # --- reading ------------------------------------------------------------------------------------
     def _custom_objects(self):

@@ -12,7 +12,9 @@ import yaml
 from backup_repository.security.passwords import encode_password
 from tests import kube_cluster
 from tests.integration.collections_config import PASSWORD, version_path
-from tests.support import GO_ADMIN_HASH, ROOT, ConfigDir, assert_error, base_env, pgp_message, wait_until
+from tests.support import (
+    GO_ADMIN_HASH, HEALTH_KEY, ROOT, ConfigDir, assert_error, base_env, pgp_message, wait_until,
+)
 
 TOOLS = kube_cluster.require_tools(module_level=True)
 NS = "backups"
@@ -95,7 +97,8 @@ def server(kube, kubeconfig, make_backend, start_server, tmp_path):
     apply(kube, "BackupUser", "admin", user("admin"))
     apply(kube, "BackupCollection", "docs", collection())
     running = start_server(make_backend("sqlite", "local"), ConfigDir(tmp_path / "unused", copy_examples=False),
-                           "--provider=kubernetes", f"--kubeconfig={kubeconfig}", f"--namespace={NS}")
+                           "--provider=kubernetes", f"--kubeconfig={kubeconfig}", f"--namespace={NS}",
+                           "--kube-stale-after=2s")
     yield running
     running.stop()  # the watches end with the server: a clean stop, no traceback
     assert running.proc.returncode == 0 and "Traceback" not in running.log(), running.log()[-3000:]
@@ -167,14 +170,24 @@ def test_an_identity_that_may_not_read_stops_the_start_with_the_cause(kube, tmp_
             in result.stderr), result.stderr
 
 
+def configuration_check(server) -> dict:
+    checks = server.get(f"/ready?code={HEALTH_KEY}").json()["data"]["health"]
+    return next(check for check in checks if check["name"] == "ConfigurationProviderValidator")
+
+
 def test_the_api_server_going_away_and_coming_back(kube, server):
-    """Served from the cache while the API server is away; resynchronised by itself when it is back."""
+    """Served from the cache while the API server is away (/ready says so after --kube-stale-after); resynchronised
+    by itself when it is back."""
     token = server.login("admin", PASSWORD)
+    assert configuration_check(server)["status"] is True
     kube.stop_apiserver()
     try:
         assert logs_in(server, "admin", PASSWORD)
         assert server.get("/api/stable/auth/whoami", token).status_code == 200
         assert server.request("POST", version_path("docs"), token, data=pgp_message(b"offline")).status_code == 200
+        assert wait_until(lambda: configuration_check(server)["status"] is False, timeout=10)
+        assert configuration_check(server)["message"].startswith(
+            "configuration provider is not usable: the API server cannot be reached")
     finally:
         kube.start_apiserver()
     apply(kube, "Secret", "passwords", secret(admin=GO_ADMIN_HASH, carol=encode_password("carol")))
@@ -182,4 +195,5 @@ def test_the_api_server_going_away_and_coming_back(kube, server):
     assert wait_until(lambda: logs_in(server, "carol", "carol"), timeout=25, interval=0.2)
     assert "configuration provider is not usable: the API server cannot be reached" in server.log()
     assert "in sync with the API server again" in server.log()
+    assert wait_until(lambda: configuration_check(server)["status"] is True, timeout=5)
     delete(kube, "BackupUser", "carol")
