@@ -20,6 +20,7 @@ from backup_repository.services import integrity
 from backup_repository.services.auth import AuthService
 from backup_repository.services.collections import CollectionService
 from backup_repository.services.janitor import Janitor
+from backup_repository.services.status import StatusPublisher
 from backup_repository.services.uploads import UploadService
 from backup_repository.storage.blobstore import BlobStore
 
@@ -101,6 +102,9 @@ class AppContext:
         self.config.start()
         janitor = Janitor(self.db, self.storage, max(settings.http_upload_timeout, settings.storage_io_timeout))
         self._background.append(asyncio.ensure_future(janitor.run_forever(settings.janitor_interval)))
+        if hasattr(self.config, "write_status"):  # a source that shows status to its users (Kubernetes)
+            publisher = StatusPublisher(self.collections, self.config)
+            self._background.append(asyncio.ensure_future(publisher.run_forever()))
         if settings.verify_interval > 0:
             self._background.append(asyncio.ensure_future(
                 integrity.run_forever(self.db, self.storage, settings.verify_interval)))

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 GROUP, VERSION = "backups.riotkit.org", "v1alpha1"
 KINDS = {"backupusers": "BackupUser", "backupcollections": "BackupCollection"}
+FIELD_MANAGER = "backup-repository"
 #: How often the referenced Secrets are read again (a rotated password applies within this).
 SECRET_INTERVAL = 1.5
 #: Seconds a watch stays open before the server ends it and it is opened again from the last resourceVersion.
@@ -215,6 +216,26 @@ class KubernetesProvider(SnapshotSource):
             self._synced_at = time.monotonic()
         self._failure = failure
         await asyncio.sleep(backoff)
+
+    # --- status -------------------------------------------------------------------------------------
+    async def write_status(self, collection_id: str, status: dict) -> bool:
+        """Apply ``status`` to the BackupCollection's status subresource (server-side apply, field manager
+        ``backup-repository``); False when the identity may not (then status is off), True when written."""
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "BackupCollection",
+                "metadata": {"name": collection_id}, "status": status}
+        try:
+            await self._custom_objects().patch_namespaced_custom_object_status(
+                GROUP, VERSION, self.namespace, "backupcollections", collection_id, body,
+                field_manager=FIELD_MANAGER, force=True, _content_type="application/apply-patch+yaml")
+        except ApiException as exc:
+            if exc.status == 403:
+                return False
+            if exc.status == 404:  # deleted meanwhile
+                return True
+            raise
+        return True
 
     # --- secrets ------------------------------------------------------------------------------------
     def _referenced_secrets(self) -> set:

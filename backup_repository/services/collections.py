@@ -9,13 +9,22 @@ from dataclasses import dataclass
 
 from backup_repository.domain import roles as R
 from backup_repository.domain.access import decide
+from backup_repository.domain.collections import COLLECTION_NOT_FOUND
 from backup_repository.domain.errors import Forbidden, NotFound
 from backup_repository.domain.names import is_object_name
 from backup_repository.domain.times import format_time, utcnow
 from backup_repository.health.collection import collection_checks, integrity_check, storage_consistency_check
-from backup_repository.domain.collections import COLLECTION_NOT_FOUND
 
 VERSION_NOT_FOUND = "cannot find specified version"
+
+
+def format_size(size: int) -> str:
+    """Bytes in binary units for people: ``512B``, ``1.5MiB``, ``12GiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if size < 1024 or unit == "PiB":
+            return f"{size}{unit}" if unit == "B" else f"{size:.1f}".rstrip("0").rstrip(".") + unit
+        size /= 1024
+    return f"{size}B"
 NOT_ALLOWED_TO_DOWNLOAD = "not authorized to download versions from this collection"
 NOT_ALLOWED_TO_LIST = "not authorized to list versions"
 INVALID_HEALTH_CODE = "not authorized - invalid value of 'code' parameter in query string"
@@ -92,6 +101,29 @@ class CollectionService:
                 "maxCollectionSize": collection.max_collection_size,
                 "latestVersionAt": format_time(latest),
             })
+        return result
+
+    async def statuses(self) -> dict:
+        """{collection id: status} for every collection: versions, bytes used, the latest version's time and whether
+        its health checks pass (docs/kubernetes.md#status). The checks that need the database only — objects in the
+        store are not looked at here (that is the collection health endpoint's and --verify's work)."""
+        snapshot = self._config.snapshot
+        stats = await self._db.collection_stats()
+        now = self._clock()
+        result = {}
+        for collection_id in sorted(snapshot.collections):
+            collection = snapshot.collections[collection_id]
+            count, used, latest = stats.get(collection_id, (0, 0, None))
+            versions = await self._db.list_versions(collection_id) if count else []
+            problems = [f"v{number} ({filename}): {message}"
+                        for number, filename, message in await self._db.integrity_problems(collection_id)]
+            checks = [*collection_checks(collection, versions, now), integrity_check(problems)]
+            failed = [f"{check.name}: {check.message}" for check in checks if not check.ok]
+            status = {"versionsCount": count, "usedBytes": used, "used": format_size(used), "healthy": not failed,
+                      "message": "; ".join(failed)}
+            if latest is not None:
+                status["latestVersionAt"] = format_time(latest.replace(microsecond=0))
+            result[collection_id] = status
         return result
 
     async def health(self, collection_id: str, code: str) -> list:

@@ -27,6 +27,7 @@ ROLE = {
         {"apiGroups": ["backups.riotkit.org"], "resources": ["backupusers", "backupcollections"],
          "verbs": ["get", "list", "watch"]},
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+        {"apiGroups": ["backups.riotkit.org"], "resources": ["backupcollections/status"], "verbs": ["patch"]},
     ],
 }
 
@@ -38,19 +39,24 @@ def kube(tmp_path_factory):
     try:
         for path in sorted((ROOT / "packaging" / "kubernetes" / "crds").glob("*.yaml")):
             plane.create_crd(yaml.safe_load(path.read_text()))
+        without_status = {**ROLE, "metadata": {"name": "without-status", "namespace": NS}, "rules": ROLE["rules"][:2]}
         for path, body in (("/api/v1/namespaces", {"metadata": {"name": NS}}),
                            (f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/roles", ROLE),
-                           (f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/rolebindings", {
-                               "metadata": {"name": "backup-repository"},
-                               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                           "name": "backup-repository"},
-                               "subjects": [{"kind": "User", "name": kube_cluster.LIMITED_USER,
-                                             "apiGroup": "rbac.authorization.k8s.io"}]})):
+                           (f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/roles", without_status),
+                           binding("backup-repository", kube_cluster.LIMITED_USER),
+                           binding("without-status", "no-status-rights")):
             response = plane.api("POST", path, json=body)
             assert response.status_code == 201, response.text
         yield plane
     finally:
         plane.stop()
+
+
+def binding(role: str, user: str) -> tuple:
+    return (f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/rolebindings", {
+        "metadata": {"name": f"{role}-{user}"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+        "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]})
 
 
 def apply(kube, kind: str, name: str, body: dict):
@@ -197,3 +203,38 @@ def test_the_api_server_going_away_and_coming_back(kube, server):
     assert "in sync with the API server again" in server.log()
     assert wait_until(lambda: configuration_check(server)["status"] is True, timeout=5)
     delete(kube, "BackupUser", "carol")
+
+
+def test_collections_show_their_status_to_kubectl(kube, server):
+    token = server.login("admin", PASSWORD)
+    for index in range(2):
+        assert server.request("POST", version_path("docs"), token, data=pgp_message(b"v%d" % index)).ok
+
+    size = len(pgp_message(b"v0")) + len(pgp_message(b"v1"))
+
+    def status():
+        current = kube.api("GET", f"{API}/backupcollections/docs").json().get("status") or {}
+        return current if (current.get("versionsCount"), current.get("usedBytes")) == (2, size) else None
+
+    written = wait_until(status, timeout=25)  # written by this server from its database (a pass every 10 s)
+    assert written, kube.api("GET", f"{API}/backupcollections/docs").json()
+    assert (written["used"], written["healthy"], written["message"]) == (f"{size}B", True, "")
+    assert written["latestVersionAt"].endswith("Z")
+    table = kube.api("GET", f"{API}/backupcollections/docs",
+                     headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}).json()
+    cells = dict(zip([c["name"] for c in table["columnDefinitions"]], table["rows"][0]["cells"]))
+    assert (cells["Versions"], cells["Used"], cells["Healthy"]) == (2, f"{size}B", True)
+
+
+def test_without_the_right_to_write_status_everything_else_works(kube, tmp_path, make_backend, start_server):
+    cert = kube.mint_client_cert("no-status-rights")
+    kubeconfig = kube.write_kubeconfig(str(tmp_path / "kubeconfig"), client_cert=cert, namespace=NS)
+    apply(kube, "Secret", "passwords", secret(admin=GO_ADMIN_HASH))
+    apply(kube, "BackupUser", "admin", user("admin"))
+    apply(kube, "BackupCollection", "docs", collection())
+    server = start_server(make_backend("sqlite", "local"), ConfigDir(tmp_path / "unused", copy_examples=False),
+                          "--provider=kubernetes", f"--kubeconfig={kubeconfig}", f"--namespace={NS}")
+    token = server.login("admin", PASSWORD)
+    assert server.request("POST", version_path("docs"), token, data=pgp_message(b"no status")).ok
+    assert wait_until(lambda: "status of BackupCollections is off" in server.log(), timeout=15)
+    assert server.log().count("status of BackupCollections is off") == 1
