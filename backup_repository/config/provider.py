@@ -85,10 +85,14 @@ def read_snapshot(root: str) -> Snapshot:
     problems = []
     if not os.path.isdir(root):
         problems.append(D.Problem(root, "", "the configuration directory does not exist"))
+    try:
+        user_names = D.list_documents(os.path.join(root, D.USERS_DIR)) if os.path.isdir(root) else None
+    except OSError:
+        user_names = None
     secrets = list(_documents(root, D.SECRETS_DIR, "Secret", problems))
-    users = list(_documents(root, D.USERS_DIR, "BackupUser", problems))
+    users = list(_documents(root, D.USERS_DIR, "BackupUser", problems, user_names))
     collections = list(_documents(root, D.COLLECTIONS_DIR, "BackupCollection", problems))
-    return build_snapshot(secrets, users, collections, problems, stamp, _user_files(root))
+    return build_snapshot(secrets, users, collections, problems, stamp, _user_files(user_names))
 
 
 def build_snapshot(secrets, users, collections, problems=(), stamp=(), user_names=None) -> Snapshot:
@@ -118,21 +122,16 @@ def build_snapshot(secrets, users, collections, problems=(), stamp=(), user_name
     return Snapshot(parsed_users, parsed_collections, tuple(problems), stamp, user_names)
 
 
-def _user_files(root: str) -> Optional[frozenset]:
-    directory = os.path.join(root, D.USERS_DIR)
-    if not os.path.isdir(root):
-        return None
-    try:
-        names = os.listdir(directory) if os.path.exists(directory) else []
-    except OSError:
-        return None
-    return frozenset(name.rsplit(".", 1)[0] for name in names if name.endswith(D.EXTENSIONS))
+def _user_files(names) -> Optional[frozenset]:
+    """The ids of every BackupUser file (``names`` from list_documents), or None when the directory is unreadable."""
+    return None if names is None else frozenset(name.rsplit(".", 1)[0] for name in names)
 
 
-def _documents(root: str, sub: str, kind: str, problems: list):
+def _documents(root: str, sub: str, kind: str, problems: list, names=None):
+    """The loadable documents of one directory (``names``: its listing, when the caller already made it)."""
     directory = os.path.join(root, sub)
     seen = set()
-    for name in D.list_documents(directory):
+    for name in D.list_documents(directory) if names is None else names:
         document = D.load_document(os.path.join(directory, name), kind, problems)
         if document is None:
             continue
@@ -181,9 +180,9 @@ class SnapshotSource:
     def collection(self, collection_id: str):
         return self._snapshot.collections.get(collection_id)
 
-    def install(self, snapshot: Snapshot, quiet: bool = False):
+    def install(self, snapshot: Snapshot):
         previous, self._snapshot = self._snapshot, snapshot
-        if previous is not None and not quiet:
+        if previous is not None:
             log.info("configuration reloaded from %s: %d users, %d collections",
                      self.root, len(snapshot.users), len(snapshot.collections))
             log_problems(snapshot)

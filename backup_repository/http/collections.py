@@ -291,9 +291,10 @@ def parse_range(header: str, size: int) -> Optional[tuple]:
             raise _unsatisfiable(size)
         return max(0, size - length), size
     start = _offset(first)
-    end = size if not last else min(_offset(last) + 1, size)
-    if last and _offset(last) < start:
+    last_byte = _offset(last) if last else None
+    if last_byte is not None and last_byte < start:
         return None
+    end = size if last_byte is None else min(last_byte + 1, size)
     if start >= size:
         raise _unsatisfiable(size)
     return start, end

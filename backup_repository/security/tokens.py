@@ -66,6 +66,7 @@ class TokenService:
         self._secret = secret.encode("utf-8")
         self.lifetime = lifetime_seconds
         self._clock = clock
+        self._jws = jwt.PyJWS()
 
     def issue(self, login: str, access_key_name: str, scope: tuple):
         """Return (token, expiry as an aware datetime)."""
@@ -89,17 +90,20 @@ class TokenService:
 
         Whatever the token holds (claims nested a thousand levels deep, an ``exp`` of 1e308), the answer is this
         one error, never another exception."""
-        if len(token) > MAX_TOKEN_LENGTH or not _claims_are_bounded(token):
+        if len(token) > MAX_TOKEN_LENGTH or not _header_is_bounded(token):
             raise Unauthenticated("token is invalid")
         try:
+            # the signature is checked over the raw payload; its JSON is parsed once, here, within bounds
             with _short_keys_allowed():
-                claims = jwt.decode(token, self._secret, algorithms=[ALGORITHM],
-                                    options={"require": ["exp"], "verify_exp": False})
-        except jwt.PyJWTError:
+                payload = self._jws.decode(token, self._secret, algorithms=[ALGORITHM])
+            claims = load_json(payload)
+        except (jwt.PyJWTError, ValueError):
             raise Unauthenticated("token is invalid") from None
         except Exception as exc:  # a library failing on hostile input is still just an invalid token
             log.debug("token refused by the JWT library: %s", type(exc).__name__)
             raise Unauthenticated("token is invalid") from None
+        if not isinstance(claims, dict):
+            raise Unauthenticated("token is invalid")
         exp = claims.get("exp")
         if not isinstance(exp, (int, float)) or isinstance(exp, bool) or not math.isfinite(exp) \
                 or exp > LATEST_EXPIRY:
@@ -113,16 +117,13 @@ class TokenService:
                       datetime.fromtimestamp(exp, timezone.utc))
 
 
-def _claims_are_bounded(token: str) -> bool:
-    """The header and payload of a token are JSON of a sane depth (checked before the JWT library parses them)."""
-    parts = token.split(".")
-    if len(parts) != 3:
+def _header_is_bounded(token: str) -> bool:
+    """The header of a token is JSON of a sane depth (checked before the JWT library parses it)."""
+    header = token.split(".", 1)[0]
+    try:
+        load_json(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
         return False
-    for part in parts[:2]:
-        try:
-            load_json(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-        except (ValueError, binascii.Error, UnicodeDecodeError):
-            return False
     return True
 
 
