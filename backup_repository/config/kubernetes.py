@@ -86,8 +86,8 @@ class KubernetesProvider(SnapshotSource):
         self._secrets = {}  # name -> (resourceVersion, decoded entries) of the referenced secrets
         self._tasks = []
         self._changed = asyncio.Event()
-        self._failure = None  # the last failure while the cache is not in sync
-        self._synced_at = 0.0
+        self._failures = {}  # source (a plural, or "secrets") -> the cause it is out of sync
+        self._failing_since = 0.0
 
     # --- life cycle -------------------------------------------------------------------------------
     async def open(self):
@@ -135,8 +135,8 @@ class KubernetesProvider(SnapshotSource):
 
     def check(self):
         """Raise OSError (for /ready) when the cache has been out of sync for longer than ``stale_after``."""
-        if self._failure is not None and time.monotonic() - self._synced_at > self.stale_after:
-            raise OSError(self._failure.removeprefix("configuration provider is not usable: "))
+        if self._failures and time.monotonic() - self._failing_since > self.stale_after:
+            raise OSError("; ".join(sorted(set(self._failures.values()))))
 
     # --- reading ------------------------------------------------------------------------------------
     def _custom_objects(self):
@@ -152,7 +152,7 @@ class KubernetesProvider(SnapshotSource):
             raise ClusterUnavailable(describe_failure(exc, self.namespace, f"list {plural}")) from None
         self._objects[plural] = {item["metadata"]["name"]: item for item in listed.get("items", [])}
         self._versions[plural] = listed["metadata"]["resourceVersion"]
-        self._in_sync()
+        self._in_sync(plural)
         self._changed.set()
 
     async def _watch(self, plural: str):
@@ -171,7 +171,7 @@ class KubernetesProvider(SnapshotSource):
                         timeout_seconds=WATCH_SECONDS):
                     self._apply(plural, event["type"], event["raw_object"])
                     backoff = BACKOFF_FIRST
-                self._in_sync()
+                self._in_sync(plural)
             except asyncio.CancelledError:
                 raise
             except ApiException as exc:
@@ -179,10 +179,13 @@ class KubernetesProvider(SnapshotSource):
                     log.info("configuration: the watch of %s expired; listing again", plural)
                     self._versions[plural] = None
                     continue
-                await self._out_of_sync(describe_failure(exc, self.namespace, f"watch {plural}"), backoff)
+                await self._out_of_sync(plural, describe_failure(exc, self.namespace, f"watch {plural}"), backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+            except ClusterUnavailable as exc:  # from the list
+                await self._out_of_sync(plural, str(exc), backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
             except Exception as exc:
-                await self._out_of_sync(describe_failure(exc, self.namespace, f"watch {plural}"), backoff)
+                await self._out_of_sync(plural, describe_failure(exc, self.namespace, f"watch {plural}"), backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
             finally:
                 stream.stop()
@@ -199,22 +202,22 @@ class KubernetesProvider(SnapshotSource):
             self._objects[plural].pop(name, None)
         else:
             self._objects[plural][name] = obj
-        self._in_sync()
+        self._in_sync(plural)
         self._changed.set()
 
-    def _in_sync(self):
-        if self._failure is not None:
+    def _in_sync(self, source: str):
+        """``source`` (a plural, or "secrets") was read successfully."""
+        if self._failures.pop(source, None) is not None and not self._failures:
             log.info("configuration: in sync with the API server again")
-        self._failure = None
-        self._synced_at = time.monotonic()
 
-    async def _out_of_sync(self, cause: str, backoff: float):
-        failure = f"configuration provider is not usable: {cause}"
-        if self._failure != failure:  # once per cause, not once per retry
-            log.error("%s (serving the last configuration read; retrying)", failure)
-        if self._failure is None:
-            self._synced_at = time.monotonic()
-        self._failure = failure
+    async def _out_of_sync(self, source: str, cause: str, backoff: float):
+        """Reading ``source`` failed: say so once per cause (not once per retry), then wait ``backoff``."""
+        if self._failures.get(source) != cause:
+            log.error("configuration provider is not usable: %s (serving the last configuration read; retrying)",
+                      cause)
+        if not self._failures:
+            self._failing_since = time.monotonic()
+        self._failures[source] = cause
         await asyncio.sleep(backoff)
 
     # --- status -------------------------------------------------------------------------------------
@@ -264,8 +267,12 @@ class KubernetesProvider(SnapshotSource):
         wanted, changed = self._referenced_secrets(), False
         for name in sorted(wanted):
             try:
-                secret = await core.read_namespaced_secret(name, self.namespace, _preload_content=False)
-                body = await secret.json()
+                # the raw answer (no model objects); without preloading, the client leaves its status to us
+                response = await core.read_namespaced_secret(name, self.namespace, _preload_content=False)
+                async with response:
+                    if response.status != 200:
+                        raise ApiException(status=response.status, reason=response.reason)
+                    body = await response.json()
             except ApiException as exc:
                 if exc.status == 404:
                     body = None
@@ -291,9 +298,10 @@ class KubernetesProvider(SnapshotSource):
             try:
                 if await self._read_secrets():
                     self._changed.set()
+                self._in_sync("secrets")
                 backoff = BACKOFF_FIRST
             except ClusterUnavailable as exc:
-                await self._out_of_sync(str(exc), backoff)
+                await self._out_of_sync("secrets", str(exc), backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
 
     # --- the snapshot -------------------------------------------------------------------------------

@@ -3,6 +3,8 @@ docs/kubernetes.md: logins and uploads from custom resources, edits applied with
 only itself, --validate-config against the namespace, a clear exit when the identity may not read."""
 
 import base64
+import os
+import signal
 import subprocess
 import sys
 
@@ -203,6 +205,67 @@ def test_the_api_server_going_away_and_coming_back(kube, server):
     assert "in sync with the API server again" in server.log()
     assert wait_until(lambda: configuration_check(server)["status"] is True, timeout=5)
     delete(kube, "BackupUser", "carol")
+
+
+def test_rbac_taken_away_and_given_back(kube, server):
+    """The Role's binding removed while serving: the 403 is named in /ready (the cache keeps serving); the binding
+    back: in sync again by itself."""
+    name = f"backup-repository-{kube_cluster.LIMITED_USER}"
+    path, body = binding("backup-repository", kube_cluster.LIMITED_USER)
+    token = server.login("admin", PASSWORD)
+    assert kube.api("DELETE", f"{path}/{name}").status_code == 200
+    try:
+        assert wait_until(lambda: configuration_check(server)["status"] is False, timeout=10), server.log()[-3000:]
+        assert configuration_check(server)["message"] == (
+            "configuration provider is not usable: forbidden (403): the identity may not get secret passwords in "
+            "namespace 'backups'; see the Role in docs/kubernetes.md")
+        assert logs_in(server, "admin", PASSWORD)  # served from the cache
+        assert server.request("POST", version_path("docs"), token, data=pgp_message(b"no rights")).ok
+    finally:
+        assert kube.api("POST", path, json=body).status_code == 201
+    assert wait_until(lambda: configuration_check(server)["status"] is True, timeout=10)
+    apply(kube, "Secret", "passwords", secret(admin=GO_ADMIN_HASH, erin=encode_password("erin")))
+    apply(kube, "BackupUser", "erin", user("erin"))
+    assert wait_until(lambda: logs_in(server, "erin", "erin"), timeout=2, interval=0.1)
+    said = [line for line in server.log().splitlines() if "config.kubernetes: configuration provider is not usable" in line]
+    assert len(said) == 1 and "forbidden (403)" in said[0], said  # once, not once per retry
+    delete(kube, "BackupUser", "erin")
+
+
+def etcd_compact(kube):
+    """Compact etcd's history up to its current revision: every older resourceVersion is gone (410 to a watch)."""
+    import requests
+
+    revision = requests.post(f"{kube.etcd_url}/v3/kv/range", json={"key": base64.b64encode(b"/").decode()},
+                             timeout=10).json()["header"]["revision"]
+    response = requests.post(f"{kube.etcd_url}/v3/kv/compaction", json={"revision": revision, "physical": True},
+                             timeout=30)
+    assert response.status_code == 200, response.text
+
+
+def test_an_expired_watch_lists_again_and_loses_nothing(kube, server):
+    """The server's watches are cut and it is held still while users change and the history it knew is compacted
+    away; when it goes on, its watch from the old resourceVersion gets 410 Gone, and it lists again: every change is
+    there."""
+    apply(kube, "Secret", "passwords", secret(admin=GO_ADMIN_HASH, dave=encode_password("dave")))
+    apply(kube, "BackupUser", "dave", user("dave"))
+    assert wait_until(lambda: logs_in(server, "dave", "dave"), timeout=2, interval=0.1)
+    dave = server.login("dave", "dave")
+    kube.stop_apiserver()
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        kube.start_apiserver()
+        apply(kube, "Secret", "passwords", secret(admin=GO_ADMIN_HASH, frank=encode_password("frank")))
+        apply(kube, "BackupUser", "frank", user("frank"))
+        delete(kube, "BackupUser", "dave")
+        etcd_compact(kube)
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    assert wait_until(lambda: logs_in(server, "frank", "frank"), timeout=25, interval=0.2)
+    assert "the watch of backupusers expired; listing again" in server.log()
+    assert server.get("/api/stable/auth/whoami", dave).status_code == 401
+    assert not logs_in(server, "dave", "dave")
+    delete(kube, "BackupUser", "frank")
 
 
 def test_collections_show_their_status_to_kubectl(kube, server):
