@@ -1,18 +1,20 @@
-"""Configuration providers: what they share (SnapshotSource), and the filesystem one — a directory of YAML
+"""Configuration providers: what they share (SnapshotSource, Parser), and the filesystem one — a directory of YAML
 documents, watched for changes (GitOps).
 
-Documents are parsed into an immutable ``Snapshot``. A background task compares a cheap fingerprint of the
-directories (names, sizes, modification times) every ``reload_interval`` seconds and re-reads everything only when
-something changed, so requests never touch the disk and edits apply within seconds without a restart.
+Documents are parsed into an immutable ``Snapshot``, which requests read without touching the disk. A provider
+offers its documents as ``Source``s with a version; the ``Parser`` reads and parses again only those whose version
+changed (or whose Secrets did), so an edit applies within a second or two whatever the number of documents.
 """
 
 import asyncio
 import logging
 import os
+import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from backup_repository.config import documents as D
+from backup_repository.config.watch import DirectoryWatcher
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,8 @@ class Snapshot:
     fingerprint: tuple
     #: names of every BackupUser file, loadable or not (None when the directory could not be listed)
     user_files: Optional[frozenset] = None
+    #: {user name: ids (sorted) of the collections whose accessControl names the user}
+    granted: Optional[dict] = None
 
 
 @dataclass(frozen=True)
@@ -65,10 +69,116 @@ def changes(old: "Snapshot", new: "Snapshot") -> Change:
     return Change(removed_users, tuple(removed_keys), tuple(changed))
 
 
-def fingerprint(root: str) -> tuple:
-    """Names, sizes and modification times of every document; changes whenever a document does."""
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One document as a provider offers it, not read yet: ``version`` changes whenever the document does (a file's
+    size, modification time and inode; an object's resourceVersion; None: always read), and ``load(problems)``
+    returns its Document, or None with the reason appended to ``problems``."""
+
+    id: str
+    location: str
+    version: object
+    load: Callable
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    version: object
+    uses: tuple  # ((secret name, the parsed Secret the document saw, or None), ...)
+    result: object
+    problems: tuple
+
+
+class _SecretsSeen:
+    """The parsed secrets, recording which ones a document looked up (``documents`` only calls ``get``)."""
+
+    def __init__(self, secrets: dict):
+        self._secrets = secrets
+        self.used = {}
+
+    def get(self, name):
+        secret = self.used[name] = self._secrets.get(name)
+        return secret
+
+
+class Parser:
+    """One parser for every source (files, an API server), incremental: a document is read and parsed again only
+    when its version changed or a Secret it refers to did; everything else is the object parsed before. So an
+    edit costs what the edited document costs, whatever the number of users and collections, and no document
+    body is kept in memory between builds."""
+
+    def __init__(self):
+        self._parsed = {}  # (kind, id) -> _Parsed
+
+    def build(self, secrets, users, collections, problems=(), stamp=(), user_names=None) -> Snapshot:
+        """Sources of each kind -> a Snapshot. A bad document breaks only its own object; ``problems`` already holds
+        what went wrong while listing the sources."""
+        problems = list(problems)
+        previous, self._parsed = self._parsed, {}
+        parsed_secrets = {source.id: self._parse("Secret", source, D.parse_secret, None, previous, problems)
+                          for source in secrets}
+        parsed_users = {}
+        for source in users:
+            user = self._parse("BackupUser", source, D.parse_user, parsed_secrets, previous, problems)
+            if user is not None:
+                parsed_users[user.name] = user
+        parsed_collections, paths, grants = {}, {}, {}
+        for source in collections:
+            collection = self._parse("BackupCollection", source, D.parse_collection, parsed_secrets, previous,
+                                     problems)
+            if collection is not None:
+                parsed_collections[collection.id] = collection
+                paths[collection.id] = source.location
+
+        for collection in parsed_collections.values():
+            for index, grant in enumerate(collection.access_control):
+                if grant.type != "user":
+                    continue
+                if grant.name not in parsed_users:
+                    problems.append(D.Problem(paths[collection.id], f"spec.accessControl[{index}]",
+                                              f"unknown user {grant.name!r}"))
+                grants.setdefault(grant.name, set()).add(collection.id)
+        return Snapshot(parsed_users, parsed_collections, tuple(problems), stamp, user_names,
+                        {name: tuple(sorted(ids)) for name, ids in grants.items()})
+
+    def _parse(self, kind, source, parser, secrets, previous, problems):
+        key = (kind, source.id)
+        entry = previous.get(key)
+        if (entry is None or source.version is None or entry.version != source.version
+                or any(secrets.get(name) is not seen for name, seen in entry.uses)):
+            found = []
+            document = source.load(found)
+            result, uses = None, ()
+            if document is not None:
+                if secrets is None:
+                    result = _parse(document, parser, (), found)
+                else:
+                    seen = _SecretsSeen(secrets)
+                    result = _parse(document, parser, (seen,), found)
+                    uses = tuple(seen.used.items())
+            entry = _Parsed(source.version, uses, result, tuple(found))
+        self._parsed[key] = entry
+        problems.extend(entry.problems)
+        return entry.result
+
+
+def build_snapshot(secrets, users, collections, problems=(), stamp=(), user_names=None) -> Snapshot:
+    """Documents already read -> a Snapshot (one-shot; providers keep a Parser)."""
+    def sources(documents):
+        return [Source(d.id, d.path, None, lambda found, d=d: d) for d in documents]
+
+    return Parser().build(sources(secrets), sources(users), sources(collections), problems, stamp, user_names)
+
+
+# --- files ---------------------------------------------------------------------------------------------------
+KINDS = ((D.SECRETS_DIR, "Secret"), (D.USERS_DIR, "BackupUser"), (D.COLLECTIONS_DIR, "BackupCollection"))
+
+
+def scan(root: str) -> tuple:
+    """The documents below ``root``: ((directory, file name, size, modification time, inode), ...), which changes
+    whenever a document does. OSError when a directory exists but cannot be listed."""
     entries = []
-    for sub in (D.USERS_DIR, D.COLLECTIONS_DIR, D.SECRETS_DIR):
+    for sub, _ in KINDS:
         directory = os.path.join(root, sub)
         for name in D.list_documents(directory):
             try:
@@ -79,67 +189,37 @@ def fingerprint(root: str) -> tuple:
     return tuple(entries)
 
 
-def read_snapshot(root: str) -> Snapshot:
-    """Read and parse every document below ``root`` (blocking; run it off the event loop)."""
-    stamp = fingerprint(root)
+fingerprint = scan
+
+
+def read_snapshot(root: str, parser: Optional[Parser] = None, stamp: Optional[tuple] = None) -> Snapshot:
+    """Read the documents below ``root`` (blocking; run it off the event loop). With the ``parser`` of the last
+    read, only what changed since is read again; ``stamp`` is a scan() made just before, if any."""
+    stamp = scan(root) if stamp is None else stamp
     problems = []
     if not os.path.isdir(root):
         problems.append(D.Problem(root, "", "the configuration directory does not exist"))
-    try:
-        user_names = D.list_documents(os.path.join(root, D.USERS_DIR)) if os.path.isdir(root) else None
-    except OSError:
-        user_names = None
-    secrets = list(_documents(root, D.SECRETS_DIR, "Secret", problems))
-    users = list(_documents(root, D.USERS_DIR, "BackupUser", problems, user_names))
-    collections = list(_documents(root, D.COLLECTIONS_DIR, "BackupCollection", problems))
-    return build_snapshot(secrets, users, collections, problems, stamp, _user_files(user_names))
+    listed = {sub: [] for sub, _ in KINDS}
+    for entry in stamp:  # the entry itself is the document's version: no copy of ten thousand tuples
+        listed[entry[0]].append((entry[1], entry))
+    sources = {kind: list(_sources(root, sub, kind, listed[sub], problems)) for sub, kind in KINDS}
+    user_files = frozenset(name.rsplit(".", 1)[0] for name, _ in listed[D.USERS_DIR]) \
+        if os.path.isdir(root) else None
+    return (parser or Parser()).build(sources["Secret"], sources["BackupUser"], sources["BackupCollection"],
+                                      problems, stamp, user_files)
 
 
-def build_snapshot(secrets, users, collections, problems=(), stamp=(), user_names=None) -> Snapshot:
-    """One parser for every source: Documents (from files or from an API server) -> a Snapshot. A bad document
-    breaks only its own object; ``problems`` already holds what went wrong while loading them."""
-    problems = list(problems)
-    parsed_secrets = {}
-    for document in secrets:
-        parsed_secrets[document.id] = _parse(document, D.parse_secret, (), problems)
-    parsed_users = {}
-    for document in users:
-        user = _parse(document, D.parse_user, (parsed_secrets,), problems)
-        if user is not None:
-            parsed_users[user.name] = user
-    parsed_collections, paths = {}, {}
-    for document in collections:
-        collection = _parse(document, D.parse_collection, (parsed_secrets,), problems)
-        if collection is not None:
-            parsed_collections[collection.id] = collection
-            paths[collection.id] = document.path
-
-    for collection in parsed_collections.values():
-        for index, grant in enumerate(collection.access_control):
-            if grant.type == "user" and grant.name not in parsed_users:
-                problems.append(D.Problem(paths[collection.id], f"spec.accessControl[{index}]",
-                                          f"unknown user {grant.name!r}"))
-    return Snapshot(parsed_users, parsed_collections, tuple(problems), stamp, user_names)
-
-
-def _user_files(names) -> Optional[frozenset]:
-    """The ids of every BackupUser file (``names`` from list_documents), or None when the directory is unreadable."""
-    return None if names is None else frozenset(name.rsplit(".", 1)[0] for name in names)
-
-
-def _documents(root: str, sub: str, kind: str, problems: list, names=None):
-    """The loadable documents of one directory (``names``: its listing, when the caller already made it)."""
+def _sources(root: str, sub: str, kind: str, names: list, problems: list):
     directory = os.path.join(root, sub)
     seen = set()
-    for name in D.list_documents(directory) if names is None else names:
-        document = D.load_document(os.path.join(directory, name), kind, problems)
-        if document is None:
+    for name, version in names:
+        path = os.path.join(directory, name)
+        doc_id = name.rsplit(".", 1)[0]
+        if doc_id in seen:
+            problems.append(D.Problem(path, "", f"another file already defines {doc_id!r}; ignored"))
             continue
-        if document.id in seen:
-            problems.append(D.Problem(document.path, "", f"another file already defines {document.id!r}; ignored"))
-            continue
-        seen.add(document.id)
-        yield document
+        seen.add(doc_id)
+        yield Source(doc_id, path, version, lambda found, path=path: D.load_document(path, kind, found))
 
 
 def _parse(document, parser, args, problems):
@@ -199,17 +279,29 @@ class SnapshotSource:
 
 
 class FilesystemProvider(SnapshotSource):
-    """A directory of YAML documents; re-read when their fingerprint changes."""
+    """A directory of YAML documents, read again when one of them changes (docs/configuration.md#reloading).
+
+    Where the kernel says when a file changes (inotify), a change is read within a fraction of a second, the few
+    directories themselves are looked at every ``reload_interval`` (a symbolic link swapped to another checkout,
+    a directory made), and every file's size and modification time are compared once a minute as a safety net
+    (network filesystems). Elsewhere every file is compared every ``reload_interval``. Either way only the
+    documents that changed are read and parsed again."""
+
+    #: seconds between comparisons of every file when the kernel tells of changes
+    FULL_SCAN_INTERVAL = 60.0
+    #: a burst of changes (an editor's save, a git checkout) is read once, this long after it began
+    SETTLE = 0.1
 
     def __init__(self, local_path: str, namespace: str, reload_interval: float = 5.0):
         super().__init__()
         self.root = os.path.join(os.path.expanduser(local_path), namespace)
         self.reload_interval = reload_interval
+        self._parser = Parser()
         self._task: Optional[asyncio.Task] = None
 
     def load(self) -> Snapshot:
         """Read everything now (blocking); used by one-shot commands."""
-        self._snapshot = read_snapshot(self.root)
+        self._snapshot = read_snapshot(self.root, self._parser)
         return self._snapshot
 
     async def open(self):
@@ -217,12 +309,12 @@ class FilesystemProvider(SnapshotSource):
         self.load()
 
     async def refresh(self) -> bool:
-        """Re-read the documents if they changed; return True when a new snapshot was installed."""
+        """Read again what changed, if anything did; return True when a new snapshot was installed."""
         loop = asyncio.get_running_loop()
-        stamp = await loop.run_in_executor(None, fingerprint, self.root)
+        stamp = await loop.run_in_executor(None, scan, self.root)
         if self._snapshot is not None and stamp == self._snapshot.fingerprint:
             return False
-        self.install(await loop.run_in_executor(None, read_snapshot, self.root))
+        self.install(await loop.run_in_executor(None, read_snapshot, self.root, self._parser, stamp))
         return True
 
     def start(self):
@@ -238,13 +330,55 @@ class FilesystemProvider(SnapshotSource):
                 pass
             self._task = None
 
-    async def _watch(self):
-        while True:
-            await asyncio.sleep(self.reload_interval)
+    def _directories(self) -> list:
+        """The root and every directory on the way to the documents: where a change can show."""
+        result = [self.root]
+        for sub, _ in KINDS:
+            parts = sub.split(os.sep)
+            result += [os.path.join(self.root, *parts[:end]) for end in range(1, len(parts) + 1)]
+        return list(dict.fromkeys(result))
+
+    def _layout(self) -> tuple:
+        layout = []
+        for directory in self._directories():
             try:
-                await self.refresh()
-            except Exception:  # keep watching: a transient error must not freeze the configuration
-                log.exception("cannot reload the configuration from %s", self.root)
+                st = os.stat(directory)
+                layout.append((st.st_ino, st.st_mtime_ns))
+            except OSError:
+                layout.append(None)
+        return tuple(layout)
+
+    async def _watch(self):
+        loop = asyncio.get_running_loop()
+        watcher = DirectoryWatcher.open()
+        if watcher is not None and not watcher.watch(self._directories()):
+            watcher.close()
+            watcher = None
+        layout = await loop.run_in_executor(None, self._layout)
+        last_full, due = 0.0, True  # compare at once: a change made since open() was seen by nothing
+        try:
+            while True:
+                if due:
+                    last_full = time.monotonic()
+                    try:
+                        await self.refresh()
+                    except Exception:  # keep watching: a transient error must not freeze the configuration
+                        log.exception("cannot reload the configuration from %s", self.root)
+                if watcher is None:
+                    await asyncio.sleep(self.reload_interval)
+                    continue
+                due = await watcher.changed(self.reload_interval)
+                if due:
+                    await asyncio.sleep(self.SETTLE)
+                    watcher.forget()  # what happened while settling is read now too
+                now = await loop.run_in_executor(None, self._layout)
+                if now != layout:
+                    layout, due = now, True
+                    watcher.watch(self._directories())
+                due = due or time.monotonic() - last_full >= self.FULL_SCAN_INTERVAL
+        finally:
+            if watcher is not None:
+                watcher.close()
 
     def check(self):
         """Raise OSError when the configuration directory cannot be read (used by /ready)."""

@@ -219,3 +219,47 @@ def test_documents_from_any_source_go_through_the_same_parser():
         "backups/BackupUser/w: kind: expected 'BackupUser', found 'Secret'",
         "backups/BackupCollection/broken: spec.filenameTemplate: must contain ${version}; the object is not loaded",
     ]
+
+
+def test_only_what_changed_is_parsed_again(cfg):
+    """With the Parser of the last read, unchanged documents keep their parsed objects; an edited file, and the
+    documents referring to an edited Secret, are parsed again; a removed file is gone."""
+    from backup_repository.config.provider import Parser
+
+    ref = "passwordFromRef: {name: passwords, entry: alice}"
+    cfg.user("alice", "", extra=f"  {ref}")
+    cfg.user("bob", "bob-hash")
+    cfg.user("carol", "carol-hash")
+    cfg.write(COLLECTIONS, "c1", collection())
+    cfg.write(COLLECTIONS, "c2", collection(name="c2", template="d-${{version}}.gpg"))
+    parser = Parser()
+    first = read_snapshot(str(cfg.ns), parser)
+    assert first.problems == () and first.users["alice"].password_hash == GO_ADMIN_HASH
+    assert first.granted == {"alice": ("c1", "c2")}
+
+    cfg.user("bob", "bob-hash-2")
+    cfg.remove(USERS, "carol")
+    second = read_snapshot(str(cfg.ns), parser)
+    assert second.users["bob"].password_hash == "bob-hash-2"
+    assert "carol" not in second.users
+    assert second.users["alice"] is first.users["alice"]
+    assert second.collections["c1"] is first.collections["c1"]
+
+    # a new value in the Secret: alice (password) and both collections (health code) are parsed again
+    cfg.write(SECRETS, "passwords", SECRET.format(hash="new-hash").replace("abc123", "def456"))
+    third = read_snapshot(str(cfg.ns), parser)
+    assert third.users["alice"].password_hash == "new-hash"
+    assert third.collections["c1"].health_code_sha256 == "def456"
+    assert third.users["bob"] is second.users["bob"]
+
+
+def test_problems_of_unchanged_documents_are_still_reported(cfg):
+    from backup_repository.config.provider import Parser
+
+    cfg.write(COLLECTIONS, "c1", collection(total="1M"))
+    cfg.write(USERS, "broken", "kind: [")
+    parser = Parser()
+    first = problems_of(read_snapshot(str(cfg.ns), parser))
+    cfg.user("alice", GO_ADMIN_HASH)
+    second = problems_of(read_snapshot(str(cfg.ns), parser))
+    assert len(first) == 2 and first == second
