@@ -221,12 +221,18 @@ class Repository(abc.ABC):
         )
         return _version(row) if row else None
 
-    async def collection_stats(self) -> dict:
-        """{collection id: (versions count, used bytes, latest version time)} for every collection with versions."""
-        rows = await self.fetchall(
-            "SELECT collection_id, COUNT(*), COALESCE(SUM(filesize), 0), MAX(created_at) FROM versions "
-            "GROUP BY collection_id"
-        )
+    async def collection_stats(self, collection_ids=None) -> dict:
+        """{collection id: (versions count, used bytes, latest version time)} for every collection with versions,
+        or for those of ``collection_ids`` (a few: a tenant's)."""
+        select = "SELECT collection_id, COUNT(*), COALESCE(SUM(filesize), 0), MAX(created_at) FROM versions "
+        if collection_ids is None:
+            rows = await self.fetchall(select + "GROUP BY collection_id")
+        elif not collection_ids:
+            rows = []
+        else:
+            marks = ", ".join(["%s"] * len(collection_ids))
+            rows = await self.fetchall(select + f"WHERE collection_id IN ({marks}) GROUP BY collection_id",
+                                       tuple(collection_ids))
         return {row[0]: (int(row[1]), int(row[2]), _timestamp(row[3])) for row in rows}
 
     async def delete_version(self, version_id: str) -> bool:
@@ -260,6 +266,18 @@ class Repository(abc.ABC):
             "ok = excluded.ok, message = excluded.message",
             (version.id, version.collection_id, now, ok, message),
         )
+
+    async def collections_with_integrity_problems(self) -> dict:
+        """{collection id: ((version number, filename, message), ...)} of the collections with failed checks."""
+        rows = await self.fetchall(
+            "SELECT i.collection_id, v.version_number, v.filename, i.message FROM integrity_checks i "
+            "JOIN versions v ON v.id = i.version_id WHERE i.ok = %s ORDER BY i.collection_id, v.version_number",
+            (False,),
+        )
+        result = {}
+        for row in rows:
+            result.setdefault(row[0], []).append((row[1], row[2], row[3]))
+        return {collection_id: tuple(problems) for collection_id, problems in result.items()}
 
     async def integrity_problems(self, collection_id: str) -> list:
         """(version number, filename, message) of the failed checks of the collection's current versions."""

@@ -46,3 +46,15 @@ def check_latest_backup(windows, latest_created_at: Optional[datetime], now: dat
     slots = ", ".join(f"interval({w.cron}) + {w.duration_text}" for w in windows)
     return (f"previous backup was not executed in expected time slots: {slots}. "
             f"Latest backup created at: {latest_created_at.isoformat()}")
+
+
+def next_change(windows, now: datetime) -> Optional[datetime]:
+    """The next moment at which check_latest_backup's answer can change without a new backup: a slot opening or
+    closing. None without windows (the answer then never changes by itself)."""
+    moments = []
+    for window in windows:
+        start, end = latest_slot(window, now)
+        if end >= now:
+            moments.append(end + timedelta(seconds=1))  # the slot includes its end
+        moments.append(croniter(window.cron, now.astimezone()).get_next(datetime))
+    return min(moments) if moments else None

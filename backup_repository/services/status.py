@@ -9,8 +9,12 @@ A server that may not write status keeps working and says so once.
 import asyncio
 import logging
 
+from backup_repository.process import release_free_memory
+
 log = logging.getLogger(__name__)
 
+#: A pass that wrote at least this many statuses gives the memory it used back to the system.
+RELEASE_AFTER = 1000
 #: Seconds between two passes (a new backup shows in ``kubectl get backupcollections`` within this).
 STATUS_INTERVAL = 10.0
 
@@ -18,24 +22,32 @@ STATUS_INTERVAL = 10.0
 class StatusPublisher:
     def __init__(self, collections, writer, interval: float = STATUS_INTERVAL):
         self._collections = collections  # services.collections.CollectionService
-        self._writer = writer  # has write_status(collection_id, status) -> bool (the Kubernetes provider)
+        # has write_status(collection_id, status) -> bool and shows_status(collection_id, status) -> bool (the
+        # Kubernetes provider)
+        self._writer = writer
         self._interval = interval
-        self._written = {}  # collection id -> the status last written
+        self._known = {}  # what CollectionService.statuses computed each status from
         self.enabled = True
 
     async def publish_once(self) -> int:
         """Write the statuses that changed; returns how many were written."""
         written = 0
-        for collection_id, status in (await self._collections.statuses()).items():
-            if self._written.get(collection_id) == status:
-                continue
-            if not await self._writer.write_status(collection_id, status):
+        for collection_id, status in (await self._collections.statuses(self._known)).items():
+            if self._writer.shows_status(collection_id, status):
+                continue  # shown already (written before a restart, or by another replica)
+            try:
+                allowed = await self._writer.write_status(collection_id, status)
+            except BaseException:
+                self._known.pop(collection_id, None)  # computed again, and written, next time
+                raise
+            if not allowed:
                 self.enabled = False
                 log.warning("status of BackupCollections is off: the identity may not patch "
                             "backupcollections/status (docs/kubernetes.md#status); everything else works")
                 return written
-            self._written[collection_id] = status
             written += 1
+        if written >= RELEASE_AFTER:
+            release_free_memory()  # the first pass over thousands of collections leaves their garbage behind
         return written
 
     async def run_forever(self):

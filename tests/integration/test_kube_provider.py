@@ -146,6 +146,36 @@ def test_edits_apply_within_two_seconds(kube, server):
                       interval=0.1)
     assert_error(server.get("/api/stable/auth/whoami", fresh), 401, "user account does not exist or is deactivated")
     delete(kube, "BackupCollection", "more")
+    # the least Role allows only get on secrets: they are read again every 1.5 s, and the server says so once
+    assert server.log().count("the Role allows get but not list and watch on secrets") == 1
+
+
+def identity_with_secret_rule(kube, tmp_path, name: str, secret_rule: dict) -> str:
+    """A kubeconfig for a new identity bound to the Role's custom-resource rule and ``secret_rule``."""
+    role = {**ROLE, "metadata": {"name": name, "namespace": NS}, "rules": [ROLE["rules"][0], secret_rule]}
+    for path, body in ((f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/roles", role), binding(name, name)):
+        response = kube.api("POST", path, json=body)
+        assert response.status_code in (201, 409), response.text
+    return kube.write_kubeconfig(str(tmp_path / "kubeconfig"), client_cert=kube.mint_client_cert(name),
+                                 namespace=NS)
+
+
+def test_secrets_are_watched_when_the_role_allows_it(kube, tmp_path, make_backend, start_server):
+    """With list and watch on the referenced Secrets (by resourceNames), each is watched by name: a rotation
+    applies as fast as any edit, and nothing is read again and again."""
+    kubeconfig = identity_with_secret_rule(kube, tmp_path, "watching-secrets", {
+        "apiGroups": [""], "resources": ["secrets"], "resourceNames": ["passwords"], "verbs": ["get", "list", "watch"]})
+    apply(kube, "Secret", "passwords", secret(admin=GO_ADMIN_HASH, gina=encode_password("gina-1")))
+    apply(kube, "BackupUser", "admin", user("admin"))
+    apply(kube, "BackupUser", "gina", user("gina"))
+    server = start_server(make_backend("sqlite", "local"), ConfigDir(tmp_path / "unused", copy_examples=False),
+                          "--provider=kubernetes", f"--kubeconfig={kubeconfig}", f"--namespace={NS}")
+    assert logs_in(server, "gina", "gina-1")
+    apply(kube, "Secret", "passwords", secret(admin=GO_ADMIN_HASH, gina=encode_password("gina-2")))
+    assert wait_until(lambda: logs_in(server, "gina", "gina-2"), timeout=2, interval=0.1)
+    assert not logs_in(server, "gina", "gina-1")
+    assert "the Role allows get but not list and watch" not in server.log()
+    delete(kube, "BackupUser", "gina")
 
 
 def test_a_bad_resource_breaks_only_itself_and_validate_config_names_it(kube, server, kubeconfig):
@@ -205,6 +235,31 @@ def test_the_api_server_going_away_and_coming_back(kube, server):
     assert "in sync with the API server again" in server.log()
     assert wait_until(lambda: configuration_check(server)["status"] is True, timeout=5)
     delete(kube, "BackupUser", "carol")
+
+
+def test_many_secrets_are_watched_with_one_watch_of_the_namespace(kube, tmp_path, make_backend, start_server):
+    """More than 8 referenced Secrets and a Role that allows list and watch on the namespace's secrets: one watch
+    follows them all (a watch per Secret holds a connection each). A rotation applies within 2 s."""
+    kubeconfig = identity_with_secret_rule(kube, tmp_path, "all-secrets", {
+        "apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]})
+    apply(kube, "Secret", "passwords", secret(admin=GO_ADMIN_HASH))
+    apply(kube, "BackupUser", "admin", user("admin"))
+    apply(kube, "Secret", "unrelated", secret(other="not referenced"))
+    hashes = {index: encode_password(f"pw-{index}") for index in range(10)}
+    for index in range(10):
+        apply(kube, "Secret", f"tenant-{index}", secret(password=hashes[index]))
+        apply(kube, "BackupUser", f"tenant-{index}", {"spec": {
+            "email": "t@example.org", "roles": [], "passwordFromRef": {"name": f"tenant-{index}", "entry": "password"}}})
+    server = start_server(make_backend("sqlite", "local"), ConfigDir(tmp_path / "unused", copy_examples=False),
+                          "--provider=kubernetes", f"--kubeconfig={kubeconfig}", f"--namespace={NS}")
+    assert logs_in(server, "tenant-3", "pw-3")
+    apply(kube, "Secret", "tenant-3", secret(password=encode_password("pw-3b")))
+    assert wait_until(lambda: logs_in(server, "tenant-3", "pw-3b"), timeout=2, interval=0.1)
+    assert not logs_in(server, "tenant-3", "pw-3")
+    assert "11 Secrets are referenced: one watch of the namespace's Secrets follows them" in server.log()
+    assert "followed on its own" not in server.log() and "Traceback" not in server.log()
+    for index in range(10):
+        delete(kube, "BackupUser", f"tenant-{index}")
 
 
 def test_rbac_taken_away_and_given_back(kube, server):

@@ -55,3 +55,21 @@ def test_latest_backup_on_time_late_or_missing():
 def test_duration_longer_than_the_interval():
     hourly_long = BackupWindow("0 * * * *", 3 * 3600, "3h")
     assert is_open([hourly_long], AT(5, 59))
+
+
+@pytest.mark.parametrize("now, expected", [
+    (AT(0, 0), AT(0, 30)),                                   # closed: the next slot opens
+    (AT(1, 0), AT(2, 30).replace(second=1)),                 # open: it closes (its end included)
+    (AT(3, 0), AT(0, 30, day=28)),                           # closed again: tomorrow's slot
+])
+def test_the_next_moment_the_window_check_can_change(now, expected):
+    from datetime import timedelta
+
+    from backup_repository.domain.windows import next_change
+
+    assert next_change((NIGHTLY,), now) == expected
+    # the answer is the same all the way until then, for a backup that came yesterday
+    yesterday = AT(1, 0, day=26)
+    before = check_latest_backup((NIGHTLY,), yesterday, now)
+    assert check_latest_backup((NIGHTLY,), yesterday, expected - timedelta(seconds=1)) == before
+    assert next_change((), now) is None
