@@ -13,6 +13,7 @@ import logging
 from backup_repository.config.provider import FilesystemProvider, log_problems
 from backup_repository.db import open_database
 from backup_repository.health.checks import readiness_checks
+from backup_repository.process import release_free_memory
 from backup_repository.security.passwords import PasswordVerifier
 from backup_repository.security.ratelimit import RateLimits
 from backup_repository.security.tokens import RECOMMENDED_KEY_BYTES, TokenService
@@ -94,6 +95,7 @@ class AppContext:
         async with contextlib.AsyncExitStack() as resources:
             db, storage = await resources.enter_async_context(open_stores(settings))
             ctx = cls(settings, config, db, storage, resources.pop_all())
+        release_free_memory()  # what reading the configuration left behind
         return ctx
 
     def start(self):

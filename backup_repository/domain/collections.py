@@ -11,7 +11,7 @@ VERSION_PLACEHOLDER = "${version}"
 COLLECTION_NOT_FOUND = "cannot find specified collection"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BackupWindow:
     """Uploads are allowed from each time the cron expression ``cron`` fires until ``duration`` seconds later."""
 
@@ -20,7 +20,7 @@ class BackupWindow:
     duration_text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Collection:
     id: str
     description: str = ""

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObjectGrant:
     """Roles granted on one object (a collection) — used by access keys, scopes and collection ACLs."""
 
@@ -13,7 +13,7 @@ class ObjectGrant:
     roles: tuple
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AccessKey:
     """A second password of a user, limited to the objects it lists (login as ``user$key``)."""
 
@@ -30,7 +30,7 @@ class AccessKey:
         return tuple(roles)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class User:
     name: str
     email: str = ""

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 from backup_repository.domain.errors import StorageError
-from backup_repository.storage.cloud import CloudBackend
 from backup_repository.storage.local import LocalBackend
 from backup_repository.storage.urls import StorageConfigError, StorageLocation, make_driver, parse_storage_url
 
@@ -56,6 +55,8 @@ class BlobStore:
                     f"the storage directory {location.bucket} does not exist; create it or fix --storage-url"
                 )
             return cls(location, LocalBackend(location.bucket))
+        from backup_repository.storage.cloud import CloudBackend  # libcloud (and requests) only when used
+
         driver, container = make_driver(location)
         return cls(location, CloudBackend(driver, container))
 
