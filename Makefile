@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RUN    := .run
 
-.PHONY: run test bench binary install venv clean
+.PHONY: run test bench bench-config binary install venv clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ test: $(STAMP)
 ## make bench: upload/download throughput and server memory on loopback (figures: docs/performance.md)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
+
+## make bench-config: start-up, memory, idle CPU, edit latency and request latency with 100, 1,000 and 10,000
+## users and collections, from files and from a real kube-apiserver (figures: docs/performance.md)
+bench-config: $(STAMP)
+	bash scripts/build-test-tools.sh
+	$(BIN)/python benchmarks/config_scale.py
 
 ## make binary: one executable, dist/backup-repository, that needs no Python on the target
 binary: $(BUILD_STAMP)
