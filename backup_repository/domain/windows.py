@@ -17,8 +17,11 @@ from backup_repository.domain.collections import BackupWindow
 def latest_slot(window: BackupWindow, now: datetime):
     """(start, end) of the most recent slot that started at or before ``now``."""
     local_now = now.astimezone()
-    # croniter's get_prev is strictly before its start: start one second later so that "fires right now" counts
+    # croniter's get_prev is strictly before its start: start one second later so that "fires right now" counts,
+    # and step back once more when that found the firing of the next second (now is just before it)
     start = croniter(window.cron, local_now + timedelta(seconds=1)).get_prev(datetime)
+    if start > local_now:
+        start = croniter(window.cron, start).get_prev(datetime)
     return start, start + timedelta(seconds=window.duration)
 
 

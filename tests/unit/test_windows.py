@@ -73,3 +73,13 @@ def test_the_next_moment_the_window_check_can_change(now, expected):
     before = check_latest_backup((NIGHTLY,), yesterday, now)
     assert check_latest_backup((NIGHTLY,), yesterday, expected - timedelta(seconds=1)) == before
     assert next_change((), now) is None
+
+
+def test_the_last_second_before_a_firing_is_inside_the_running_slot():
+    """Half a second before a minute boundary the slot that started a minute ago is the latest one (it used to
+    find the next minute's firing and call an always-open window closed, once a minute)."""
+    every_minute = BackupWindow("* * * * *", 120, "2m")
+    just_before = AT(12, 0).replace(second=59, microsecond=500000)
+    assert is_open((every_minute,), just_before)
+    assert check_latest_backup((every_minute,), None, just_before) is None
+    assert is_open((every_minute,), AT(12, 1))  # fires right now: counts
