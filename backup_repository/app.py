@@ -24,6 +24,18 @@ def make_app(ctx) -> tornado.web.Application:
     )
 
 
+def make_probe_app(ctx) -> tornado.web.Application:
+    """The --probe-listen application: /health and a /ready that needs no key (docs/kubernetes.md#probes)."""
+    return tornado.web.Application(
+        health.probe_routes(ctx),
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"ctx": ctx},
+        compress_response=False,
+        log_function=log_request,
+        xsrf_cookies=False,
+    )
+
+
 access_log = logging.getLogger("backup_repository.access")
 
 

@@ -10,7 +10,7 @@ import tornado.httpserver
 import tornado.netutil
 
 from backup_repository import systemd
-from backup_repository.app import make_app
+from backup_repository.app import make_app, make_probe_app
 from backup_repository.config.provider import ConfigurationUnavailable
 from backup_repository.context import AppContext
 from backup_repository.domain.errors import DatabaseError
@@ -70,6 +70,21 @@ async def serve(settings) -> int:
         await ctx.close()
         return 1
     server.add_sockets(sockets)
+    probe = None
+    if settings.probe_listen is not None:
+        probe_host, probe_port = settings.probe_listen
+        try:
+            probe_sockets = tornado.netutil.bind_sockets(probe_port, address=probe_host or None)
+        except OSError as exc:
+            log.error("cannot listen on %s:%d (--probe-listen): %s", probe_host or "*", probe_port, exc)
+            server.stop()
+            await ctx.close()
+            return 1
+        probe = tornado.httpserver.HTTPServer(make_probe_app(ctx), idle_connection_timeout=10,
+                                              max_header_size=MAX_HEADER_BYTES)
+        probe.add_sockets(probe_sockets)
+        for sock in probe_sockets:
+            print(f"backup-repository probes (/health, /ready) on port {sock.getsockname()[1]}", flush=True)
     ctx.start()
     for sock in sockets:
         address = sock.getsockname()
@@ -88,6 +103,8 @@ async def serve(settings) -> int:
     systemd.notify("STOPPING=1\nSTATUS=stopping: finishing requests in flight")
 
     await drain(server, ctx, settings.shutdown_grace)
+    if probe is not None:
+        probe.stop()
     await ctx.close()
     log.info("stopped")
     return 0

@@ -41,6 +41,11 @@ def parse_listen(text: str):
     return host, number
 
 
+def parse_optional_listen(text: str):
+    """An address as for --listen, or None for an empty value (no listener)."""
+    return parse_listen(text) if text.strip() else None
+
+
 def parse_bool(text: str) -> bool:
     value = text.strip().lower()
     if value in TRUE_WORDS:
@@ -148,6 +153,9 @@ OPTIONS = (
            "requests per minute per client IP on /health and /ready"),
     Option("listen", ("--listen",), None, ":8080", parse_listen,
            "address to listen on: :8080, 127.0.0.1:8080 or [::1]:8080"),
+    Option("probe_listen", ("--probe-listen",), "BR_PROBE_LISTEN", "", parse_optional_listen,
+           "a second address answering GET /health and GET /ready without the health key, for Kubernetes probes "
+           "(ready or not, and the names of failed checks; empty: none)"),
     Option("provider", ("-p", "--provider"), "BR_CONFIG_PROVIDER", "filesystem", parse_provider,
            "configuration provider: filesystem (a directory of YAML documents) or kubernetes (custom resources of "
            "the namespace --namespace)"),
@@ -206,6 +214,7 @@ class Settings:
     rate_collection_health_limit: int
     rate_server_health_limit: int
     listen: tuple
+    probe_listen: Optional[tuple]
     provider: str
     kubeconfig: str
     kube_start_timeout: float

@@ -37,6 +37,45 @@ class ReadyHandler(BaseHandler):
             self.fail(500, "one of checks failed", data)
 
 
+class ProbeReadyHandler(BaseHandler):
+    """``GET /ready`` on --probe-listen (docs/kubernetes.md#probes): no key, and only whether the server is ready
+    and the names of the checks that failed — never their messages."""
+
+    rate_class = None
+
+    async def prepare(self):  # answers while stopping too: "not ready" takes the pod out of the Service
+        pass
+
+    async def get(self):
+        if self.ctx.stopping:
+            self.fail(503, "not ready: stopping", {"ready": False, "failed": []})
+            return
+        results = await run_checks(self.ctx.readiness)
+        failed = [result.name for result in results if not result.ok]
+        if failed:
+            self.fail(503, "not ready: " + ", ".join(failed), {"ready": False, "failed": failed})
+        else:
+            self.ok({"ready": True})
+
+
+class ProbeHealthHandler(HealthHandler):
+    """``GET /health`` on --probe-listen: up while stopping too (a liveness probe must not kill the uploads that a
+    graceful stop lets finish)."""
+
+    rate_class = None
+
+    async def prepare(self):
+        pass
+
+
+def probe_routes(ctx):
+    kwargs = {"ctx": ctx}
+    return [
+        (r"/health", ProbeHealthHandler, kwargs),
+        (r"/ready", ProbeReadyHandler, kwargs),
+    ]
+
+
 def routes(ctx):
     kwargs = {"ctx": ctx}
     return [

@@ -64,3 +64,46 @@ def test_ready_reports_broken_storage_and_configuration(make_backend, config, st
     assert health["StorageAvailabilityValidator"]["statusText"] == "StorageAvailabilityValidator=false"
     assert health["ConfigurationProviderValidator"]["message"].startswith("configuration provider is not usable")
     assert "Traceback" not in response.text
+
+
+def test_the_probe_listener_answers_without_a_key_and_tells_no_details(make_backend, config, start_server):
+    """--probe-listen (docs/kubernetes.md#probes): kubelet's probes need no key in the pod spec; the answer says
+    ready or not and which checks failed, never their messages; the main port still wants the key."""
+    from tests.support import free_port
+
+    backend = make_backend("sqlite", "local")
+    port = free_port()
+    server = start_server(backend, config, f"--probe-listen=127.0.0.1:{port}")
+    probe = f"http://127.0.0.1:{port}"
+    ready = requests.get(probe + "/ready", timeout=10)
+    assert ready.status_code == 200 and ready.json() == {"status": True, "data": {"ready": True}}
+    assert requests.get(probe + "/health", timeout=10).status_code == 200
+    assert requests.get(probe + "/api/stable/auth/whoami", timeout=10).status_code == 404  # nothing else there
+    assert server.get("/ready").status_code == 403
+
+    storage_dir = next(a for a in backend.args if a.startswith("--storage-url=")).split("file://", 1)[1]
+    shutil.rmtree(storage_dir)
+    broken = requests.get(probe + "/ready", timeout=10)
+    assert broken.status_code == 503
+    assert broken.json() == {"status": False, "error": "not ready: StorageAvailabilityValidator",
+                             "data": {"ready": False, "failed": ["StorageAvailabilityValidator"]}}
+    assert storage_dir not in broken.text
+
+
+def test_a_probe_address_in_use_stops_the_start(make_backend, config, start_server):
+    import socket
+    import subprocess
+    import sys
+
+    from tests.support import ROOT, base_env
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "backup_repository", "--listen=127.0.0.1:0",
+                                 f"--probe-listen=127.0.0.1:{port}", "--jwt-secret-key=probe-test-key",
+                                 f"--config-local-path={config.root}", *make_backend("sqlite", "local").args],
+                                capture_output=True, text=True, env=base_env(ROOT), cwd=str(ROOT), timeout=60)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port} (--probe-listen)" in result.stderr
