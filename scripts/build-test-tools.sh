@@ -5,6 +5,7 @@
 #
 #   $BR_TEST_TOOLS/bin/kube-apiserver   k8s.io/kubernetes/cmd/kube-apiserver at $KUBE_VERSION
 #   $BR_TEST_TOOLS/bin/etcd             go.etcd.io/etcd/server/v3 (etcd's main package) at $ETCD_VERSION
+#   $BR_TEST_TOOLS/bin/helm             helm.sh/helm/v3/cmd/helm at $HELM_VERSION (the chart's tests)
 #   $BR_TEST_TOOLS/VERSIONS             one "name version" line per binary built
 #
 # BR_TEST_TOOLS defaults to ~/.cache/backup-repository/test-tools. Idempotent: a binary whose VERSIONS line
@@ -14,13 +15,15 @@
 # cache (0.8 GB) is kept: a later pin bump downloads only what changed. What stays is about 0.9 GB; deleting any
 # of it, or the whole directory, is always safe.
 #
-# A cold build takes 3 to 5 minutes on 2 cores (etcd under 1, kube-apiserver 2.5 to 4; downloads some 15 s)
+# A cold build takes 4 to 7 minutes on 2 cores (etcd under 1, kube-apiserver 2.5 to 4, helm 1 to 2; downloads
+# some 20 s)
 # and up to 1.8 GB of memory.
 # Needs Go >= 1.26 (the etcd pin requires it) and the Go module proxy; nothing else is downloaded.
 set -euo pipefail
 
 KUBE_VERSION=v1.34.4
 ETCD_VERSION=v3.6.16  # k8s 1.34 ships with etcd 3.6; a later 3.6 patch release for its fixes
+HELM_VERSION=v3.19.5  # helm 3.19 is built on the Kubernetes 1.34 libraries
 
 TOOLS=${BR_TEST_TOOLS:-$HOME/.cache/backup-repository/test-tools}
 BIN=$TOOLS/bin
@@ -31,8 +34,9 @@ BIN=$TOOLS/bin
 is_built() {  # name version
   [ -x "$BIN/$1" ] && grep -qx "$1 $2" "$TOOLS/VERSIONS" 2>/dev/null
 }
-if is_built kube-apiserver "$KUBE_VERSION" && is_built etcd "$ETCD_VERSION"; then
-  echo "test tools already built in $TOOLS (kube-apiserver $KUBE_VERSION, etcd $ETCD_VERSION)"
+HELM_BUILD="$HELM_VERSION-k8s$(echo "${KUBE_VERSION#v}" | cut -d. -f1,2)"  # helm, stamped with the API server's version
+if is_built kube-apiserver "$KUBE_VERSION" && is_built etcd "$ETCD_VERSION" && is_built helm "$HELM_BUILD"; then
+  echo "test tools already built in $TOOLS (kube-apiserver $KUBE_VERSION, etcd $ETCD_VERSION, helm $HELM_VERSION)"
   exit 0
 fi
 
@@ -109,26 +113,43 @@ build_kube_apiserver() {
   step "kube-apiserver: built, $("$BIN/kube-apiserver" --version)"
 }
 
-build_etcd() {
-  local mod=$work/etcd
+build_module() {  # name module-path version ldflags: go get the module's main package in a throwaway module
+  local name=$1 package=$2 version=$3 ldflags=$4 mod=$work/$1
   mkdir -p "$mod" && cd "$mod"
-  step "etcd $ETCD_VERSION: resolving and downloading the dependencies (go get)"
-  go mod init br-test-tools/etcd >/dev/null 2>&1
-  # etcd's own go.mod replaces its sibling modules (api, client, pkg) by relative paths; as a dependency those
-  # replaces are ignored and the siblings come at the versions it requires, which are the same release.
-  go_get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
-  step "etcd: compiling"
-  go build -p 2 -trimpath -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION" \
-    -o "$BIN/.etcd.new" go.etcd.io/etcd/server/v3
-  mv "$BIN/.etcd.new" "$BIN/etcd"
+  step "$name $version: resolving and downloading the dependencies (go get)"
+  go mod init "br-test-tools/$name" >/dev/null 2>&1
+  # a module's own replaces of its siblings (etcd's api, client, pkg) are ignored as a dependency; the siblings
+  # come at the versions it requires, which are the same release
+  go_get "$package@$version"
+  step "$name: compiling"
+  go build -p 2 -trimpath -ldflags "-s -w $ldflags" -o "$BIN/.$name.new" "$package"
+  mv "$BIN/.$name.new" "$BIN/$name"
+}
+
+build_etcd() {
+  build_module etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "-X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION"
   record_version etcd "$ETCD_VERSION"
   step "etcd: built, $("$BIN/etcd" --version | sed -n 1p)"
 }
 
+build_helm() {
+  # what helm's Makefile stamps: its version, and the Kubernetes version it assumes (.Capabilities.KubeVersion
+  # and kubeVersion checks) — that of the API server the tests run, not the library's default of 1.20
+  local minor=${KUBE_VERSION#v1.} pkg x="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  minor=${minor%%.*}
+  for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+    x+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
+  done
+  build_module helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "$x"
+  record_version helm "$HELM_BUILD"
+  step "helm: built, $("$BIN/helm" version --short)"
+}
+
 is_built etcd "$ETCD_VERSION" || build_etcd
 is_built kube-apiserver "$KUBE_VERSION" || build_kube_apiserver
+is_built helm "$HELM_BUILD" || build_helm
 
 if [ "${BR_TEST_TOOLS_KEEP_GOCACHE:-0}" != 1 ]; then
   go clean -cache
 fi
-step "done: $BIN/kube-apiserver, $BIN/etcd; $TOOLS holds $(du -sh "$TOOLS" | cut -f1) (bin/ $(du -sh "$BIN" | cut -f1))"
+step "done: $BIN/kube-apiserver, $BIN/etcd, $BIN/helm; $TOOLS holds $(du -sh "$TOOLS" | cut -f1) (bin/ $(du -sh "$BIN" | cut -f1))"

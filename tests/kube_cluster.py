@@ -43,17 +43,25 @@ from typing import NamedTuple, Optional
 import requests
 import yaml
 
-TOOLS_HINT = ("no kube-apiserver and etcd for the Kubernetes tests: run scripts/build-test-tools.sh (builds them "
-              "once, 3 to 5 minutes, into $BR_TEST_TOOLS, default ~/.cache/backup-repository/test-tools)")
+TOOLS_HINT = ("no kube-apiserver, etcd and helm for the Kubernetes tests: run scripts/build-test-tools.sh (builds "
+              "them once, 4 to 7 minutes, into $BR_TEST_TOOLS, default ~/.cache/backup-repository/test-tools)")
 ADMIN_USER = "admin"
 LIMITED_USER = "backup-repository"
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 90  # seconds for kube-apiserver to become ready; it takes 2 to 3 here
+#: The least Role the server needs, verb by verb (docs/kubernetes.md#the-role-it-needs); the last rule is optional.
+DOCUMENTED_ROLE_RULES = [
+    {"apiGroups": ["backups.riotkit.org"], "resources": ["backupusers", "backupcollections"],
+     "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+    {"apiGroups": ["backups.riotkit.org"], "resources": ["backupcollections/status"], "verbs": ["patch"]},
+]
 
 
 class Tools(NamedTuple):
     kube_apiserver: str
     etcd: str
+    helm: str
 
 
 def tools_dir() -> str:
@@ -62,9 +70,10 @@ def tools_dir() -> str:
 
 
 def find_tools() -> Optional[Tools]:
-    """The paths of kube-apiserver and etcd built by scripts/build-test-tools.sh, or None when either is missing."""
+    """The paths of kube-apiserver, etcd and helm built by scripts/build-test-tools.sh, or None when one is
+    missing."""
     bindir = os.path.join(tools_dir(), "bin")
-    tools = Tools(os.path.join(bindir, "kube-apiserver"), os.path.join(bindir, "etcd"))
+    tools = Tools(*(os.path.join(bindir, name) for name in ("kube-apiserver", "etcd", "helm")))
     return tools if all(os.access(path, os.X_OK) for path in tools) else None
 
 

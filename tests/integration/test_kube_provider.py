@@ -25,12 +25,7 @@ API = f"/apis/backups.riotkit.org/v1alpha1/namespaces/{NS}"
 ROLE = {
     "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
     "metadata": {"name": "backup-repository", "namespace": NS},
-    "rules": [
-        {"apiGroups": ["backups.riotkit.org"], "resources": ["backupusers", "backupcollections"],
-         "verbs": ["get", "list", "watch"]},
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
-        {"apiGroups": ["backups.riotkit.org"], "resources": ["backupcollections/status"], "verbs": ["patch"]},
-    ],
+    "rules": kube_cluster.DOCUMENTED_ROLE_RULES,
 }
 
 
