@@ -143,7 +143,8 @@ def test_postgresql_and_s3_scale_out(helm_home):
     (["autoscaling.enabled=true"], "replicaCount > 1 and autoscaling need PostgreSQL"),
     (["replicaCount=2", "database.user=u"], "replicaCount > 1 and autoscaling need PostgreSQL"),
     (["secrets.spec.BR_JWT_SECRET_KEY=changeme-important!"], "is the Go chart's example value"),
-    (["settings.healthCode=changeme"], "settings.healthCode is not used"),
+    (["settings.healthCode=changeme"], "settings.healthCode is the Go chart's example value"),
+    (["terminationGracePeriodSeconds=20"], "must be above settings.shutdownGrace (30s)"),
     (["replicaCount=three"], "replicaCount"),
     (["serviec.port=80"], "serviec"),
     (["secrets.type=vault"], "/secrets/type"),
@@ -153,6 +154,53 @@ def test_wrong_values_are_refused_with_a_message(helm_home, sets, message):
     result = helm(helm_home, *args, *(item for value in sets for item in ("--set", value)), check=False)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
+
+
+#: A values file written for the Go server's chart (its value names and layout), with the image and the two example
+#: secrets changed as its users had to.
+GO_CHART_VALUES = {
+    "replicaCount": 2, "terminationGracePeriodSeconds": 300,
+    "settings": {"healthCode": "our-health-code"},
+    "secretsType": "plain",
+    "secrets": {"name": "backup-repository-secret-env", "type": "plain", "create": True, "spec": {
+        "BR_JWT_SECRET_KEY": "a-long-random-key-of-our-own-a-long-random-key-of-our-own",
+        "BR_DB_HOSTNAME": "postgresql.db.svc.cluster.local", "BR_DB_PASSWORD": "postgres",
+        "BR_DB_USERNAME": "postgres", "BR_DB_NAME": "backup-repository", "BR_DB_PORT": "5433"}},
+    "env": {"BR_LOG_LEVEL": "info", "BR_STORAGE_DRIVER_URL": "s3://backups?endpoint=minio:9000&region=eu-central-1"},
+    "image": {"repository": "registry.example.org/backup-repository", "pullPolicy": "Always", "tag": ""},
+    "imagePullSecrets": [], "nameOverride": "", "fullnameOverride": "",
+    "serviceAccount": {"create": True, "annotations": {}, "name": ""},
+    "podAnnotations": {}, "podSecurityContext": {},
+    "securityContext": {"capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": True, "runAsNonRoot": True},
+    "service": {"type": "ClusterIP", "port": 8080},
+    "ingress": {"enabled": False, "className": "", "annotations": {}, "hosts": [
+        {"host": "backups.example.org", "paths": [{"path": "/", "pathType": "ImplementationSpecific"}]}], "tls": []},
+    "route": {"enabled": False, "host": "backups.example.org", "yaml": {}},
+    "resources": {"limits": {"cpu": 2, "memory": "1Gi"}, "requests": {"cpu": "50m", "memory": "128Mi"}},
+    "autoscaling": {"enabled": False, "minReplicas": 1, "maxReplicas": 100, "targetCPUUtilizationPercentage": 80},
+    "health": {"liveness": {"enabled": True, "attributes": {"failureThreshold": 1}},
+               "readiness": {"enabled": True, "attributes": {}}},
+    "nodeSelector": {}, "tolerations": [], "affinity": {}, "deploymentLabels": {}, "podLabels": {},
+}
+
+
+def test_a_values_file_of_the_go_servers_chart_works(helm_home, tmp_path):
+    values = tmp_path / "go.values.yaml"
+    values.write_text(yaml.safe_dump(GO_CHART_VALUES))
+    helm(helm_home, "lint", "--strict", str(CHART), "--values", str(values))
+    documents = render(helm_home, values)
+    secret = of_kind(documents, "Secret")[0]
+    assert secret["metadata"]["name"] == "backup-repository-secret-env"
+    decoded = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+    assert decoded["BR_HEALTH_CHECK_KEY"] == "our-health-code" and decoded["BR_DB_PORT"] == "5433"
+    deployment = of_kind(documents, "Deployment")[0]
+    pod = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] == 2 and pod["terminationGracePeriodSeconds"] == 300
+    env = {v["name"]: v.get("value") for v in pod["containers"][0]["env"]}
+    assert not {"BR_DB_PORT", "BR_DB_PATH", "BR_DB_HOSTNAME"} & set(env)  # the Secret's BR_DB_* are not overridden
+    assert env["BR_STORAGE_DRIVER_URL"].startswith("s3://")
+    assert pod["containers"][0]["livenessProbe"]["failureThreshold"] == 1
+    assert "our-health-code" not in yaml.safe_dump(deployment)
 
 
 # --- the real API server ------------------------------------------------------------------------------------------

@@ -62,15 +62,27 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if not (and (include "br.postgres" .) (include "br.objectStore" .)) }}true{{ end }}
 {{- end }}
 
-{{/* Seconds: --shutdown-grace plus 15 s for the process to end after it */}}
-{{- define "br.terminationGrace" -}}
+{{/* --shutdown-grace in seconds */}}
+{{- define "br.shutdownSeconds" -}}
 {{- $grace := .Values.settings.shutdownGrace | toString }}
-{{- $seconds := 30 }}
-{{- if hasSuffix "m" $grace }}{{ $seconds = mul (trimSuffix "m" $grace | atoi) 60 }}
-{{- else if hasSuffix "s" $grace }}{{ $seconds = trimSuffix "s" $grace | atoi }}
+{{- if hasSuffix "m" $grace }}{{ mul (trimSuffix "m" $grace | atoi) 60 }}
+{{- else if hasSuffix "s" $grace }}{{ trimSuffix "s" $grace | atoi }}
 {{- else }}{{ fail (printf "settings.shutdownGrace: %q: write seconds (30s) or minutes (5m)" $grace) }}
 {{- end }}
-{{- add $seconds 15 }}
+{{- end }}
+
+{{/* Seconds the pod may take to stop: terminationGracePeriodSeconds when set, else --shutdown-grace plus 15 s for
+     the process to end after it */}}
+{{- define "br.terminationGrace" -}}
+{{- $shutdown := include "br.shutdownSeconds" . | int }}
+{{- if .Values.terminationGracePeriodSeconds }}
+{{- if le (int .Values.terminationGracePeriodSeconds) $shutdown }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be above settings.shutdownGrace (%ds): uploads in flight would be killed on a rollout" (int .Values.terminationGracePeriodSeconds) $shutdown) }}
+{{- end }}
+{{- .Values.terminationGracePeriodSeconds }}
+{{- else }}
+{{- add $shutdown 15 }}
+{{- end }}
 {{- end }}
 
 {{/* Values that would make a wrong installation: refused with a message */}}
@@ -84,7 +96,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if not (has (include "br.secretsType" .) (list "plain" "sealedSecrets")) }}
 {{- fail (printf "secrets.type: %q: use plain or sealedSecrets" (include "br.secretsType" .)) }}
 {{- end }}
-{{- if hasKey .Values "settings" }}{{ if hasKey .Values.settings "healthCode" }}
-{{- fail "settings.healthCode is not used: the health key is the entry BR_HEALTH_CHECK_KEY of the credentials Secret (generated when absent), never a literal in the pod" }}
-{{- end }}{{ end }}
+{{- if eq (.Values.settings.healthCode | default "") "changeme" }}
+{{- fail "settings.healthCode is the Go chart's example value: remove it (a health key is generated into the Secret and kept) or set your own" }}
+{{- end }}
 {{- end }}
