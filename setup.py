@@ -24,6 +24,8 @@ setup(
         # --provider=kubernetes: an async client that reads kubeconfig contexts, client certificates, exec credential
         # plugins and the in-cluster service account (re-reading its rotating token) — code we should not write
         "kubernetes_asyncio>=30.0",
+        # /metrics: the reference implementation of Prometheus' text format, histograms and process metrics
+        "prometheus_client>=0.20",
     ],
     extras_require={
         # hypothesis drives the API fuzz test from docs/openapi.yaml; openapi-spec-validator checks that file;

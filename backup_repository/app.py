@@ -4,7 +4,7 @@ import logging
 
 import tornado.web
 
-from backup_repository.http import auth, collections, health
+from backup_repository.http import auth, collections, health, metrics
 from backup_repository.http.base import NotFoundHandler
 
 
@@ -13,6 +13,7 @@ def make_app(ctx) -> tornado.web.Application:
         *health.routes(ctx),
         *auth.routes(ctx),
         *collections.routes(ctx),
+        *metrics.routes(ctx),
     ]
     return tornado.web.Application(
         handlers,
@@ -26,8 +27,17 @@ def make_app(ctx) -> tornado.web.Application:
 
 def make_probe_app(ctx) -> tornado.web.Application:
     """The --probe-listen application: /health and a /ready that needs no key (docs/kubernetes.md#probes)."""
+    return _single_purpose_app(ctx, health.probe_routes(ctx))
+
+
+def make_metrics_app(ctx) -> tornado.web.Application:
+    """The --metrics-listen application: /metrics only (docs/monitoring.md)."""
+    return _single_purpose_app(ctx, metrics.listener_routes(ctx))
+
+
+def _single_purpose_app(ctx, handlers) -> tornado.web.Application:
     return tornado.web.Application(
-        health.probe_routes(ctx),
+        handlers,
         default_handler_class=NotFoundHandler,
         default_handler_args={"ctx": ctx},
         compress_response=False,
@@ -39,9 +49,20 @@ def make_probe_app(ctx) -> tornado.web.Application:
 access_log = logging.getLogger("backup_repository.access")
 
 
+def endpoint_name(handler: tornado.web.RequestHandler) -> str:
+    """The route that answered, from the handler's class (``UploadHandler`` -> ``upload``): a bounded set of names,
+    never the request's path."""
+    name = type(handler).__name__.removesuffix("Handler")
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_") or "unknown"
+
+
 def log_request(handler: tornado.web.RequestHandler):
-    """One line per request. The query string is left out: it may carry a token (?token=) or a code (?code=)."""
+    """One line per request, and its metrics. The query string is left out: it may carry a token (?token=) or a
+    code (?code=)."""
     status = handler.get_status()
+    ctx = getattr(handler, "ctx", None)
+    if ctx is not None:
+        ctx.metrics.request_done(endpoint_name(handler), status, handler.request.request_time())
     level = logging.INFO if status < 500 else logging.ERROR
     address = getattr(handler, "client_ip", None) or handler.request.remote_ip
     access_log.log(level, "%d %s %s (%s) %.1fms", status, handler.request.method, handler.request.path,

@@ -13,6 +13,7 @@ import logging
 from backup_repository.config.provider import FilesystemProvider, log_problems
 from backup_repository.db import open_database
 from backup_repository.health.checks import readiness_checks
+from backup_repository.metrics import Metrics
 from backup_repository.process import release_free_memory
 from backup_repository.security.passwords import PasswordVerifier
 from backup_repository.security.ratelimit import RateLimits
@@ -76,6 +77,7 @@ class AppContext:
         self.uploads = UploadService(config, db, storage, settings.max_uploads_per_user)
         self.readiness = readiness_checks(db, storage, config, settings.storage_health_timeout)
         config.on_change(self.auth.configuration_changed)
+        self.metrics = Metrics()
         self.requests_in_flight = set()  # handlers of requests being served (a graceful stop waits for them)
         self.stopping = False
         self._background = []

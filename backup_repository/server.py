@@ -10,7 +10,7 @@ import tornado.httpserver
 import tornado.netutil
 
 from backup_repository import systemd
-from backup_repository.app import make_app, make_probe_app
+from backup_repository.app import make_app, make_metrics_app, make_probe_app
 from backup_repository.config.provider import ConfigurationUnavailable
 from backup_repository.context import AppContext
 from backup_repository.domain.errors import DatabaseError
@@ -70,21 +70,19 @@ async def serve(settings) -> int:
         await ctx.close()
         return 1
     server.add_sockets(sockets)
-    probe = None
-    if settings.probe_listen is not None:
-        probe_host, probe_port = settings.probe_listen
+    side_servers = []  # --probe-listen, --metrics-listen
+    for address, make, flag, what in ((settings.probe_listen, make_probe_app, "--probe-listen", "probes (/health, /ready)"),
+                                      (settings.metrics_listen, make_metrics_app, "--metrics-listen", "/metrics")):
+        if address is None:
+            continue
         try:
-            probe_sockets = tornado.netutil.bind_sockets(probe_port, address=probe_host or None)
+            side_servers.append(listen_beside(make(ctx), address, what))
         except OSError as exc:
-            log.error("cannot listen on %s:%d (--probe-listen): %s", probe_host or "*", probe_port, exc)
-            server.stop()
+            log.error("cannot listen on %s:%d (%s): %s", address[0] or "*", address[1], flag, exc)
+            for side in [server, *side_servers]:
+                side.stop()
             await ctx.close()
             return 1
-        probe = tornado.httpserver.HTTPServer(make_probe_app(ctx), idle_connection_timeout=10,
-                                              max_header_size=MAX_HEADER_BYTES)
-        probe.add_sockets(probe_sockets)
-        for sock in probe_sockets:
-            print(f"backup-repository probes (/health, /ready) on port {sock.getsockname()[1]}", flush=True)
     ctx.start()
     for sock in sockets:
         address = sock.getsockname()
@@ -103,11 +101,22 @@ async def serve(settings) -> int:
     systemd.notify("STOPPING=1\nSTATUS=stopping: finishing requests in flight")
 
     await drain(server, ctx, settings.shutdown_grace)
-    if probe is not None:
-        probe.stop()
+    for side in side_servers:
+        side.stop()
     await ctx.close()
     log.info("stopped")
     return 0
+
+
+def listen_beside(app, address: tuple, what: str):
+    """A small HTTP server for ``app`` on ``address`` (probes, metrics); OSError when the address is taken."""
+    host, port = address
+    sockets = tornado.netutil.bind_sockets(port, address=host or None)
+    side = tornado.httpserver.HTTPServer(app, idle_connection_timeout=10, max_header_size=MAX_HEADER_BYTES)
+    side.add_sockets(sockets)
+    for sock in sockets:
+        print(f"backup-repository {what} on port {sock.getsockname()[1]}", flush=True)
+    return side
 
 
 async def drain(server, ctx, grace: float):

@@ -153,6 +153,11 @@ OPTIONS = (
            "requests per minute per client IP on /health and /ready"),
     Option("listen", ("--listen",), None, ":8080", parse_listen,
            "address to listen on: :8080, 127.0.0.1:8080 or [::1]:8080"),
+    Option("metrics_token", ("--metrics-token",), "BR_METRICS_TOKEN", "", str,
+           "bearer token that GET /metrics requires; with it, /metrics is served on --listen too (empty: only on "
+           "--metrics-listen, if set)", secret=True),
+    Option("metrics_listen", ("--metrics-listen",), "BR_METRICS_LISTEN", "", parse_optional_listen,
+           "a separate address serving only GET /metrics, e.g. 127.0.0.1:9102 (empty: none)"),
     Option("probe_listen", ("--probe-listen",), "BR_PROBE_LISTEN", "", parse_optional_listen,
            "a second address answering GET /health and GET /ready without the health key, for Kubernetes probes "
            "(ready or not, and the names of failed checks; empty: none)"),
@@ -214,6 +219,8 @@ class Settings:
     rate_collection_health_limit: int
     rate_server_health_limit: int
     listen: tuple
+    metrics_token: str
+    metrics_listen: Optional[tuple]
     probe_listen: Optional[tuple]
     provider: str
     kubeconfig: str
