@@ -9,33 +9,27 @@ from backup_repository.http.base import NotFoundHandler
 
 
 def make_app(ctx) -> tornado.web.Application:
-    handlers = [
+    return _application(ctx, [
         *health.routes(ctx),
         *auth.routes(ctx),
         *collections.routes(ctx),
         *metrics.routes(ctx),
-    ]
-    return tornado.web.Application(
-        handlers,
-        default_handler_class=NotFoundHandler,
-        default_handler_args={"ctx": ctx},
-        compress_response=False,
-        log_function=log_request,
-        xsrf_cookies=False,
-    )
+    ])
 
 
 def make_probe_app(ctx) -> tornado.web.Application:
     """The --probe-listen application: /health and a /ready that needs no key (docs/kubernetes.md#probes)."""
-    return _single_purpose_app(ctx, health.probe_routes(ctx))
+    return _application(ctx, health.probe_routes(ctx))
 
 
 def make_metrics_app(ctx) -> tornado.web.Application:
     """The --metrics-listen application: /metrics only (docs/monitoring.md)."""
-    return _single_purpose_app(ctx, metrics.listener_routes(ctx))
+    return _application(ctx, metrics.listener_routes(ctx))
 
 
-def _single_purpose_app(ctx, handlers) -> tornado.web.Application:
+def _application(ctx, handlers) -> tornado.web.Application:
+    """Every listener's application: JSON errors for unknown paths, no compression, one access-log line and the
+    metrics of each request."""
     return tornado.web.Application(
         handlers,
         default_handler_class=NotFoundHandler,

@@ -71,8 +71,9 @@ async def serve(settings) -> int:
         return 1
     server.add_sockets(sockets)
     side_servers = []  # --probe-listen, --metrics-listen
-    for address, make, flag, what in ((settings.probe_listen, make_probe_app, "--probe-listen", "probes (/health, /ready)"),
-                                      (settings.metrics_listen, make_metrics_app, "--metrics-listen", "/metrics")):
+    beside = [(settings.probe_listen, make_probe_app, "--probe-listen", "probes (/health, /ready)"),
+              (settings.metrics_listen, make_metrics_app, "--metrics-listen", "/metrics")]
+    for address, make, flag, what in beside:
         if address is None:
             continue
         try:

@@ -189,8 +189,6 @@ def scan(root: str) -> tuple:
     return tuple(entries)
 
 
-fingerprint = scan
-
 
 def read_snapshot(root: str, parser: Optional[Parser] = None, stamp: Optional[tuple] = None) -> Snapshot:
     """Read the documents below ``root`` (blocking; run it off the event loop). With the ``parser`` of the last
