@@ -54,10 +54,14 @@ def log_request(handler: tornado.web.RequestHandler):
     """One line per request, and its metrics. The query string is left out: it may carry a token (?token=) or a
     code (?code=)."""
     status = handler.get_status()
+    endpoint = endpoint_name(handler)
+    seconds = handler.request.request_time()
     ctx = getattr(handler, "ctx", None)
     if ctx is not None:
-        ctx.metrics.request_done(endpoint_name(handler), status, handler.request.request_time())
+        ctx.metrics.request_done(endpoint, status, seconds)
     level = logging.INFO if status < 500 else logging.ERROR
     address = getattr(handler, "client_ip", None) or handler.request.remote_ip
+    fields = {"method": handler.request.method, "path": handler.request.path, "endpoint": endpoint,
+              "status": status, "duration_ms": round(1000.0 * seconds, 1)}
     access_log.log(level, "%d %s %s (%s) %.1fms", status, handler.request.method, handler.request.path,
-                   address, 1000.0 * handler.request.request_time())
+                   address, 1000.0 * seconds, extra={"fields": fields})

@@ -16,12 +16,13 @@ from backup_repository.health.checks import readiness_checks
 from backup_repository.metrics import Metrics
 from backup_repository.process import release_free_memory
 from backup_repository.security.passwords import PasswordVerifier
-from backup_repository.security.ratelimit import RateLimits
+from backup_repository.security.ratelimit import CLASSES as RATE_CLASSES, RateLimits
 from backup_repository.security.tokens import RECOMMENDED_KEY_BYTES, TokenService
 from backup_repository.services import integrity
 from backup_repository.services.auth import AuthService
 from backup_repository.services.collections import CollectionService
 from backup_repository.services.janitor import Janitor
+from backup_repository.services.monitoring import CollectionMonitor
 from backup_repository.services.status import StatusPublisher
 from backup_repository.services.uploads import UploadService
 from backup_repository.storage.blobstore import BlobStore
@@ -69,15 +70,16 @@ class AppContext:
         self.config = config
         self.db = db
         self.storage = storage
+        self.metrics = metrics = Metrics()
         self.verifier = PasswordVerifier(settings.password_check_concurrency, settings.password_check_queue)
         self.rate_limits = RateLimits(settings)
         self.tokens = TokenService(settings.jwt_secret_key, settings.jwt_expiry)
-        self.auth = AuthService(config, db, self.tokens, self.verifier)
+        self.auth = AuthService(config, db, self.tokens, self.verifier, events=metrics)
         self.collections = CollectionService(config, db, storage)
-        self.uploads = UploadService(config, db, storage, settings.max_uploads_per_user)
+        self.uploads = UploadService(config, db, storage, settings.max_uploads_per_user, events=metrics)
         self.readiness = readiness_checks(db, storage, config, settings.storage_health_timeout)
         config.on_change(self.auth.configuration_changed)
-        self.metrics = Metrics()
+        metrics.watch(self.uploads, self.verifier, config, RATE_CLASSES)
         self.requests_in_flight = set()  # handlers of requests being served (a graceful stop waits for them)
         self.stopping = False
         self._background = []
@@ -104,11 +106,15 @@ class AppContext:
         """The background work: the configuration watch, the janitor and, when asked for, periodic verification."""
         settings = self.settings
         self.config.start()
-        janitor = Janitor(self.db, self.storage, max(settings.http_upload_timeout, settings.storage_io_timeout))
+        janitor = Janitor(self.db, self.storage, max(settings.http_upload_timeout, settings.storage_io_timeout),
+                          events=self.metrics)
         self._background.append(asyncio.ensure_future(janitor.run_forever(settings.janitor_interval)))
         if hasattr(self.config, "write_status"):  # a source that shows status to its users (Kubernetes)
             publisher = StatusPublisher(self.collections, self.config)
             self._background.append(asyncio.ensure_future(publisher.run_forever()))
+        if settings.metrics_token or settings.metrics_listen:  # the collection metrics cost a refresh: only if served
+            monitor = CollectionMonitor(self.config, self.db, self.metrics, settings.metrics_refresh_interval)
+            self._background.append(asyncio.ensure_future(monitor.run_forever()))
         if settings.verify_interval > 0:
             self._background.append(asyncio.ensure_future(
                 integrity.run_forever(self.db, self.storage, settings.verify_interval)))

@@ -14,6 +14,7 @@ from backup_repository.app import make_app, make_metrics_app, make_probe_app
 from backup_repository.config.provider import ConfigurationUnavailable
 from backup_repository.context import AppContext
 from backup_repository.domain.errors import DatabaseError
+from backup_repository.logs import configure_logging
 from backup_repository.settings import LOG_LEVELS
 from backup_repository.domain.errors import StorageError
 from backup_repository.storage.urls import StorageConfigError
@@ -28,7 +29,7 @@ MAX_HEADER_BYTES = 16 << 10
 
 def run(settings) -> int:
     """Serve until stopped; return the process exit status."""
-    configure_logging(settings.log_level)
+    configure_logging(LOG_LEVELS[settings.log_level], settings.log_format)
     if not settings.jwt_secret_key:
         print("error: a JWT secret key is required to serve: pass --jwt-secret-key=... or set BR_JWT_SECRET_KEY "
               "(a long random string, for example the output of: openssl rand -base64 32)", file=sys.stderr)
@@ -37,16 +38,6 @@ def run(settings) -> int:
         return asyncio.run(serve(settings))
     except KeyboardInterrupt:
         return 0
-
-
-def configure_logging(level: str):
-    logging.basicConfig(
-        level=LOG_LEVELS[level], stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # libraries are noisy at debug level and may print request details; keep them at info or above
-    for name in ("asyncio", "libcloud", "urllib3"):
-        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().level))
 
 
 async def serve(settings) -> int:

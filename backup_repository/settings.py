@@ -15,6 +15,7 @@ from backup_repository.domain.networks import parse_networks
 DATA_HOME = "~/.backup-repository"
 LOG_LEVELS = {"debug": "DEBUG", "trace": "DEBUG", "info": "INFO", "warning": "WARNING", "warn": "WARNING",
               "error": "ERROR", "fatal": "ERROR", "panic": "ERROR"}
+LOG_FORMATS = ("text", "json")
 PROVIDERS = ("filesystem", "kubernetes")
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
@@ -59,6 +60,13 @@ def parse_log_level(text: str) -> str:
     value = text.strip().lower()
     if value not in LOG_LEVELS:
         raise ValueError("expected one of debug, info, warning, error")
+    return value
+
+
+def parse_log_format(text: str) -> str:
+    value = text.strip().lower()
+    if value not in LOG_FORMATS:
+        raise ValueError("expected text or json")
     return value
 
 
@@ -126,6 +134,9 @@ OPTIONS = (
            secret=True),
     Option("log_level", ("--log-level",), "BR_LOG_LEVEL", "debug", parse_log_level,
            "debug, info, warning or error"),
+    Option("log_format", ("--log-format",), "BR_LOG_FORMAT", "text", parse_log_format,
+           "text (one readable line per event) or json (one JSON object per line, for Loki, ELK and other log "
+           "shippers; see docs/monitoring.md#logs)"),
     Option("storage_url", ("--storage-url",), "BR_STORAGE_DRIVER_URL", "", str,
            f"blob storage URL: file:///dir, s3://bucket?..., gs://bucket (default: a directory under {DATA_HOME})"),
     Option("use_google_cloud", ("--use-google-cloud",), "BR_USE_GOOGLE_CLOUD", "false", parse_bool,
@@ -158,6 +169,9 @@ OPTIONS = (
            "--metrics-listen, if set)", secret=True),
     Option("metrics_listen", ("--metrics-listen",), "BR_METRICS_LISTEN", "", parse_optional_listen,
            "a separate address serving only GET /metrics, e.g. 127.0.0.1:9102 (empty: none)"),
+    Option("metrics_refresh_interval", ("--metrics-refresh-interval",), "BR_METRICS_REFRESH_INTERVAL", "10s",
+           positive_duration, "how often the collection metrics of /metrics are computed from the database (a "
+           "scrape serves the last figures; three queries per refresh, whatever the number of collections)"),
     Option("probe_listen", ("--probe-listen",), "BR_PROBE_LISTEN", "", parse_optional_listen,
            "a second address answering GET /health and GET /ready without the health key, for Kubernetes probes "
            "(ready or not, and the names of failed checks; empty: none)"),
@@ -206,6 +220,7 @@ class Settings:
     jwt_expiry: float
     health_check_key: str
     log_level: str
+    log_format: str
     storage_url: str
     use_google_cloud: bool
     storage_health_timeout: float
@@ -221,6 +236,7 @@ class Settings:
     listen: tuple
     metrics_token: str
     metrics_listen: Optional[tuple]
+    metrics_refresh_interval: float
     probe_listen: Optional[tuple]
     provider: str
     kubeconfig: str

@@ -240,6 +240,7 @@ class SnapshotSource:
 
     def __init__(self):
         self._snapshot: Optional[Snapshot] = None
+        self.loaded_at = 0.0  # when a Snapshot was last installed, unix seconds (docs/monitoring.md)
         self._listeners = []
         self._notifications = set()
 
@@ -260,6 +261,7 @@ class SnapshotSource:
 
     def install(self, snapshot: Snapshot):
         previous, self._snapshot = self._snapshot, snapshot
+        self.loaded_at = time.time()
         if previous is not None:
             log.info("configuration reloaded from %s: %d users, %d collections",
                      self.root, len(snapshot.users), len(snapshot.collections))
@@ -300,6 +302,7 @@ class FilesystemProvider(SnapshotSource):
     def load(self) -> Snapshot:
         """Read everything now (blocking); used by one-shot commands."""
         self._snapshot = read_snapshot(self.root, self._parser)
+        self.loaded_at = time.time()
         return self._snapshot
 
     async def open(self):

@@ -235,6 +235,15 @@ class Repository(abc.ABC):
                                        tuple(collection_ids))
         return {row[0]: (int(row[1]), int(row[2]), _timestamp(row[3])) for row in rows}
 
+    async def collection_summaries(self) -> dict:
+        """{collection id: (versions count, used bytes, latest version time, largest version)} of every collection
+        with versions, in one query (the collection metrics, services/monitoring.py)."""
+        rows = await self.fetchall(
+            "SELECT collection_id, COUNT(*), COALESCE(SUM(filesize), 0), MAX(created_at), COALESCE(MAX(filesize), 0) "
+            "FROM versions GROUP BY collection_id"
+        )
+        return {row[0]: (int(row[1]), int(row[2]), _timestamp(row[3]), int(row[4])) for row in rows}
+
     async def delete_version(self, version_id: str) -> bool:
         await self.execute("DELETE FROM integrity_checks WHERE version_id = %s", (version_id,))
         return await self.execute("DELETE FROM versions WHERE id = %s", (version_id,)) > 0
@@ -278,6 +287,11 @@ class Repository(abc.ABC):
         for row in rows:
             result.setdefault(row[0], []).append((row[1], row[2], row[3]))
         return {collection_id: tuple(problems) for collection_id, problems in result.items()}
+
+    async def last_verifications(self) -> dict:
+        """{collection id: when a version of it was last verified} for every collection ever verified."""
+        rows = await self.fetchall("SELECT collection_id, MAX(checked_at) FROM integrity_checks GROUP BY collection_id")
+        return {row[0]: _timestamp(row[1]) for row in rows}
 
     async def integrity_problems(self, collection_id: str) -> list:
         """(version number, filename, message) of the failed checks of the collection's current versions."""

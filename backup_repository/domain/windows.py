@@ -61,3 +61,27 @@ def next_change(windows, now: datetime) -> Optional[datetime]:
             moments.append(end + timedelta(seconds=1))  # the slot includes its end
         moments.append(croniter(window.cron, now.astimezone()).get_next(datetime))
     return min(moments) if moments else None
+
+
+#: Firings of a window's cron expression looked at to find its longest gap (weekdays-only: a weekend; monthly: a
+#: 31-day month).
+GAP_FIRINGS = 12
+
+
+def expected_interval(windows, now: datetime) -> Optional[float]:
+    """Seconds: the longest time between two backups that both arrive on time — for a window, its longest gap
+    between two firings (over the next GAP_FIRINGS) plus its duration (a backup at the start of one slot, the next
+    at the end of the following one); with several windows, the shortest of these (a slot of any window will do).
+    None without windows: no backup is expected at any time (docs/monitoring.md#alerts)."""
+    best = None
+    for window in windows:
+        firings = croniter(window.cron, now.astimezone())
+        previous = firings.get_next(datetime)
+        gap = 0.0
+        for _ in range(GAP_FIRINGS):
+            following = firings.get_next(datetime)
+            gap = max(gap, (following - previous).total_seconds())
+            previous = following
+        interval = gap + window.duration
+        best = interval if best is None else min(best, interval)
+    return best

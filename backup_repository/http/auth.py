@@ -3,7 +3,7 @@
 from urllib.parse import parse_qs
 
 from backup_repository.domain.access import parse_scope
-from backup_repository.domain.errors import BadRequest, Unauthenticated
+from backup_repository.domain.errors import BadRequest, TooManyRequests, Unauthenticated
 from backup_repository.http.base import AuthenticatedHandler, BaseHandler
 from backup_repository.services.auth import MISSING_CREDENTIALS
 from backup_repository.security.untrusted import TooDeep, load_json
@@ -62,6 +62,13 @@ def _scope(value) -> tuple:
 
 class LoginHandler(BaseHandler):
     rate_class = "auth"
+
+    async def prepare(self):
+        try:
+            await super().prepare()
+        except TooManyRequests:
+            self.ctx.metrics.login("rate_limited")
+            raise
 
     async def post(self):
         username, password, scope = parse_login_body(self.body, self.form_arguments())

@@ -7,7 +7,9 @@ No traceback ever reaches a client: every failure is answered through the one ta
 
 import json
 import math
+import uuid
 
+import tornado.escape
 import tornado.httputil
 import tornado.web
 
@@ -15,7 +17,8 @@ from backup_repository.domain.errors import (
     NotFound, PayloadTooLarge, ServiceUnavailable, TooManyRequests, Unauthenticated,
 )
 from backup_repository.http.errors import answer_for, log_failure
-from backup_repository.security.addresses import client_address
+from backup_repository.logs import serving
+from backup_repository.security.addresses import client_address, forwarded_request_id
 
 #: Request bodies of every endpoint but uploads (logins are a few hundred bytes).
 BODY_LIMIT = 64 << 10
@@ -43,6 +46,25 @@ class BaseHandler(tornado.web.RequestHandler):
         self._body = bytearray()
         self._client_ip = None
         ctx.requests_in_flight.add(self)  # a graceful stop waits for these
+        self.request_id = forwarded_request_id(self.request.remote_ip or "", self.request.headers,
+                                               ctx.settings.trusted_proxies) or uuid.uuid4().hex
+        self.set_header("X-Request-Id", self.request_id)
+        serving(self)  # the log lines of this request carry its id (logs.py)
+
+    def log_fields(self) -> dict:
+        """What each log line about this request says of it (docs/monitoring.md#logs)."""
+        fields = {"request_id": self.request_id, "client": self.client_ip}
+        if self.principal is not None:
+            fields["user"] = self.principal.actor.name
+        collection = self.collection_in_path()
+        if collection:
+            fields["collection"] = collection
+        return fields
+
+    def collection_in_path(self) -> str:
+        """The collection id of a collection route ('' elsewhere), as the client wrote it."""
+        path_args = getattr(self, "path_args", None)
+        return path_args[0][:200] if path_args and "/collection/" in self.request.path else ""
 
     def on_finish(self):
         self.ctx.requests_in_flight.discard(self)
@@ -70,11 +92,13 @@ class BaseHandler(tornado.web.RequestHandler):
             return
         retry = self.ctx.rate_limits.hit(rate_class, self.client_ip)
         if retry is not None:
+            self.ctx.metrics.rate_limited(rate_class)
             raise TooManyRequests(TOO_MANY_REQUESTS, max(1, math.ceil(retry)))
 
     def data_received(self, chunk: bytes):
         if self._finished:
             return None
+        self.ctx.metrics.bytes_received(len(chunk))
         if len(self._body) + len(chunk) > self.body_limit:
             self.stop_early(PayloadTooLarge(f"the request body is larger than {self.body_limit} bytes"))
             return None
@@ -90,6 +114,12 @@ class BaseHandler(tornado.web.RequestHandler):
         if not self._finished:
             self.send_error(getattr(exc, "status", 500), exc_info=(type(exc), exc, None))
         tornado.web.RequestHandler.on_connection_close(self)
+
+    def write(self, chunk):
+        data = tornado.escape.utf8(chunk) if isinstance(chunk, str) else chunk
+        super().write(data)
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            self.ctx.metrics.bytes_sent(len(data))
 
     @property
     def body(self) -> bytes:
@@ -110,6 +140,8 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Cache-Control", "no-store")
+        if getattr(self, "request_id", None):  # an error answer starts the headers again
+            self.set_header("X-Request-Id", self.request_id)
 
     @property
     def client_ip(self) -> str:

@@ -14,7 +14,7 @@ import tornado.web
 from backup_repository.domain.errors import DomainError, Forbidden, RangeNotSatisfiable, RequestTimeout
 from backup_repository.http.base import UNLIMITED_BODY, AuthenticatedHandler, BaseHandler
 from backup_repository.http.errors import log_failure
-from backup_repository.services.uploads import UploadRequest
+from backup_repository.services.uploads import UploadRequest, upload_outcome
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,9 @@ class VersionsHandler(BaseHandler):
     _store_busy = None  # the future Tornado waits for before reading more of the body
     _last_data = 0.0
     _body_complete = False
+    _error = None  # what ended the upload, for its outcome (docs/monitoring.md)
+    _stored = None  # the version, once stored
+    _counted = False
 
     async def get(self, collection_id):
         versions = await self.ctx.collections.versions(self.principal, collection_id)
@@ -71,6 +74,7 @@ class VersionsHandler(BaseHandler):
             return super().data_received(chunk)
         if self._failure is not None:
             return None
+        self.ctx.metrics.bytes_received(len(chunk))
         self._last_data = asyncio.get_running_loop().time()
         try:
             waiting = self.upload.feed(chunk)
@@ -92,8 +96,8 @@ class VersionsHandler(BaseHandler):
             await self._failure
             return
         self._cancel_timer()
-        version = await self.upload.complete()
-        self.ok({"version": version.to_json()})
+        self._stored = await self.upload.complete()
+        self.ok({"version": self._stored.to_json()})
 
     def _timed_out(self):
         self._timer = None
@@ -119,6 +123,7 @@ class VersionsHandler(BaseHandler):
         """Refuse the upload mid-body: remove what was written, answer, and let Tornado close the connection."""
         if self._failure is not None or self._finished:
             return
+        self._error = exc
         self._failure = asyncio.ensure_future(self._answer_rejection(exc))
 
     async def _answer_rejection(self, exc: Exception):
@@ -138,10 +143,32 @@ class VersionsHandler(BaseHandler):
         self._cancel_timer()
         if self.upload is not None and self._failure is None and not self._body_complete:
             self._failure = asyncio.ensure_future(self.upload.abort())
+        if not self._finished:
+            self._count_upload("client_gone")
 
     def on_finish(self):
         super().on_finish()
         self._cancel_timer()
+        self._count_upload()
+
+    def write_error(self, status_code, **kwargs):
+        self._error = self._error or kwargs.get("exc_info", (None, None, None))[1]
+        super().write_error(status_code, **kwargs)
+
+    def _count_upload(self, outcome: str = None):
+        """One outcome per upload request (docs/monitoring.md#metrics)."""
+        if self.request.method != "POST" or self._counted:
+            return
+        self._counted = True
+        if self._stored is not None:
+            self.ctx.metrics.upload_finished("stored", self._stored.collection_id, self.request.request_time(),
+                                             self._stored.size)
+            return
+        outcome = upload_outcome(self._error) if self._error is not None else (outcome or "error")
+        collection_id = self.path_args[0] if self.path_args else ""
+        # failures of an authenticated client only: anyone may send junk to a collection's URL
+        known = self.principal is not None and self.ctx.uploads.configured(collection_id)
+        self.ctx.metrics.upload_finished(outcome, collection_id if known else None)
 
     def _cancel_timer(self):
         for name in ("_timer", "_idle_timer"):

@@ -7,6 +7,7 @@ a trusted proxy.
 """
 
 import ipaddress
+import re
 from typing import Optional
 
 
@@ -48,3 +49,16 @@ def client_address(peer: str, headers, trusted_proxies: tuple) -> str:
         return str(closest)
     real = _ip(headers.get("X-Real-IP", ""))
     return str(real) if real is not None else str(peer_ip)
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:=+/@-]{1,200}")
+
+
+def forwarded_request_id(peer: str, headers, trusted_proxies: tuple) -> Optional[str]:
+    """The ``X-Request-Id`` a trusted proxy sent (letters, digits and ``._:=+/@-``, at most 200), else None: from
+    anyone else it is ignored, so a client cannot put what it likes into the server's log (docs/monitoring.md#logs)."""
+    peer_ip = _ip(peer or "")
+    if peer_ip is None or not trusted_proxies or not _trusted(peer_ip, trusted_proxies):
+        return None
+    value = headers.get("X-Request-Id", "").strip()
+    return value if _REQUEST_ID.fullmatch(value) else None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from backup_repository.domain import roles as R
 from backup_repository.domain.access import Actor, decide_global, may_act_globally
 from backup_repository.domain.errors import Forbidden, NotFound, ServiceUnavailable, Unauthenticated
+from backup_repository.domain.events import NO_EVENTS
 from backup_repository.domain.names import is_object_name
 from backup_repository.domain.sessions import GrantedAccess
 from backup_repository.domain.times import utcnow
@@ -75,8 +76,9 @@ def split_login(login: str):
 
 
 class AuthService:
-    def __init__(self, config, db, tokens, verifier, clock=utcnow):
+    def __init__(self, config, db, tokens, verifier, clock=utcnow, events=NO_EVENTS):
         self._config = config
+        self._events = events
         self._db = db
         self._tokens = tokens
         self._verifier = verifier
@@ -96,6 +98,7 @@ class AuthService:
             valid = await self._verifier.verify(password, password_hash)
         except Overloaded as exc:
             log.warning("login of %r from %s refused: %s", login, client_ip, exc)
+            self._events.login("queue_full")
             raise ServiceUnavailable(OVERLOADED, retry_after=2) from None
         except InvalidHash:
             log.error("the password hash of user %r%s is malformed; login refused",
@@ -103,11 +106,15 @@ class AuthService:
             valid = False
         if not valid:
             log.info("login refused for %r from %s", login, client_ip)
+            self._events.login("deactivated" if user is not None and user.deactivated else "bad_credentials")
             raise Unauthenticated(INCORRECT_CREDENTIALS)
         if not self._address_allowed(user, key, client_ip):
             log.info("login of %r refused: %s is outside restrictByIP", login, client_ip)
+            self._events.login("ip_not_allowed")
             raise Unauthenticated(INCORRECT_CREDENTIALS)
-        return await self._open_session(user_name, key_name, scope, client_ip, password_hash)
+        result = await self._open_session(user_name, key_name, scope, client_ip, password_hash)
+        self._events.login("ok")
+        return result
 
     async def _open_session(self, user_name, key_name, scope, client_ip, password_hash) -> LoginResult:
         token, expires_at = self._tokens.issue(user_name, key_name, scope)

@@ -15,6 +15,7 @@ import logging
 import time
 from datetime import timedelta
 
+from backup_repository.domain.events import NO_EVENTS
 from backup_repository.domain.times import utcnow
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,8 @@ MARGIN_SECONDS = 5.0
 
 
 class Janitor:
-    def __init__(self, db, storage, upload_timeout: float, clock=utcnow):
+    def __init__(self, db, storage, upload_timeout: float, clock=utcnow, events=NO_EVENTS):
+        self._events = events
         self._db = db
         self._storage = storage
         self._timeout = upload_timeout + MARGIN_SECONDS
@@ -44,6 +46,8 @@ class Janitor:
         for name in await self._storage.sweep_temporary(cutoff_epoch):
             removed += 1
             log.warning("janitor: removed the temporary upload file %s", name)
+        if removed:
+            self._events.janitor_removed(removed)
         return removed
 
     async def run_forever(self, interval: float):

@@ -17,8 +17,13 @@ from typing import Optional
 from backup_repository.domain import roles as R
 from backup_repository.domain.access import decide
 from backup_repository.domain.collections import COLLECTION_NOT_FOUND
-from backup_repository.domain.errors import Conflict, Forbidden, NotFound, TooManyRequests
+from backup_repository.domain.errors import (
+    BadRequest, Conflict, DatabaseError, DomainError, Forbidden, NotFound, PayloadTooLarge, RequestTimeout,
+    ServiceUnavailable, StorageError, TooManyRequests, Unauthenticated,
+)
+from backup_repository.domain.events import NO_EVENTS
 from backup_repository.domain.names import is_object_name
+from backup_repository.domain.openpgp import NO_GPG_FOOTER, NO_GPG_HEADER
 from backup_repository.domain.times import utcnow
 from backup_repository.domain.uploads import UploadBody, refuse_declared_length
 from backup_repository.domain.versions import Version, allowed_upload_size, object_name, rotate_out
@@ -49,6 +54,30 @@ class SizeMismatch(Exception):
     pass
 
 
+def upload_outcome(exc: BaseException) -> str:
+    """The outcome (domain/events.UPLOAD_OUTCOMES) of an upload that failed with ``exc``."""
+    message = getattr(exc, "message", "")
+    if isinstance(exc, Forbidden):
+        return "window_closed" if message == WINDOW_CLOSED else "forbidden"
+    if isinstance(exc, DomainError):
+        if isinstance(exc, BadRequest) and (NO_GPG_HEADER in message or NO_GPG_FOOTER in message):
+            return "not_gpg"
+        if isinstance(exc, TooManyRequests) and message == TOO_MANY_UPLOADS:
+            return "too_many_uploads"
+        for kind, outcome in ((PayloadTooLarge, "quota"), (Conflict, "locked"), (NotFound, "not_found"),
+                              (Unauthenticated, "unauthenticated"), (RequestTimeout, "timeout"),
+                              (ServiceUnavailable, "stopping"), (BadRequest, "bad_request"),
+                              (TooManyRequests, "unauthenticated")):  # on this path: the failed-login budget
+            if isinstance(exc, kind):
+                return outcome
+        return "error" if exc.status >= 500 else "bad_request"
+    if isinstance(exc, StorageError):
+        return "storage_error"
+    if isinstance(exc, DatabaseError):
+        return "database_error"
+    return "error"
+
+
 @dataclass
 class UploadRequest:
     collection_id: str
@@ -57,14 +86,18 @@ class UploadRequest:
 
 
 class UploadService:
-    def __init__(self, config, db, storage, max_per_user: int = 8, clock=utcnow):
+    def __init__(self, config, db, storage, max_per_user: int = 8, clock=utcnow, events=NO_EVENTS):
         self._config = config
+        self._events = events
         self._db = db
         self._storage = storage
         self._clock = clock
         self.max_per_user = max_per_user
         self.active = set()
         self._aborting = {}  # collection id -> the clean-up of an upload being abandoned in this process
+
+    def configured(self, collection_id: str) -> bool:
+        return is_object_name(collection_id) and self._config.collection(collection_id) is not None
 
     def running_for(self, user_name: str) -> int:
         return sum(1 for upload in self.active if upload.principal.actor.name == user_name)
@@ -91,7 +124,7 @@ class UploadService:
         if not await self._db.acquire_upload_lock(collection.id, holder, now, LOCK_TTL):
             raise Conflict(PARALLEL_UPLOAD)
         upload = Upload(collection, principal, holder, db=self._db, storage=self._storage, clock=self._clock,
-                        on_abort=self._abort_started, on_end=self.active.discard)
+                        on_abort=self._abort_started, on_end=self.active.discard, events=self._events)
         self.active.add(upload)
         try:
             await upload.prepare(request, now)
@@ -119,8 +152,10 @@ class UploadService:
 class Upload:
     """One upload in progress; it holds the collection's lock until it completes or is aborted."""
 
-    def __init__(self, collection, principal, holder: str, db, storage, clock, on_abort=None, on_end=None):
+    def __init__(self, collection, principal, holder: str, db, storage, clock, on_abort=None, on_end=None,
+                 events=NO_EVENTS):
         self.collection = collection
+        self._events = events
         self.principal = principal
         self.holder = holder
         self._db = db
@@ -215,6 +250,7 @@ class Upload:
         for info in rotate_out(self.collection, [v.info() for v in versions], now):
             doomed = by_id[info.id]
             await self._db.delete_version(doomed.id)
+            self._events.rotated(1)
             try:
                 await self._storage.delete(doomed.object_name)
             except Exception as exc:  # the row is gone; the object is an orphan to sweep later

@@ -47,7 +47,8 @@ def test_environment_variables_and_flag_precedence():
              "BR_PASSWORD_CHECK_QUEUE": "5", "BR_TRUSTED_PROXIES": "10.0.0.0/8, fd00::/8",
              "BR_MAX_UPLOADS_PER_USER": "2", "BR_SHUTDOWN_GRACE": "5s", "BR_JANITOR_INTERVAL": "1m",
              "BR_VERIFY_INTERVAL": "1h", "BR_PROBE_LISTEN": ":8081",
-             "BR_METRICS_TOKEN": "mt", "BR_METRICS_LISTEN": "127.0.0.1:9102"}.get(o.env))
+             "BR_METRICS_TOKEN": "mt", "BR_METRICS_LISTEN": "127.0.0.1:9102", "BR_LOG_FORMAT": "json",
+             "BR_METRICS_REFRESH_INTERVAL": "3s"}.get(o.env))
         for o in OPTIONS if o.env]}
     assert None not in env.values(), "every BR_* variable is exercised"
     _, s = parse_settings([], environ=env)
@@ -64,7 +65,8 @@ def test_environment_variables_and_flag_precedence():
     assert (s.shutdown_grace, s.janitor_interval, s.verify_interval) == (5, 60, 3600)
     assert [str(n) for n in s.trusted_proxies] == ["10.0.0.0/8", "fd00::/8"]
     assert s.probe_listen == ("", 8081)
-    assert (s.metrics_token, s.metrics_listen) == ("mt", ("127.0.0.1", 9102))
+    assert (s.metrics_token, s.metrics_listen, s.metrics_refresh_interval) == ("mt", ("127.0.0.1", 9102), 3)
+    assert s.log_format == "json"
     assert parse_settings([], environ={})[1].probe_listen is None
     _, s = parse_settings(["--db-port=1234", "--use-google-cloud=false"], environ=env)
     assert s.db_port == 1234 and s.use_google_cloud is False

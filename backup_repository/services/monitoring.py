@@ -1,0 +1,116 @@
+"""The collection metrics (docs/monitoring.md#collection-metrics): for every configured collection, what is stored,
+how full it is, when its newest version arrived, how often one is expected and which health checks pass.
+
+They come from the shared database and the configuration, so every instance shows the same values. They are
+computed in the background every ``interval`` (three queries, whatever the number of collections) and rendered
+once by ``Metrics.show_collections``: a scrape never waits for the database. Per collection, the window check and
+the expected interval are computed again only when their inputs changed or a window opened or closed.
+
+The storage and integrity checks come from the last verification (``--verify``, ``--verify-interval``), not from
+looking at the store on every refresh: the collection health endpoint does that, for one collection at a time.
+"""
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Optional
+
+from backup_repository.domain.times import utcnow
+from backup_repository.domain.windows import check_latest_backup, expected_interval, next_change
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two computations (--metrics-refresh-interval).
+REFRESH_INTERVAL = 10.0
+DAY = timedelta(days=1)
+
+
+@dataclass(slots=True)
+class CollectionFigures:
+    collection_id: str
+    versions: int
+    used_bytes: int
+    max_size: int
+    max_versions: int
+    latest: Optional[float]  # unix seconds
+    expected_interval: Optional[float]
+    window_ok: int
+    size_ok: int
+    integrity_ok: int
+    storage_ok: int
+    verified: Optional[float]  # unix seconds
+
+
+class CollectionMonitor:
+    def __init__(self, config, db, metrics, interval: float = REFRESH_INTERVAL, clock=utcnow):
+        self._config = config
+        self._db = db
+        self._metrics = metrics  # backup_repository.metrics.Metrics
+        self._interval = interval
+        self._clock = clock
+        self._windows = {}  # collection id -> (collection, latest, window_ok, valid until)
+        self._intervals = {}  # collection id -> (collection, expected interval, valid until)
+
+    async def refresh_once(self):
+        stats = await self._db.collection_summaries()
+        failing = await self._db.collections_with_integrity_problems()
+        verified = await self._db.last_verifications()
+        snapshot = self._config.snapshot
+        now = self._clock()
+        await asyncio.to_thread(self._compute_and_show, snapshot, stats, failing, verified, now)
+
+    def _compute_and_show(self, snapshot, stats, failing, verified, now):
+        """Blocking (croniter, rendering): runs in a thread, one refresh at a time."""
+        figures = [self._figures(collection, stats.get(collection_id), failing.get(collection_id, ()),
+                                 verified.get(collection_id), now)
+                   for collection_id, collection in sorted(snapshot.collections.items())]
+        for cache in (self._windows, self._intervals):
+            for collection_id in [key for key in cache if key not in snapshot.collections]:
+                del cache[collection_id]
+        self._metrics.forget_collections(snapshot.collections)
+        self._metrics.show_collections(figures, time.time())
+
+    def _figures(self, collection, stats, problems, verified, now) -> CollectionFigures:
+        count, used, latest, largest = stats or (0, 0, None, 0)
+        return CollectionFigures(
+            collection_id=collection.id, versions=count, used_bytes=used, max_size=collection.max_collection_size,
+            max_versions=collection.max_backups_count,
+            latest=latest.timestamp() if latest is not None else None,
+            expected_interval=self._expected_interval(collection, now),
+            window_ok=self._window_ok(collection, latest, now),
+            size_ok=int(largest <= collection.max_one_version_size and used <= collection.max_collection_size),
+            integrity_ok=int(not any(not message.startswith("missing") for _, _, message in problems)),
+            storage_ok=int(not any(message.startswith("missing") for _, _, message in problems)),
+            verified=verified.timestamp() if verified is not None else None,
+        )
+
+    def _window_ok(self, collection, latest, now) -> int:
+        known = self._windows.get(collection.id)
+        if known is not None and known[0] is collection and known[1] == latest and (known[3] is None or now < known[3]):
+            return known[2]
+        ok = int(check_latest_backup(collection.windows, latest, now) is None)
+        self._windows[collection.id] = (collection, latest, ok, next_change(collection.windows, now))
+        return ok
+
+    def _expected_interval(self, collection, now) -> Optional[float]:
+        """Kept for a day: a cron expression's gaps do not change (daylight saving time moves them by an hour)."""
+        known = self._intervals.get(collection.id)
+        if known is not None and known[0] is collection and now < known[2]:
+            return known[1]
+        interval = expected_interval(collection.windows, now)
+        self._intervals[collection.id] = (collection, interval, now + DAY)
+        return interval
+
+    async def run_forever(self):
+        failing_since = None
+        while True:
+            try:
+                await self.refresh_once()
+                failing_since = None
+            except Exception as exc:  # the database is away: the last figures stay (their refresh time says so)
+                if failing_since is None:
+                    log.error("collection metrics not refreshed: %s", " ".join(str(exc).split()))
+                    failing_since = time.monotonic()
+            await asyncio.sleep(self._interval)
