@@ -15,7 +15,9 @@ background by services/monitoring.py and rendered once per refresh, so that a sc
 import platform
 import threading
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
+from prometheus_client import (
+    CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, disable_created_metrics, generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -51,6 +53,10 @@ COLLECTION_GAUGES = (
     ("backup_repository_collection_last_verification_timestamp_seconds",
      "When a version of the collection was last verified (--verify, --verify-interval), unix seconds", "verified"),
 )
+
+
+#: No ``*_created`` series: they double the counters' series, and Prometheus' text format has no use for them.
+disable_created_metrics()
 
 
 class Metrics(Events):
@@ -108,7 +114,8 @@ class Metrics(Events):
                                           registry=registry)
         self.configured = Gauge("backup_repository_configured_objects", "Users and collections loaded",
                                 ["kind"], registry=registry)
-        self._failing = set()  # the collections with a series in collection_failures
+        self._counted_collections = set()  # the collections with a series in collection_failures
+        self._series_lock = threading.Lock()  # that set: changed on the event loop and by the refresh thread
         self._collections_text = b""
         self._collections_lock = threading.Lock()
 
@@ -150,8 +157,9 @@ class Metrics(Events):
             self.upload_duration.observe(seconds)
             self.upload_size.observe(size)
         elif collection_id is not None:
-            self.collection_failures.labels(collection_id).inc()
-            self._failing.add(collection_id)
+            with self._series_lock:
+                self.collection_failures.labels(collection_id).inc()
+                self._counted_collections.add(collection_id)
 
     def rotated(self, count: int):
         self.rotations.inc(count)
@@ -168,11 +176,20 @@ class Metrics(Events):
     def bytes_sent(self, count: int):
         self.sent.inc(count)
 
-    def forget_collections(self, configured):
-        """Drop the failure series of collections no longer configured (a removed tenant's series go with it)."""
-        for collection_id in [name for name in self._failing if name not in configured]:
+    def sync_collections(self, configured):
+        """A failure series for each configured collection, from 0 (so that the first failure is an increase);
+        those of collections no longer configured are dropped (a removed tenant's series go with it)."""
+        with self._series_lock:
+            self._sync_collections(configured)
+
+    def _sync_collections(self, configured):
+        for collection_id in [name for name in self._counted_collections if name not in configured]:
             self.collection_failures.remove(collection_id)
-            self._failing.discard(collection_id)
+            self._counted_collections.discard(collection_id)
+        for collection_id in configured:
+            if collection_id not in self._counted_collections:
+                self.collection_failures.labels(collection_id)
+                self._counted_collections.add(collection_id)
 
     # --- collections -------------------------------------------------------------------------------------
     def show_collections(self, figures, refreshed_at: float):

@@ -137,6 +137,8 @@ def start_server(tmp_path_factory):
             f"--health-check-key={support.HEALTH_KEY}", f"--config-local-path={config.root}",
             "--config-reload-interval=0.5s", *NO_RATE_LIMITS, *backend.args, *extra,
         ]
+        if backend.storage == "s3" and not any(arg.startswith("--log-format") for arg in extra):
+            args.append("--log-format=json")  # so that the leak checks and log assertions run on JSON logs too
         server = support.Server(args, environment, home / "server.log")
         servers.append(server)
         return server.start(**kwargs)

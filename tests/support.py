@@ -5,6 +5,7 @@ by ``BR_TEST_PG_DSN`` or a throwaway cluster the session starts (tests/pg_cluste
 loopback.
 """
 
+import json
 import os
 import re
 import shutil
@@ -161,8 +162,29 @@ class Server:
         self.stop()
         raise RuntimeError(f"server did not start; log:\n{self.log()}")
 
-    def log(self) -> str:
+    @property
+    def json_log(self) -> bool:
+        return "--log-format=json" in self.args
+
+    def raw_log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log(self) -> str:
+        """The log as text lines, whatever --log-format: a JSON line (each must parse) becomes
+        ``time LEVEL logger: message``, so that tests read both formats alike."""
+        text = self.raw_log()
+        if not self.json_log:
+            return text
+        lines = []
+        for line in text.splitlines():
+            if not line.startswith("{"):  # not the server's logging (e.g. an interpreter's last words)
+                lines.append(line)
+                continue
+            entry = json.loads(line)
+            lines.append(f"{entry['time']} {entry['level'].upper()} {entry['logger']}: {entry['message']}")
+            if "exception" in entry:
+                lines.append(entry["exception"])
+        return "\n".join(lines) + "\n"
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -179,7 +201,7 @@ class Server:
         self.check_log_for_secrets()
 
     def check_log_for_secrets(self):
-        log = self.log()
+        log = self.raw_log() + (self.log() if self.json_log else "")
         secrets = {**STATIC_SECRETS, **{f"token {t[:12]}...": t for t in self.issued_tokens}}
         for what, secret in secrets.items():
             if secret and secret in log:

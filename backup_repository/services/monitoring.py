@@ -69,7 +69,7 @@ class CollectionMonitor:
         for cache in (self._windows, self._intervals):
             for collection_id in [key for key in cache if key not in snapshot.collections]:
                 del cache[collection_id]
-        self._metrics.forget_collections(snapshot.collections)
+        self._metrics.sync_collections(snapshot.collections)
         self._metrics.show_collections(figures, time.time())
 
     def _figures(self, collection, stats, problems, verified, now) -> CollectionFigures:
