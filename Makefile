@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RUN    := .run
 
-.PHONY: run test bench bench-config binary install venv clean
+.PHONY: run test bench bench-config bench-metrics binary install venv clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ test: $(STAMP)
 ## make bench: upload/download throughput and server memory on loopback (figures: docs/performance.md)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
+
+## make bench-metrics: GET /metrics with 10,000 collections, the cost of computing the collection metrics, and
+## request latency while they are computed (figures: docs/performance.md#metrics)
+bench-metrics: $(STAMP)
+	$(BIN)/python benchmarks/metrics_scrape.py
 
 ## make bench-config: start-up, memory, idle CPU, edit latency and request latency with 100, 1,000 and 10,000
 ## users and collections, from files and from a real kube-apiserver (figures: docs/performance.md)

@@ -192,10 +192,10 @@ class Metrics(Events):
                 self._counted_collections.add(collection_id)
 
     # --- collections -------------------------------------------------------------------------------------
-    def show_collections(self, figures, refreshed_at: float):
+    def show_collections(self, figures, refreshed_at: float, seconds: float = 0.0):
         """Render the collection metrics of ``figures`` (services.monitoring.CollectionFigures) once; every scrape
         until the next refresh serves this text. Blocking: run it off the event loop."""
-        text = generate_latest(_Families(figures, refreshed_at))
+        text = generate_latest(_Families(figures, refreshed_at, seconds))
         with self._collections_lock:
             self._collections_text = text
 
@@ -209,15 +209,21 @@ class Metrics(Events):
 class _Families:
     """A one-off registry-like object for generate_latest: the collection gauges of one refresh."""
 
-    def __init__(self, figures, refreshed_at: float):
+    def __init__(self, figures, refreshed_at: float, seconds: float):
         self._figures = figures
         self._refreshed_at = refreshed_at
+        self._seconds = seconds
 
     def collect(self):
         refreshed = GaugeMetricFamily("backup_repository_collections_refreshed_timestamp_seconds",
                                       "When the collection metrics were last computed, unix seconds")
         refreshed.add_metric([], self._refreshed_at)
         yield refreshed
+        duration = GaugeMetricFamily("backup_repository_collections_refresh_duration_seconds",
+                                     "How long the previous computation of the collection metrics took, its "
+                                     "queries and rendering included")
+        duration.add_metric([], self._seconds)
+        yield duration
         for name, documentation, attribute in COLLECTION_GAUGES:
             family = GaugeMetricFamily(name, documentation, labels=["collection"])
             for figure in self._figures:

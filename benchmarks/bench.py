@@ -15,6 +15,11 @@ writes them), which the server's structural check walks while they stream.
 For each: MB/s (10^6 bytes per second of wall time), and the server's resident memory (VmRSS of
 /proc/PID/status) sampled every 50 ms while the transfer runs: the peak and the value before it started.
 Each measurement runs ``--runs`` times; the best and the median are printed.
+
+``--metrics both`` (the default) starts two servers on the same machine: one without metrics, one with
+``--metrics-listen`` scraped every second (a tenfold busier Prometheus than usual) while the transfers run, and
+alternates the runs between them, so that both see the same disk and page cache; ``--metrics off`` or ``on`` runs
+one of them.
 """
 
 import argparse
@@ -22,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -144,16 +150,42 @@ class RssSampler:
         return max(self.samples)
 
 
+class Scraper:
+    """GET /metrics every ``interval`` seconds while the benchmark runs, as Prometheus would."""
+
+    def __init__(self, url: str, interval: float = 1.0):
+        self.url, self.interval, self.scrapes, self.failures = url, interval, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            answer = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", self.url],
+                                    capture_output=True)
+            if answer.stdout == b"200":
+                self.scrapes += 1
+            else:
+                self.failures += 1
+
+    def close(self):
+        self._stop.set()
+        self._thread.join()
+
+
 class Bench:
-    def __init__(self, server_cmd, work: Path):
+    def __init__(self, server_cmd, work: Path, metrics: bool = False):
         self.work = work
         write_config(work / "config", PARALLEL)
         (work / "storage").mkdir()
         self.log = open(work / "server.log", "wb")
+        self.scraper = None
+        metrics_port = free_port() if metrics else None
         self.proc = subprocess.Popen(
             [*server_cmd, "--listen=127.0.0.1:0", "--jwt-secret-key=benchmark-secret-key-benchmark-secret-key",
              f"--config-local-path={work / 'config'}", f"--db-path={work / 'metadata.sqlite3'}",
-             f"--storage-url=file://{work / 'storage'}", "--log-level=warning"],
+             f"--storage-url=file://{work / 'storage'}", "--log-level=warning",
+             *([f"--metrics-listen=127.0.0.1:{metrics_port}"] if metrics else [])],
             stdout=subprocess.PIPE, stderr=self.log, cwd=str(ROOT),
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
@@ -169,8 +201,12 @@ class Bench:
                                  "password": "admin"}), f"{self.url}/api/stable/auth/login"],
                                 capture_output=True, check=True).stdout
         self.token = json.loads(answer)["data"]["token"]
+        if metrics:
+            self.scraper = Scraper(f"http://127.0.0.1:{metrics_port}/metrics")
 
     def close(self):
+        if self.scraper:
+            self.scraper.close()
         self.proc.terminate()
         self.proc.wait(30)
         self.log.close()
@@ -218,6 +254,12 @@ class Bench:
                                      for i in range(PARALLEL)])
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def report(name: str, size: int, runs: list, target_mbs: float, rss_limit: float) -> dict:
     speeds = [size / seconds / 1e6 for seconds, _ in runs]
     peaks = [rss.peak for _, rss in runs]
@@ -241,6 +283,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--armor", action="store_true",
                         help="upload ASCII-armored messages (--size-mib of binary data, a third more on the wire)")
+    parser.add_argument("--metrics", choices=("off", "on", "both"), default="both",
+                        help="servers without metrics, with /metrics scraped every second, or both, alternating "
+                        "(default both)")
     args = parser.parse_args(argv)
     if not shutil.which("curl"):
         raise SystemExit("curl is needed for the benchmark")
@@ -258,21 +303,37 @@ def main(argv=None) -> int:
             body.with_suffix(".armored").replace(body)
         size, small_size = big.stat().st_size, small.stat().st_size
     shown = f"{size // MIB} MiB{' armored' if args.armor else ''}"
-    bench = Bench(server_cmd, work)
-    print(f"server {' '.join(server_cmd)} at {bench.url}; storage {work / 'storage'}; "
-          f"{os.cpu_count()} CPUs; median and best of {args.runs} runs", flush=True)
+    variants = {"off": [False], "on": [True], "both": [False, True]}[args.metrics]
+    benches = []
+    for metrics in variants:
+        (work / ("metrics-on" if metrics else "metrics-off")).mkdir()
+        benches.append(Bench(server_cmd, work / ("metrics-on" if metrics else "metrics-off"), metrics))
+    print(f"server {' '.join(server_cmd)}; storage under {work}; {os.cpu_count()} CPUs; median and best of "
+          f"{args.runs} runs; metrics: {args.metrics}", flush=True)
+    measurements = (
+        (f"upload {shown} (Content-Length)", size, lambda bench: bench.upload(big), 300, 100),
+        (f"upload {shown} (chunked, pipe)", size, lambda bench: bench.upload_chunked(big), 250, 100),
+        (f"download {shown}", size, lambda bench: bench.download(), 400, 100),
+        (f"{PARALLEL} x {PARALLEL_MIB} MiB parallel uploads", PARALLEL * small_size,
+         lambda bench: bench.parallel_uploads(small), 300, 150),
+    )
     results = []
     try:
-        results.append(report(f"upload {shown} (Content-Length)", size,
-                              [bench.upload(big) for _ in range(args.runs)], 300, 100))
-        results.append(report(f"upload {shown} (chunked, pipe)", size,
-                              [bench.upload_chunked(big) for _ in range(args.runs)], 250, 100))
-        results.append(report(f"download {shown}", size,
-                              [bench.download() for _ in range(args.runs)], 400, 100))
-        results.append(report(f"{PARALLEL} x {PARALLEL_MIB} MiB parallel uploads", PARALLEL * small_size,
-                              [bench.parallel_uploads(small) for _ in range(args.runs)], 300, 150))
+        for name, total, measure, target, rss_limit in measurements:
+            runs = {bench: [] for bench in benches}
+            for _ in range(args.runs):  # alternate between the servers: both see the same disk and page cache
+                for bench in benches:
+                    runs[bench].append(measure(bench))
+            for bench in benches:
+                label = f"{name}{', metrics on' if bench.scraper else ''}" if len(benches) > 1 else name
+                results.append(report(label, total, runs[bench], target, rss_limit))
+        for bench in benches:
+            if bench.scraper:
+                print(f"/metrics scraped {bench.scraper.scrapes} times during the run "
+                      f"({bench.scraper.failures} failed)", flush=True)
     finally:
-        bench.close()
+        for bench in benches:
+            bench.close()
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2))
         shutil.rmtree(work, ignore_errors=True)

@@ -52,14 +52,17 @@ class CollectionMonitor:
         self._clock = clock
         self._windows = {}  # collection id -> (collection, latest, window_ok, valid until)
         self._intervals = {}  # collection id -> (collection, expected interval, valid until)
+        self._last_duration = 0.0
 
     async def refresh_once(self):
+        began = time.monotonic()
         stats = await self._db.collection_summaries()
         failing = await self._db.collections_with_integrity_problems()
         verified = await self._db.last_verifications()
         snapshot = self._config.snapshot
         now = self._clock()
         await asyncio.to_thread(self._compute_and_show, snapshot, stats, failing, verified, now)
+        self._last_duration = time.monotonic() - began  # shown by the next refresh
 
     def _compute_and_show(self, snapshot, stats, failing, verified, now):
         """Blocking (croniter, rendering): runs in a thread, one refresh at a time."""
@@ -70,7 +73,7 @@ class CollectionMonitor:
             for collection_id in [key for key in cache if key not in snapshot.collections]:
                 del cache[collection_id]
         self._metrics.sync_collections(snapshot.collections)
-        self._metrics.show_collections(figures, time.time())
+        self._metrics.show_collections(figures, time.time(), self._last_duration)
 
     def _figures(self, collection, stats, problems, verified, now) -> CollectionFigures:
         count, used, latest, largest = stats or (0, 0, None, 0)

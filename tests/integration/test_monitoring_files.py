@@ -147,3 +147,14 @@ def test_the_dashboard_covers_fleet_traffic_security_and_instances():
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     assert all(panel["datasource"]["uid"] == "${datasource}" for panel in dashboard["panels"] if panel["type"] != "row")
+
+
+def test_every_exported_metric_is_documented(scrape):
+    """docs/monitoring.md's tables name each family of the scrape (the process metrics as a group)."""
+    documented = (ROOT / "docs" / "monitoring.md").read_text()
+    families = {family.name for family in text_string_to_metric_families(scrape)}
+    assert len(families) > 30
+    counters = {family.name for family in text_string_to_metric_families(scrape) if family.type == "counter"}
+    missing = [name for name in sorted(families) if not name.startswith(("process_", "python_"))
+               and f"`{name}{'_total' if name in counters else ''}`" not in documented]
+    assert missing == []
