@@ -50,6 +50,12 @@ COLLECTION_GAUGES = (
      "1 when the last verification found no corrupt version", "integrity_ok"),
     ("backup_repository_collection_storage_ok",
      "1 when the last verification found every version's object in the storage", "storage_ok"),
+    ("backup_repository_collection_minimum_retention_seconds",
+     "minimumRetention of the collection: no version is deleted younger than this (absent without it)",
+     "minimum_retention"),
+    ("backup_repository_collection_retention_ok",
+     "0 while the collection is full of versions its minimumRetention protects, so that the next upload will be "
+     "refused (absent without minimumRetention)", "retention_ok"),
     ("backup_repository_collection_last_verification_timestamp_seconds",
      "When a version of the collection was last verified (--verify, --verify-interval), unix seconds", "verified"),
 )

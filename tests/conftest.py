@@ -77,10 +77,12 @@ def s3_server(tmp_path_factory):
     log.close()
 
 
-def create_bucket(endpoint: str) -> str:
+def create_bucket(endpoint: str, object_lock: bool = False) -> str:
+    """A new bucket; with ``object_lock``, one created with S3 Object Lock enabled (versioning comes with it)."""
     name = f"br-test-{uuid.uuid4().hex[:12]}"
     support.s3_client(endpoint).create_bucket(
-        Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+        Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"},
+        **({"ObjectLockEnabledForBucket": True} if object_lock else {}))
     return name
 
 
@@ -89,7 +91,9 @@ def make_backend(request, tmp_path_factory):
     """make_backend(db, storage) -> Backend with the flags and environment of fresh, empty stores."""
     made = []
 
-    def make(db: str, storage: str) -> support.Backend:
+    def make(db: str, storage: str, object_lock: str = None) -> support.Backend:
+        """``object_lock`` (s3 only): governance or compliance — a bucket with Object Lock, and objectLock= in
+        the storage URL."""
         backend = support.Backend(db, storage)
         work = tmp_path_factory.mktemp(f"{db}-{storage}")
         if db == "sqlite":
@@ -107,11 +111,11 @@ def make_backend(request, tmp_path_factory):
             backend.args.append(f"--storage-url=file://{work / 'storage'}")
         else:
             endpoint = request.getfixturevalue("s3_server")
-            bucket = create_bucket(endpoint)
+            bucket = create_bucket(endpoint, object_lock=object_lock is not None)
             backend.bucket, backend.s3_endpoint = bucket, endpoint
             backend.args.append(
                 f"--storage-url=s3://{bucket}?endpoint={endpoint}&disableSSL=true&s3ForcePathStyle=true"
-                "&region=eu-central-1")
+                "&region=eu-central-1" + (f"&objectLock={object_lock}" if object_lock else ""))
             backend.env.update(AWS_ACCESS_KEY_ID=support.S3_KEY, AWS_SECRET_ACCESS_KEY=support.S3_SECRET)
         made.append(backend)
         return backend

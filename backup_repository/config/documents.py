@@ -318,6 +318,12 @@ def parse_collection(document: Document, secrets: dict) -> Collection:
     keep_older = strategy_spec.get("keepLastOlderNotMoreThan")
     keep_older = None if keep_older is None else _duration(keep_older, "spec.strategySpec.keepLastOlderNotMoreThan")
 
+    floor = spec.get("minimumRetention")
+    if floor is not None:
+        floor = _duration(floor, "spec.minimumRetention")
+        if floor <= 0:
+            raise DocumentError("spec.minimumRetention", "must be longer than zero (leave it out for no floor)")
+
     collection = Collection(
         id=document.id,
         description=_string(spec.get("description"), "spec.description"),
@@ -330,6 +336,7 @@ def parse_collection(document: Document, secrets: dict) -> Collection:
         keep_last_older_not_more_than=keep_older,
         max_older_copies=_int(strategy_spec.get("maxOlderCopies"), "spec.strategySpec.maxOlderCopies"),
         health_code_sha256=_health_code(spec, secrets, document),
+        minimum_retention=floor,
         access_control=_grants(spec.get("accessControl"), "spec.accessControl", document, "user"),
     )
     if collection.max_backups_count < 1:

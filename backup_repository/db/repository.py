@@ -13,7 +13,7 @@ from backup_repository.db.schema import LATEST, MIGRATIONS
 from backup_repository.domain.errors import DatabaseError
 from backup_repository.domain.sessions import GrantedAccess
 from backup_repository.domain.times import utcnow
-from backup_repository.domain.versions import Version
+from backup_repository.domain.versions import Version, VersionInfo
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +243,22 @@ class Repository(abc.ABC):
             "FROM versions GROUP BY collection_id"
         )
         return {row[0]: (int(row[1]), int(row[2]), _timestamp(row[3]), int(row[4])) for row in rows}
+
+    async def version_infos(self, collection_ids) -> dict:
+        """{collection id: [VersionInfo, ...]} of the given collections (those with a minimumRetention, for the
+        collection metrics), a query per 500 collections."""
+        found = {}
+        collection_ids = list(collection_ids)
+        for start in range(0, len(collection_ids), 500):
+            part = collection_ids[start:start + 500]
+            marks = ", ".join(["%s"] * len(part))
+            rows = await self.fetchall(
+                f"SELECT collection_id, id, version_number, filesize, created_at FROM versions "
+                f"WHERE collection_id IN ({marks})", tuple(part))
+            for row in rows:
+                found.setdefault(row[0], []).append(
+                    VersionInfo(row[1], int(row[2]), int(row[3]), _timestamp(row[4])))
+        return found
 
     async def delete_version(self, version_id: str) -> bool:
         await self.execute("DELETE FROM integrity_checks WHERE version_id = %s", (version_id,))

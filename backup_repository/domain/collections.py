@@ -33,6 +33,7 @@ class Collection:
     keep_last_older_not_more_than: Optional[float] = None
     max_older_copies: int = 0
     health_code_sha256: Optional[str] = None  # lowercase hex; None when no healthSecretRef is set
+    minimum_retention: Optional[float] = None  # seconds no version may be deleted after it was stored; None: no floor
     access_control: tuple = ()  # ObjectGrant with type "user"
 
     def filename_for(self, version: int) -> str:

@@ -7,7 +7,7 @@ never something a client chose.
 
 #: How an upload ended (``backup_repository_uploads_total{outcome}``).
 UPLOAD_OUTCOMES = (
-    "stored", "quota", "not_gpg", "window_closed", "locked", "too_many_uploads", "forbidden", "not_found",
+    "stored", "quota", "protected", "not_gpg", "window_closed", "locked", "too_many_uploads", "forbidden", "not_found",
     "unauthenticated", "bad_request", "client_gone", "timeout", "stopping", "storage_error", "database_error",
     "error",
 )

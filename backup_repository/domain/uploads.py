@@ -24,21 +24,23 @@ def too_large(received: int, allowed: int) -> PayloadTooLarge:
     )
 
 
-def refuse_declared_length(declared: Optional[int], content_type: str, allowed: int):
+def refuse_declared_length(declared: Optional[int], content_type: str, allowed: int, over_budget=None):
     """A declared Content-Length above the budget is refused before a byte is read (a form may add FORM_OVERHEAD
-    of fields and delimiters around its file)."""
+    of fields and delimiters around its file). ``over_budget(size)`` may name a more precise refusal than 413."""
     if declared is None:
         return
     slack = FORM_OVERHEAD if content_type.lower().startswith("multipart/") else 0
     if declared - slack > allowed:
-        raise too_large(declared, allowed)
+        raise (over_budget and over_budget(declared - slack)) or too_large(declared, allowed)
 
 
 class UploadBody:
-    """Counts and checks one upload body."""
+    """Counts and checks one upload body. ``over_budget(received)``, when given, may return the error for a file
+    above ``allowed_bytes`` instead of 413 (a collection's minimumRetention in the way)."""
 
-    def __init__(self, allowed_bytes: int, content_type: str = ""):
+    def __init__(self, allowed_bytes: int, content_type: str = "", over_budget=None):
         self.allowed = allowed_bytes
+        self._over_budget = over_budget
         self.received = 0  # bytes of the file
         self.body_received = 0  # bytes of the request body (more than the file for a multipart body)
         self._form = MultipartFile.for_content_type(content_type)
@@ -61,7 +63,8 @@ class UploadBody:
                 continue
             self.received += len(piece)
             if self.received > self.allowed:
-                raise too_large(self.received, self.allowed)
+                raise (self._over_budget and self._over_budget(self.received)) or too_large(self.received,
+                                                                                            self.allowed)
             self._message.feed(piece)
             accepted.append(piece)
         if self._form is not None and self.body_received - self.received > FORM_OVERHEAD:

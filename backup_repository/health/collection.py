@@ -1,12 +1,25 @@
 """The checks behind ``GET /api/stable/repository/collection/{id}/health`` (docs/api.md#collection-health),
 as plain functions."""
 
+from backup_repository.domain.times import format_time
+from backup_repository.domain.versions import retention_blocks_next_upload
 from backup_repository.domain.windows import check_latest_backup
 from backup_repository.health.checks import CheckResult
 
 
+def retention_problem(collection, versions, now):
+    """MinimumRetentionValidator's finding: the next upload would be refused because the collection is full of
+    versions its minimumRetention protects (docs/api.md#minimum-retention); None when it would not be."""
+    until = retention_blocks_next_upload(collection, versions, now)
+    if until is None:
+        return None
+    return (f"collection is full of protected versions: the next upload will be refused until "
+            f"{format_time(until.replace(microsecond=0))} (minimumRetention)")
+
+
 def collection_checks(collection, versions, now) -> list:
-    """BackupWindowValidator, VersionsSizeValidator and SumOfVersionsValidator for a collection's versions."""
+    """BackupWindowValidator, VersionsSizeValidator and SumOfVersionsValidator for a collection's versions, and
+    MinimumRetentionValidator for a collection with a minimumRetention."""
     latest = max(versions, key=lambda v: v.number).created_at if versions else None
     window_problem = check_latest_backup(collection.windows, latest, now)
 
@@ -22,14 +35,14 @@ def collection_checks(collection, versions, now) -> list:
     if total > collection.max_collection_size:
         sum_problem = f"Summary of all files is {total}b, while collection hard limit is {collection.max_collection_size}b"
 
-    return [
-        CheckResult(name, problem is None, problem or "OK")
-        for name, problem in (
-            ("BackupWindowValidator", window_problem),
-            ("VersionsSizeValidator", size_problem),
-            ("SumOfVersionsValidator", sum_problem),
-        )
+    checks = [
+        ("BackupWindowValidator", window_problem),
+        ("VersionsSizeValidator", size_problem),
+        ("SumOfVersionsValidator", sum_problem),
     ]
+    if collection.minimum_retention is not None:
+        checks.append(("MinimumRetentionValidator", retention_problem(collection, versions, now)))
+    return [CheckResult(name, problem is None, problem or "OK") for name, problem in checks]
 
 
 def storage_consistency_check(missing: list) -> CheckResult:

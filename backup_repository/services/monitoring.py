@@ -2,7 +2,8 @@
 how full it is, when its newest version arrived, how often one is expected and which health checks pass.
 
 They come from the shared database and the configuration, so every instance shows the same values. They are
-computed in the background every ``interval`` (three queries, whatever the number of collections) and rendered
+computed in the background every ``interval`` (three queries, whatever the number of collections, and one
+per 500 collections with a minimumRetention) and rendered
 once by ``Metrics.show_collections``: a scrape never waits for the database. Per collection, the window check and
 the expected interval are computed again only when their inputs changed or a window opened or closed.
 
@@ -18,6 +19,7 @@ from datetime import timedelta
 from typing import Optional
 
 from backup_repository.domain.times import utcnow
+from backup_repository.domain.versions import retention_blocks_next_upload
 from backup_repository.domain.windows import check_latest_backup, expected_interval, next_change
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,8 @@ class CollectionFigures:
     integrity_ok: int
     storage_ok: int
     verified: Optional[float]  # unix seconds
+    minimum_retention: Optional[float] = None  # seconds; None without a floor
+    retention_ok: Optional[int] = None  # 0 while the next upload would be refused for the floor; None without one
 
 
 class CollectionMonitor:
@@ -60,14 +64,16 @@ class CollectionMonitor:
         failing = await self._db.collections_with_integrity_problems()
         verified = await self._db.last_verifications()
         snapshot = self._config.snapshot
+        floored = [key for key, collection in snapshot.collections.items() if collection.minimum_retention]
+        versions = await self._db.version_infos(floored) if floored else {}
         now = self._clock()
-        await asyncio.to_thread(self._compute_and_show, snapshot, stats, failing, verified, now)
+        await asyncio.to_thread(self._compute_and_show, snapshot, stats, failing, verified, versions, now)
         self._last_duration = time.monotonic() - began  # shown by the next refresh
 
-    def _compute_and_show(self, snapshot, stats, failing, verified, now):
+    def _compute_and_show(self, snapshot, stats, failing, verified, versions, now):
         """Blocking (croniter, rendering): runs in a thread, one refresh at a time."""
         figures = [self._figures(collection, stats.get(collection_id), failing.get(collection_id, ()),
-                                 verified.get(collection_id), now)
+                                 verified.get(collection_id), versions.get(collection_id, ()), now)
                    for collection_id, collection in sorted(snapshot.collections.items())]
         for cache in (self._windows, self._intervals):
             for collection_id in [key for key in cache if key not in snapshot.collections]:
@@ -75,7 +81,7 @@ class CollectionMonitor:
         self._metrics.sync_collections(snapshot.collections)
         self._metrics.show_collections(figures, time.time(), self._last_duration)
 
-    def _figures(self, collection, stats, problems, verified, now) -> CollectionFigures:
+    def _figures(self, collection, stats, problems, verified, versions, now) -> CollectionFigures:
         count, used, latest, largest = stats or (0, 0, None, 0)
         return CollectionFigures(
             collection_id=collection.id, versions=count, used_bytes=used, max_size=collection.max_collection_size,
@@ -87,6 +93,9 @@ class CollectionMonitor:
             integrity_ok=int(not any(not message.startswith("missing") for _, _, message in problems)),
             storage_ok=int(not any(message.startswith("missing") for _, _, message in problems)),
             verified=verified.timestamp() if verified is not None else None,
+            minimum_retention=collection.minimum_retention,
+            retention_ok=(None if collection.minimum_retention is None
+                          else int(retention_blocks_next_upload(collection, versions, now) is None)),
         )
 
     def _window_ok(self, collection, latest, now) -> int:

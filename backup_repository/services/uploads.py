@@ -12,6 +12,7 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Optional
 
 from backup_repository.domain import roles as R
@@ -26,7 +27,10 @@ from backup_repository.domain.names import is_object_name
 from backup_repository.domain.openpgp import NO_GPG_FOOTER, NO_GPG_HEADER
 from backup_repository.domain.times import utcnow
 from backup_repository.domain.uploads import UploadBody, refuse_declared_length
-from backup_repository.domain.versions import Version, allowed_upload_size, object_name, rotate_out
+from backup_repository.domain.versions import (
+    ProtectedVersionsInTheWay, Version, collection_full, object_name, retention_blocks_next_upload, rotate_out,
+    upload_allowance,
+)
 from backup_repository.domain.windows import is_open
 
 log = logging.getLogger(__name__)
@@ -59,6 +63,8 @@ def upload_outcome(exc: BaseException) -> str:
     message = getattr(exc, "message", "")
     if isinstance(exc, Forbidden):
         return "window_closed" if message == WINDOW_CLOSED else "forbidden"
+    if isinstance(exc, ProtectedVersionsInTheWay):
+        return "protected"
     if isinstance(exc, DomainError):
         if isinstance(exc, BadRequest) and (NO_GPG_HEADER in message or NO_GPG_FOOTER in message):
             return "not_gpg"
@@ -174,15 +180,26 @@ class Upload:
 
     async def prepare(self, request: UploadRequest, now):
         self._renewal = asyncio.ensure_future(self._renew_lock())
-        versions = await self._db.list_versions(self.collection.id)
-        allowed = allowed_upload_size(self.collection, [v.info() for v in versions], now)
-        refuse_declared_length(request.declared_length, request.content_type, allowed)
-        self.body = UploadBody(allowed, request.content_type)
+        versions = [v.info() for v in await self._db.list_versions(self.collection.id)]
+        blocked_until = retention_blocks_next_upload(self.collection, versions, now)
+        if blocked_until is not None:  # it would push a version out before its minimumRetention has passed
+            raise collection_full(blocked_until, now)
+        allowance = upload_allowance(self.collection, versions, now)
+        allowed = allowance.allowed
+
+        def over_budget(size: int):
+            return allowance.refusal(size, self._clock())
+
+        refuse_declared_length(request.declared_length, request.content_type, allowed, over_budget)
+        self.body = UploadBody(allowed, request.content_type, over_budget)
         await self._reserve_free_number()
         self.object_name = object_name(self.collection.id, self.filename)
         # recorded before a byte is written: after a crash, the janitor finds what to clean up from this row
         await self._db.add_pending_upload(self.object_name, self.collection.id, now)
-        self._writer = self._storage.writer(self.object_name, self._check_size)
+        retain_until = None
+        if self.collection.minimum_retention is not None:  # S3 Object Lock, when the store has it (objectLock=)
+            retain_until = now + timedelta(seconds=self.collection.minimum_retention)
+        self._writer = self._storage.writer(self.object_name, self._check_size, retain_until)
         log.info("upload of %s v%d started by %r (up to %d bytes)", self.collection.id, self.number,
                  self.principal.actor.name, allowed)
 

@@ -58,7 +58,7 @@ class BlobStore:
         from backup_repository.storage.cloud import CloudBackend  # libcloud (and requests) only when used
 
         driver, container = make_driver(location)
-        return cls(location, CloudBackend(driver, container))
+        return cls(location, CloudBackend(driver, container, object_lock=location.object_lock))
 
     def describe(self) -> str:
         return self.location.describe()
@@ -75,6 +75,8 @@ class BlobStore:
         """Check at start-up that the bucket or directory is reachable."""
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, self.backend.check)
+        except StorageConfigError:  # reachable, but not as configured (objectLock on a bucket without it)
+            raise
         except Exception as exc:
             raise StorageError(f"cannot reach {self.describe()}: {_reason(exc)}") from exc
 
@@ -103,9 +105,11 @@ class BlobStore:
 
 
     # --- streams --------------------------------------------------------------------------------
-    def writer(self, name: str, check_size=None) -> "ObjectWriter":
-        """Start writing ``name``; it becomes visible only when ``ObjectWriter.close()`` succeeds."""
-        return ObjectWriter(self, name, check_size)
+    def writer(self, name: str, check_size=None, retain_until=None) -> "ObjectWriter":
+        """Start writing ``name``; it becomes visible only when ``ObjectWriter.close()`` succeeds. With
+        ``retain_until`` (a collection's minimumRetention) and an S3 store with objectLock=, the object is written
+        under S3 Object Lock until then."""
+        return ObjectWriter(self, name, check_size, retain_until)
 
     async def read(self, name: str, start: int = 0, end: int = None):
         """Yield the bytes ``[start, end)`` of ``name``; the next chunk is read while the caller sends this one.
@@ -167,7 +171,7 @@ class Aborted(Exception):
 class ObjectWriter:
     """One object being streamed into the store by a transfer thread."""
 
-    def __init__(self, store: BlobStore, name: str, check_size=None):
+    def __init__(self, store: BlobStore, name: str, check_size=None, retain_until=None):
         self.name = name
         self._store = store
         self._loop = asyncio.get_running_loop()
@@ -175,7 +179,7 @@ class ObjectWriter:
         self._pending = bytearray()
         self._hash = hashlib.sha256()
         self._result = self._loop.run_in_executor(
-            store._transfers, store.backend.write_stream, name, self._channel, check_size
+            store._transfers, store.backend.write_stream, name, self._channel, check_size, retain_until
         )
         # a thread that stopped early (the store failed) must not leave the event loop waiting for room
         self._result.add_done_callback(lambda _: self._channel.abort())

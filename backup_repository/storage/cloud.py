@@ -5,11 +5,30 @@ aborts the multipart upload when the chunk iterator raises, so a failed upload l
 Every method blocks and runs on the store's thread pool.
 """
 
-from datetime import datetime, timezone
+import base64
+import hashlib
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Optional
 
+from libcloud.common.types import InvalidCredsError
 from libcloud.storage.types import ContainerDoesNotExistError, ObjectDoesNotExistError
 
+from backup_repository.storage.urls import StorageConfigError
+
+log = logging.getLogger(__name__)
+
 CHUNK = 1 << 20
+#: The S3 XML namespace of a PutObjectRetention body.
+S3_NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
+
+
+def _lock_date(moment: datetime) -> str:
+    """An Object Lock retain-until date: ISO 8601 in UTC, whole seconds, rounded up."""
+    moment = moment.astimezone(timezone.utc)
+    if moment.microsecond:
+        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _epoch(text) -> float:
@@ -21,17 +40,41 @@ def _epoch(text) -> float:
 
 
 class CloudBackend:
-    def __init__(self, driver, container_name: str):
+    """``object_lock`` (S3 only: ``governance`` or ``compliance``, from ``objectLock=`` in the storage URL): objects
+    written with a retain-until date carry that S3 Object Lock retention, and a deletion removes the object's
+    version itself (docs/configuration.md#s3-object-lock)."""
+
+    def __init__(self, driver, container_name: str, object_lock: Optional[str] = None):
         self._driver = driver
         self._container_name = container_name
         self._container = None
+        self._lock_mode = object_lock.upper() if object_lock else None
+        self._lock_checked = False
+
+    @property
+    def object_lock(self) -> Optional[str]:
+        return self._lock_mode
 
     def check(self):
-        """Raise when the bucket cannot be reached (the message names the bucket)."""
+        """Raise when the bucket cannot be reached (the message names the bucket), or when objectLock= asks for a
+        lock the bucket cannot keep (StorageConfigError: a start-up refusal, not an outage)."""
         try:
             self._container = self._driver.get_container(self._container_name)
         except ContainerDoesNotExistError:
             raise LookupError(f"the bucket {self._container_name!r} does not exist") from None
+        if self._lock_mode and not self._lock_checked:
+            self._check_object_lock()
+            self._lock_checked = True
+
+    def _check_object_lock(self):
+        response = self._driver.connection.request(f"/{self._container_name}", params={"object-lock": ""})
+        enabled = response.status == 200 and "<ObjectLockEnabled>Enabled</ObjectLockEnabled>" in (response.body or "")
+        if not enabled:
+            raise StorageConfigError(
+                f"the bucket {self._container_name!r} does not have S3 Object Lock enabled, but the storage URL asks "
+                f"for objectLock={self._lock_mode.lower()}: create the bucket with Object Lock enabled (it can only "
+                "be turned on for a bucket with versioning; see docs/configuration.md#s3-object-lock), or remove "
+                "objectLock from --storage-url")
 
     def _bucket(self):
         if self._container is None:
@@ -39,9 +82,18 @@ class CloudBackend:
         return self._container
 
     # --- writing --------------------------------------------------------------------------------
-    def write_stream(self, name: str, chunks, check_size=None) -> int:
-        """Stream the chunks into ``name``; when ``check_size(stored_bytes)`` refuses, the object is deleted."""
-        self._driver.upload_object_via_stream(iter(chunks), self._bucket(), name)
+    def write_stream(self, name: str, chunks, check_size=None, retain_until: Optional[datetime] = None) -> int:
+        """Stream the chunks into ``name``; when ``check_size(stored_bytes)`` refuses, the object is deleted.
+
+        With objectLock= and ``retain_until``, the multipart upload is created with the lock's mode and date, so
+        that the object is protected from the moment it exists; the retention is then read back, and set on the
+        object's version when the store did not take it from the upload (some S3-compatible servers ignore it on
+        multipart uploads). An object whose retention cannot be confirmed is not kept."""
+        headers = None
+        if self._lock_mode and retain_until is not None:
+            headers = {"x-amz-object-lock-mode": self._lock_mode,
+                       "x-amz-object-lock-retain-until-date": _lock_date(retain_until)}
+        self._driver.upload_object_via_stream(iter(chunks), self._bucket(), name, headers=headers)
         size = self.size(name)
         if size is None:
             raise IOError(f"the store does not show {name} after the upload completed")
@@ -51,7 +103,44 @@ class CloudBackend:
             except BaseException:
                 self.delete(name)
                 raise
+        if headers is not None:
+            try:
+                self._ensure_retention(name, headers["x-amz-object-lock-retain-until-date"])
+            except BaseException:
+                self.delete(name)
+                raise
         return size
+
+    def _head(self, name: str) -> dict:
+        response = self._driver.connection.request(self._driver._get_object_path(self._bucket(), name),
+                                                   method="HEAD")
+        if response.status == 404:
+            raise ObjectDoesNotExistError(value=None, driver=self._driver, object_name=name)
+        return {key.lower(): value for key, value in response.headers.items()}
+
+    def retention(self, name: str) -> tuple:
+        """(mode, retain-until date text, version id) of the object's current version, as the store shows them."""
+        headers = self._head(name)
+        return (headers.get("x-amz-object-lock-mode"), headers.get("x-amz-object-lock-retain-until-date"),
+                headers.get("x-amz-version-id"))
+
+    def _ensure_retention(self, name: str, until: str):
+        mode, shown, version_id = self.retention(name)
+        if mode == self._lock_mode and shown and _epoch(shown) >= _epoch(until):
+            return
+        body = (f'<Retention xmlns="{S3_NAMESPACE}"><Mode>{self._lock_mode}</Mode>'
+                f"<RetainUntilDate>{until}</RetainUntilDate></Retention>").encode()
+        params = {"retention": ""}
+        if version_id:
+            params["versionId"] = version_id
+        self._driver.connection.request(
+            self._driver._get_object_path(self._bucket(), name), method="PUT", params=params, data=body,
+            headers={"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode(),
+                     "Content-Type": "application/xml"})
+        mode, shown, _ = self.retention(name)
+        if mode != self._lock_mode or not shown or _epoch(shown) < _epoch(until):
+            raise IOError(f"the store did not keep the Object Lock retention of {name} "
+                          f"({self._lock_mode} until {until}); the object is not kept")
 
     def put_bytes(self, name: str, data: bytes):
         self._driver.upload_object_via_stream(iter([data]), self._bucket(), name)
@@ -81,11 +170,34 @@ class CloudBackend:
 
     # --- deleting -------------------------------------------------------------------------------
     def delete(self, name: str) -> bool:
+        if self._lock_mode:
+            return self._delete_version(name)
         try:
             obj = self._object(name)
         except ObjectDoesNotExistError:
             return False
         return bool(self._driver.delete_object(obj))
+
+    def _delete_version(self, name: str) -> bool:
+        """With Object Lock (a versioned bucket), a plain DELETE only hides an object behind a delete marker: the
+        object's version itself is deleted, which frees its space at once and which the store refuses while the
+        version's retention lasts. Refused (the store's clock is behind ours, or the bucket's own default retention
+        is longer), the object is hidden behind a delete marker instead; the bucket's lifecycle rule for
+        noncurrent versions removes it once its retention has passed (docs/configuration.md#s3-object-lock)."""
+        try:
+            _, until, version_id = self.retention(name)
+        except ObjectDoesNotExistError:
+            return False
+        path = self._driver._get_object_path(self._bucket(), name)
+        if version_id:
+            try:
+                response = self._driver.connection.request(path, method="DELETE", params={"versionId": version_id})
+                return response.status in (200, 204)
+            except InvalidCredsError:
+                log.warning("the store keeps %s (version %s) under its Object Lock until %s; hidden behind a delete "
+                            "marker instead, the bucket's lifecycle rule removes it later", name, version_id, until)
+        response = self._driver.connection.request(path, method="DELETE")
+        return response.status in (200, 204)
 
     def remove_leftovers(self, name: str, older_than: float) -> int:
         """Remove ``name`` and abort its multipart uploads begun before ``older_than`` (epoch seconds)."""

@@ -31,8 +31,9 @@ class LocalBackend:
         return os.path.join(self.root, *parts)
 
     # --- writing --------------------------------------------------------------------------------
-    def write_stream(self, name: str, chunks, check_size=None) -> int:
-        """Write every chunk, then make the object visible at ``name`` in one rename.
+    def write_stream(self, name: str, chunks, check_size=None, retain_until=None) -> int:
+        """Write every chunk, then make the object visible at ``name`` in one rename. ``retain_until`` is not
+        kept: a local directory has no retention of its own; the server enforces minimumRetention alone.
 
         ``check_size(stored_bytes)`` may raise to refuse the object before it becomes visible. When anything
         fails (the chunk iterator included) the temporary file is removed and nothing is left behind.

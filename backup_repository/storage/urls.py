@@ -5,7 +5,8 @@ libcloud drivers.
 - ``s3://bucket?endpoint=host:port&disableSSL=true&s3ForcePathStyle=true&region=eu-central-1``: AWS S3 or any
   S3-compatible server; credentials from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (and
   ``AWS_SESSION_TOKEN``). libcloud always addresses buckets path-style, so ``s3ForcePathStyle`` is accepted and
-  has no further effect.
+  has no further effect. ``objectLock=governance|compliance``: objects of collections with a minimumRetention are
+  written under S3 Object Lock (the bucket must have it enabled).
 - ``gs://bucket``, or a bare bucket name with ``--use-google-cloud``: Google Cloud Storage with the service
   account file named by ``GOOGLE_APPLICATION_CREDENTIALS``.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
 TRUE_VALUES = ("1", "true", "yes", "on")
+OBJECT_LOCK_MODES = ("governance", "compliance")
 
 
 class StorageConfigError(ValueError):
@@ -28,12 +30,19 @@ class StorageLocation:
     bucket: str  # the directory for file://
     options: dict = field(default_factory=dict)
 
+    @property
+    def object_lock(self):
+        """``governance`` or ``compliance`` when the URL asks for S3 Object Lock (``objectLock=``), else None."""
+        lock = self.options.get("objectLock")
+        return lock.lower() if lock else None
+
     def describe(self) -> str:
         if self.scheme == "file":
             return f"local directory {self.bucket}"
         endpoint = self.options.get("endpoint")
         where = f" at {endpoint}" if endpoint else ""
-        return f"{self.scheme}://{self.bucket}{where}"
+        lock = f" with Object Lock ({self.object_lock})" if self.object_lock else ""
+        return f"{self.scheme}://{self.bucket}{where}{lock}"
 
 
 def parse_storage_url(url: str, use_google_cloud: bool = False) -> StorageLocation:
@@ -44,6 +53,8 @@ def parse_storage_url(url: str, use_google_cloud: bool = False) -> StorageLocati
         return StorageLocation("gs", url)
     parts = urlsplit(url)
     query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    if "objectLock" in query and parts.scheme != "s3":
+        raise StorageConfigError(f"{url!r}: objectLock is an option of s3:// storage only (S3 Object Lock)")
     if parts.scheme == "file":
         path = os.path.expanduser(parts.netloc + parts.path) if parts.netloc == "~" else parts.path
         if parts.netloc not in ("", "localhost", "~"):
@@ -54,6 +65,9 @@ def parse_storage_url(url: str, use_google_cloud: bool = False) -> StorageLocati
     if parts.scheme == "s3":
         if not parts.netloc:
             raise StorageConfigError(f"{url!r}: the bucket name is missing (s3://bucket?region=...)")
+        lock = query.get("objectLock")
+        if lock is not None and lock.lower() not in OBJECT_LOCK_MODES:
+            raise StorageConfigError(f"{url!r}: objectLock must be governance or compliance, not {lock!r}")
         return StorageLocation("s3", parts.netloc, query)
     if parts.scheme == "gs":
         if not parts.netloc:

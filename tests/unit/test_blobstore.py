@@ -81,9 +81,9 @@ def test_back_pressure_when_the_store_is_slow(store, monkeypatch):
     gate = threading.Event()
     original = store.backend.write_stream
 
-    def slow(name, chunks, check_size=None):
+    def slow(name, chunks, check_size=None, retain_until=None):
         gate.wait(10)
-        return original(name, chunks, check_size)
+        return original(name, chunks, check_size, retain_until)
 
     monkeypatch.setattr(store.backend, "write_stream", slow)
 

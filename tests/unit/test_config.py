@@ -263,3 +263,25 @@ def test_problems_of_unchanged_documents_are_still_reported(cfg):
     cfg.user("alice", GO_ADMIN_HASH)
     second = problems_of(read_snapshot(str(cfg.ns), parser))
     assert len(first) == 2 and first == second
+
+
+@pytest.mark.parametrize("text, seconds, fragment", [
+    ("7d", 7 * 86400, None),
+    ("168h", 168 * 3600, None),
+    ("1d12h", 36 * 3600, None),
+    ("soon", None, "invalid duration"),
+    ("0s", None, "longer than zero"),
+    ("-1h", None, "longer than zero"),
+])
+def test_minimum_retention_is_a_duration_named_in_its_problem(cfg, text, seconds, fragment):
+    cfg.write(COLLECTIONS, "c1", collection().replace("  strategyName:", f"  minimumRetention: {text}\n  strategyName:"))
+    cfg.write(COLLECTIONS, "c2", collection(name="c2"))
+    cfg.user("alice", GO_ADMIN_HASH)
+    snapshot = read_snapshot(str(cfg.ns))
+    assert snapshot.collections["c2"].minimum_retention is None  # absent: no floor
+    if fragment is None:
+        assert snapshot.collections["c1"].minimum_retention == seconds and snapshot.problems == ()
+    else:
+        assert "c1" not in snapshot.collections
+        [problem] = problems_of(snapshot)
+        assert "c1.yaml: spec.minimumRetention:" in problem and fragment in problem

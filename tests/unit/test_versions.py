@@ -92,3 +92,73 @@ def test_version_json_has_the_contract_fields_plus_sha256():
                          "user", "CreatedAt", "UpdatedAt", "DeletedAt", "sha256"}
     assert (data["versionNumber"], data["filesize"], data["DeletedAt"]) == (3, 42, None)
     assert data["CreatedAt"] == "2026-11-27T12:00:00Z"
+
+
+# --- minimumRetention (docs/configuration.md#minimum-retention) -------------------------------------------------
+
+def floored(floor_days, **kwargs):
+    from dataclasses import replace
+    return replace(col(**kwargs), minimum_retention=floor_days * 86400)
+
+
+def test_without_a_floor_nothing_changes():
+    from backup_repository.domain.versions import retention_blocks_next_upload, upload_allowance
+    vs = versions(1, 1, 1, age_days=[0.1, 0.05, 0.01])
+    assert retention_blocks_next_upload(col(count=3), vs, NOW) is None
+    allowance = upload_allowance(col(count=3), vs, NOW)
+    assert allowance.allowed == allowance.without_floor and allowance.protected_until is None
+
+
+def test_rotation_never_deletes_a_protected_version():
+    vs = versions(1, 1, 1, 1, 1, age_days=[5, 4, 3, 2, 1])
+    assert numbers(rotate_out(col(count=3), vs, NOW)) == [1, 2]
+    assert numbers(rotate_out(floored(4.5, count=3), vs, NOW)) == [1]        # v2 (4 days) is protected
+    assert rotate_out(floored(6, count=3), vs, NOW) == []
+
+
+def test_a_full_collection_of_protected_versions_blocks_the_next_upload_until_the_youngest_pushed_out_is_free():
+    from backup_repository.domain.versions import retention_blocks_next_upload
+    vs = versions(1, 1, 1, age_days=[3, 2, 1])
+    # the next upload pushes v1 (3 days old) out: with a floor of 6 days it is protected for 3 more days
+    assert retention_blocks_next_upload(floored(6, count=3), vs, NOW) == NOW + timedelta(days=3)
+    assert retention_blocks_next_upload(floored(2.5, count=3), vs, NOW) is None       # v1 is past its floor
+    assert retention_blocks_next_upload(floored(6, count=4), vs, NOW) is None         # a free slot
+    # maxBackupsCount lowered to 1: v1 and v2 are over the count already (kept by the floor); the upload would
+    # push v3 out too, so it waits for v3's floor
+    assert retention_blocks_next_upload(floored(6, count=1), vs, NOW) == NOW + timedelta(days=5)
+
+
+def test_daily_backups_seven_kept_and_a_floor_of_six_days_never_block():
+    """docs/configuration.md#minimum-retention: with one backup a day and 7 versions, 6d protects every version
+    and the 8th upload, a day after the 7th, is never refused."""
+    from backup_repository.domain.versions import retention_blocks_next_upload
+    vs = versions(*[1] * 7, age_days=[7, 6, 5, 4, 3, 2, 1])
+    assert retention_blocks_next_upload(floored(6, count=7), vs, NOW) is None
+    assert retention_blocks_next_upload(floored(7.5, count=7), vs, NOW) is not None
+    assert rotate_out(floored(6, count=7), [*vs, VersionInfo("new", 8, 1, NOW)], NOW)[0].number == 1
+
+
+def test_an_aged_older_copy_kept_by_the_floor_takes_room_and_the_refusal_says_when_it_goes():
+    from backup_repository.domain.versions import (
+        ProtectedVersionsInTheWay, retention_blocks_next_upload, upload_allowance,
+    )
+    kwargs = dict(count=1, one=10 * M, total=25 * M, strategy="fifo-plus-older", keep=1 * 86400, older=1)
+    # v1 (2 days) is past keepLastOlderNotMoreThan: the strategy wants it gone whatever the upload; v2 is the
+    # older copy the next upload makes
+    vs = versions(10 * M, 10 * M, age_days=[2, 0.5])
+    assert retention_blocks_next_upload(floored(3, **kwargs), vs, NOW) is None   # v1 does not block the count
+    allowance = upload_allowance(floored(3, **kwargs), vs, NOW)
+    assert allowance.without_floor == 15 * M and allowance.allowed == 5 * M       # v1 stays: 25 - 20
+    assert allowance.protected_until == NOW + timedelta(days=1)
+    refusal = allowance.refusal(6 * M, NOW)
+    assert isinstance(refusal, ProtectedVersionsInTheWay) and refusal.status == 429
+    assert refusal.message == "collection is full: its oldest version is protected until 2026-11-28T12:00:00Z"
+    assert refusal.retry_after == 86400
+    assert allowance.refusal(16 * M, NOW) is None                   # over the budget even without the floor: 413
+
+
+def test_the_refusal_rounds_the_time_up_to_the_whole_second():
+    from backup_repository.domain.versions import collection_full
+    refusal = collection_full(NOW + timedelta(seconds=2, microseconds=1), NOW)
+    assert refusal.message.endswith("until 2026-11-27T12:00:03Z") and refusal.retry_after == 3
+    assert collection_full(NOW - timedelta(seconds=1), NOW).retry_after == 1
