@@ -165,6 +165,8 @@ def collection_with(name: str, **spec) -> dict:
     ({"windows": [{"from": "0 1 * * *", "duration": "an hour"}]}, "spec.windows[0].duration"),
     ({"accessControl": [{"userName": "a", "roles": ["owner"]}]}, "spec.accessControl[0].roles[0]"),
     ({"healthSecretRef": {"name": "s"}}, "spec.healthSecretRef.entry"),
+    ({"minimumRetention": "a week"}, "spec.minimumRetention"),
+    ({"minimumRetention": 7}, "spec.minimumRetention"),
     ({"unknownField": 1}, "spec.unknownField"),
 ])
 def test_collections_the_server_would_refuse_are_rejected(kube, spec, field):
@@ -194,6 +196,12 @@ def test_sizes_as_numbers_and_every_unit_the_server_reads(kube):
         document = collection_with(f"size-{index}", maxOneVersionSize=size, maxCollectionSize="16E")
         response = create(kube, document)
         assert response.status_code == 201, (size, response.text)
+
+
+def test_minimum_retention_in_the_syntax_the_server_reads(kube):
+    for index, floor in enumerate(["7d", "168h", "1d12h", "90m"]):
+        response = create(kube, collection_with(f"floor-{index}", minimumRetention=floor))
+        assert response.status_code == 201, (floor, response.text)
 
 
 def test_the_status_shows_in_the_table_that_kubectl_prints(kube):
