@@ -269,7 +269,7 @@ def report(name: str, size: int, runs: list, target_mbs: float, rss_limit: float
         "target_mbs": target_mbs, "rss_limit_mib": rss_limit,
     }
     verdict = "ok" if row["median_mbs"] >= target_mbs and row["rss_peak_mib"] < rss_limit else "BELOW TARGET"
-    print(f"{name:<34} {row['median_mbs']:8.0f} {row['best_mbs']:8.0f} MB/s  "
+    print(f"{name:<46} {row['median_mbs']:8.0f} {row['best_mbs']:8.0f} MB/s  "
           f"RSS {row['rss_before_mib']:5.1f} -> peak {row['rss_peak_mib']:5.1f} MiB   "
           f"(target >= {target_mbs:.0f} MB/s, < {rss_limit:.0f} MiB: {verdict})", flush=True)
     return row

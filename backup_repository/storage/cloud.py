@@ -67,7 +67,13 @@ class CloudBackend:
             self._lock_checked = True
 
     def _check_object_lock(self):
-        response = self._driver.connection.request(f"/{self._container_name}", params={"object-lock": ""})
+        try:
+            response = self._driver.connection.request(f"/{self._container_name}", params={"object-lock": ""})
+        except InvalidCredsError:
+            raise StorageConfigError(
+                f"the storage credentials may not read the Object Lock configuration of the bucket "
+                f"{self._container_name!r} (s3:GetBucketObjectLockConfiguration), which objectLock= needs; see "
+                "docs/configuration.md#s3-object-lock for the permissions") from None
         enabled = response.status == 200 and "<ObjectLockEnabled>Enabled</ObjectLockEnabled>" in (response.body or "")
         if not enabled:
             raise StorageConfigError(
@@ -201,15 +207,7 @@ class CloudBackend:
 
     def remove_leftovers(self, name: str, older_than: float) -> int:
         """Remove ``name`` and abort its multipart uploads begun before ``older_than`` (epoch seconds)."""
-        removed = 0
-        obj = None
-        try:
-            obj = self._object(name)
-        except ObjectDoesNotExistError:
-            pass
-        if obj is not None:
-            self._driver.delete_object(obj)
-            removed += 1
+        removed = 1 if self.delete(name) else 0
         iterate = getattr(self._driver, "ex_iterate_multipart_uploads", None)
         if iterate is not None:  # S3: an upload cut short by a crash is an unfinished multipart upload
             for upload in iterate(self._bucket(), prefix=name):
