@@ -13,6 +13,7 @@ from backup_repository.domain.collections import COLLECTION_NOT_FOUND
 from backup_repository.domain.errors import Forbidden, NotFound
 from backup_repository.domain.names import is_object_name
 from backup_repository.domain.times import format_time, utcnow
+from backup_repository.domain.versions import retention_blocks_next_upload
 from backup_repository.domain.windows import next_change
 from backup_repository.health.collection import collection_checks, integrity_check, storage_consistency_check
 
@@ -118,7 +119,8 @@ class CollectionService:
 
         ``known`` (kept by the caller between calls) remembers what each status was computed from; with it, only
         the statuses computed again are returned: those of the collections whose versions, configuration or
-        integrity findings changed, or one of whose backup windows opened or closed since — two queries per call
+        integrity findings changed, one of whose backup windows opened or closed since, or whose minimumRetention
+        stopped blocking the next upload — two queries per call
         otherwise, whatever the number of collections. A caller that could not use a status removes its entry
         from ``known``."""
         every, known = known is None, {} if known is None else known
@@ -144,7 +146,7 @@ class CollectionService:
                       "message": "; ".join(failed)}
             if latest is not None:
                 status["latestVersionAt"] = format_time(latest.replace(microsecond=0))
-            known[collection_id] = (collection, (basis, problems), next_change(collection.windows, now),
+            known[collection_id] = (collection, (basis, problems), _status_changes_at(collection, versions, now),
                                     status if every else None)
             result[collection_id] = status
         for collection_id in set(known) - set(snapshot.collections):
@@ -165,3 +167,11 @@ class CollectionService:
                     for number, filename, message in await self._db.integrity_problems(collection.id)]
         return [*collection_checks(collection, versions, self._clock()), storage_consistency_check(missing),
                 integrity_check(problems)]
+
+
+def _status_changes_at(collection, versions, now):
+    """When a status computed now can change without a new version: a backup window opening or closing, or the
+    floor of the version that blocks the next upload passing (MinimumRetentionValidator)."""
+    moments = [moment for moment in (next_change(collection.windows, now),
+                                     retention_blocks_next_upload(collection, versions, now)) if moment is not None]
+    return min(moments) if moments else None

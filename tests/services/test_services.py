@@ -23,15 +23,18 @@ from backup_repository.services.collections import CollectionService
 from backup_repository.services.janitor import Janitor
 from backup_repository.services.uploads import UploadRequest, UploadService
 from backup_repository.storage.blobstore import BlobStore
-from tests.integration.collections_config import PASSWORD, write_collections_config
-from tests.support import JWT_SECRET, ConfigDir, pgp_message
+from tests.integration.collections_config import PASSWORD, acl, collection, write_collections_config
+from tests.support import COLLECTIONS, JWT_SECRET, ConfigDir, pgp_message
 
 
 @contextlib.asynccontextmanager
-async def services(tmp_path: Path):
-    """The services of one server, wired as context.py wires them, on stores under ``tmp_path``."""
+async def services(tmp_path: Path, extra_collections: dict = None):
+    """The services of one server, wired as context.py wires them, on stores under ``tmp_path``;
+    ``extra_collections``: {name: document} besides those of write_collections_config."""
     config = ConfigDir(tmp_path / "config")
     write_collections_config(config)
+    for name, document in (extra_collections or {}).items():
+        config.write(COLLECTIONS, name, document)
     provider = FilesystemProvider(str(config.root), "backup-repository")
     provider.load()
     db = SqliteDatabase(str(tmp_path / "metadata.sqlite3"))
@@ -87,9 +90,9 @@ class Services:
         return upload
 
 
-def run(tmp_path, scenario):
+def run(tmp_path, scenario, extra_collections: dict = None):
     async def main():
-        async with services(tmp_path) as s:
+        async with services(tmp_path, extra_collections) as s:
             return await scenario(s)
 
     return asyncio.run(main())
@@ -218,3 +221,25 @@ def test_the_janitor_removes_a_stale_pending_upload(tmp_path):
         assert s.objects() == []
 
     run(tmp_path, scenario)
+
+
+# --- minimumRetention ------------------------------------------------------------------------------------------
+
+def test_the_status_of_a_collection_full_of_protected_versions_changes_when_the_floor_passes(tmp_path):
+    """The status pass recomputes a status only when something changed; the end of a floor is such a change."""
+    vault = collection("vault", max_count=2, extra="  minimumRetention: 2s\n" + acl(("writer", ["backupUploader"])))
+
+    async def scenario(s):
+        writer = await s.principal("writer")
+        for index in range(2):
+            await s.upload(writer, "vault", pgp_message(b"v%d" % index))
+        known = {}
+        status = (await s.collections.statuses(known))["vault"]
+        assert status["healthy"] is False
+        assert status["message"].startswith("MinimumRetentionValidator: collection is full of protected versions")
+        assert "vault" not in await s.collections.statuses(known)  # nothing changed: not computed again
+        await asyncio.sleep(2.2)
+        assert (await s.collections.statuses(known))["vault"]["healthy"] is True
+        assert (await s.upload(writer, "vault", pgp_message(b"v3"))).number == 3
+
+    run(tmp_path, scenario, {"vault": vault})
