@@ -8,7 +8,7 @@ Every method blocks and runs on the store's thread pool.
 import base64
 import hashlib
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Optional
 
 from libcloud.common.types import InvalidCredsError
@@ -24,11 +24,10 @@ S3_NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 
 
 def _lock_date(moment: datetime) -> str:
-    """An Object Lock retain-until date: ISO 8601 in UTC, whole seconds, rounded up."""
-    moment = moment.astimezone(timezone.utc)
-    if moment.microsecond:
-        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """An Object Lock retain-until date: ISO 8601 in UTC, in whole seconds, rounded down — so that the store's lock
+    never outlasts the server's own floor (which counts from the version's registration, a little later) and
+    rotation can delete a version as soon as the server allows it."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _epoch(text) -> float:
