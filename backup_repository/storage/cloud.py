@@ -123,14 +123,14 @@ class CloudBackend:
             raise ObjectDoesNotExistError(value=None, driver=self._driver, object_name=name)
         return {key.lower(): value for key, value in response.headers.items()}
 
-    def retention(self, name: str) -> tuple:
+    def _retention(self, name: str) -> tuple:
         """(mode, retain-until date text, version id) of the object's current version, as the store shows them."""
         headers = self._head(name)
         return (headers.get("x-amz-object-lock-mode"), headers.get("x-amz-object-lock-retain-until-date"),
                 headers.get("x-amz-version-id"))
 
     def _ensure_retention(self, name: str, until: str):
-        mode, shown, version_id = self.retention(name)
+        mode, shown, version_id = self._retention(name)
         if mode == self._lock_mode and shown and _epoch(shown) >= _epoch(until):
             return
         body = (f'<Retention xmlns="{S3_NAMESPACE}"><Mode>{self._lock_mode}</Mode>'
@@ -142,7 +142,7 @@ class CloudBackend:
             self._driver._get_object_path(self._bucket(), name), method="PUT", params=params, data=body,
             headers={"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode(),
                      "Content-Type": "application/xml"})
-        mode, shown, _ = self.retention(name)
+        mode, shown, _ = self._retention(name)
         if mode != self._lock_mode or not shown or _epoch(shown) < _epoch(until):
             raise IOError(f"the store did not keep the Object Lock retention of {name} "
                           f"({self._lock_mode} until {until}); the object is not kept")
@@ -190,7 +190,7 @@ class CloudBackend:
         is longer), the object is hidden behind a delete marker instead; the bucket's lifecycle rule for
         noncurrent versions removes it once its retention has passed (docs/configuration.md#s3-object-lock)."""
         try:
-            _, until, version_id = self.retention(name)
+            _, until, version_id = self._retention(name)
         except ObjectDoesNotExistError:
             return False
         path = self._driver._get_object_path(self._bucket(), name)
