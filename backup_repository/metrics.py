@@ -198,7 +198,7 @@ class Metrics(Events):
                 self._counted_collections.add(collection_id)
 
     # --- collections -------------------------------------------------------------------------------------
-    def show_collections(self, figures, refreshed_at: float, seconds: float = 0.0):
+    def show_collections(self, figures, refreshed_at: float, seconds: float):
         """Render the collection metrics of ``figures`` (services.monitoring.CollectionFigures) once; every scrape
         until the next refresh serves this text. Blocking: run it off the event loop."""
         text = generate_latest(_Families(figures, refreshed_at, seconds))

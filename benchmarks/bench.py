@@ -306,8 +306,9 @@ def main(argv=None) -> int:
     variants = {"off": [False], "on": [True], "both": [False, True]}[args.metrics]
     benches = []
     for metrics in variants:
-        (work / ("metrics-on" if metrics else "metrics-off")).mkdir()
-        benches.append(Bench(server_cmd, work / ("metrics-on" if metrics else "metrics-off"), metrics))
+        server_dir = work / ("metrics-on" if metrics else "metrics-off")
+        server_dir.mkdir()
+        benches.append(Bench(server_cmd, server_dir, metrics))
     print(f"server {' '.join(server_cmd)}; storage under {work}; {os.cpu_count()} CPUs; median and best of "
           f"{args.runs} runs; metrics: {args.metrics}", flush=True)
     measurements = (

@@ -18,11 +18,15 @@ class ProtectedVersionsInTheWay(TooManyRequests):
     ``minimumRetention`` (429 with Retry-After: docs/api.md#minimum-retention)."""
 
 
+def free_from(until: datetime) -> str:
+    """``until`` as the API shows it: RFC 3339, rounded up to the whole second from which the version is free."""
+    return format_time((until + timedelta(microseconds=999_999)).replace(microsecond=0))
+
+
 def collection_full(until: datetime, now: datetime) -> ProtectedVersionsInTheWay:
     """The refusal of an upload that would need the room of a version protected until ``until``."""
     seconds = math.ceil((until - now).total_seconds())
-    shown = (until + timedelta(microseconds=999_999)).replace(microsecond=0)  # the whole second it is free from
-    return ProtectedVersionsInTheWay(COLLECTION_FULL.format(format_time(shown)), retry_after=max(1, seconds))
+    return ProtectedVersionsInTheWay(COLLECTION_FULL.format(free_from(until)), retry_after=max(1, seconds))
 
 
 def object_name(collection_id: str, filename: str) -> str:
@@ -121,14 +125,21 @@ def rotate_out(collection: Collection, versions, now: datetime) -> list:
     return [v for v in _strategy_doomed(collection, versions, now) if not is_protected(collection, v, now)]
 
 
-def _upcoming(versions, now: datetime) -> VersionInfo:
-    return VersionInfo("", max((v.number for v in versions), default=0) + 1, 0, now)
+def _doomed_by_next_upload(collection: Collection, versions, now: datetime) -> list:
+    """The existing versions the strategy wants gone once the next upload counts as the newest, whatever their
+    age."""
+    upcoming = VersionInfo("", max((v.number for v in versions), default=0) + 1, 0, now)
+    return [v for v in _strategy_doomed(collection, [*versions, upcoming], now) if v is not upcoming]
 
 
 def rotated_out_by_next_upload(collection: Collection, versions, now: datetime) -> list:
     """The existing versions that the next upload will rotate out (it counts as the newest version)."""
-    upcoming = _upcoming(versions, now)
-    return [v for v in rotate_out(collection, [*versions, upcoming], now) if v is not upcoming]
+    return [v for v in _doomed_by_next_upload(collection, versions, now) if not is_protected(collection, v, now)]
+
+
+def kept_past_rotation(collection: Collection, versions, now: datetime) -> list:
+    """Versions the strategy would delete after the next upload but their floor keeps, oldest first."""
+    return [v for v in _doomed_by_next_upload(collection, versions, now) if is_protected(collection, v, now)]
 
 
 def retention_blocks_next_upload(collection: Collection, versions, now: datetime) -> Optional[datetime]:
@@ -140,20 +151,9 @@ def retention_blocks_next_upload(collection: Collection, versions, now: datetime
     are kept until their floor has passed, and count against the size budget meanwhile."""
     if collection.minimum_retention is None:
         return None
-    upcoming = _upcoming(versions, now)
     already = {v.id for v in _strategy_doomed(collection, versions, now)}
-    pushed_out = [v for v in _strategy_doomed(collection, [*versions, upcoming], now)
-                  if v is not upcoming and v.id not in already and is_protected(collection, v, now)]
-    if not pushed_out:
-        return None
-    return max(protected_until(collection, v) for v in pushed_out)
-
-
-def kept_past_rotation(collection: Collection, versions, now: datetime) -> list:
-    """Versions the strategy would delete after the next upload but their floor keeps, oldest first."""
-    upcoming = _upcoming(versions, now)
-    return [v for v in _strategy_doomed(collection, [*versions, upcoming], now)
-            if v is not upcoming and is_protected(collection, v, now)]
+    pushed_out = [v for v in kept_past_rotation(collection, versions, now) if v.id not in already]
+    return max((protected_until(collection, v) for v in pushed_out), default=None)
 
 
 def allowed_upload_size(collection: Collection, versions, now: datetime) -> int:

@@ -1,8 +1,7 @@
 """The checks behind ``GET /api/stable/repository/collection/{id}/health`` (docs/api.md#collection-health),
 as plain functions."""
 
-from backup_repository.domain.times import format_time
-from backup_repository.domain.versions import retention_blocks_next_upload
+from backup_repository.domain.versions import free_from, retention_blocks_next_upload
 from backup_repository.domain.windows import check_latest_backup
 from backup_repository.health.checks import CheckResult
 
@@ -14,7 +13,7 @@ def retention_problem(collection, versions, now):
     if until is None:
         return None
     return (f"collection is full of protected versions: the next upload will be refused until "
-            f"{format_time(until.replace(microsecond=0))} (minimumRetention)")
+            f"{free_from(until)} (minimumRetention)")
 
 
 def collection_checks(collection, versions, now) -> list:

@@ -2,10 +2,10 @@
 how full it is, when its newest version arrived, how often one is expected and which health checks pass.
 
 They come from the shared database and the configuration, so every instance shows the same values. They are
-computed in the background every ``interval`` (three queries, whatever the number of collections, and one
-per 500 collections with a minimumRetention) and rendered
-once by ``Metrics.show_collections``: a scrape never waits for the database. Per collection, the window check and
-the expected interval are computed again only when their inputs changed or a window opened or closed.
+computed in the background every ``interval`` (three queries, whatever the number of collections, and one per
+500 collections with a minimumRetention) and rendered once by ``Metrics.show_collections``: a scrape never
+waits for the database. Per collection, the window check and the expected interval are computed again only when
+their inputs changed or a window opened or closed.
 
 The storage and integrity checks come from the last verification (``--verify``, ``--verify-interval``), not from
 looking at the store on every refresh: the collection health endpoint does that, for one collection at a time.
@@ -64,7 +64,8 @@ class CollectionMonitor:
         failing = await self._db.collections_with_integrity_problems()
         verified = await self._db.last_verifications()
         snapshot = self._config.snapshot
-        floored = [key for key, collection in snapshot.collections.items() if collection.minimum_retention]
+        floored = [key for key, collection in snapshot.collections.items()
+                   if collection.minimum_retention is not None]
         versions = await self._db.version_infos(floored) if floored else {}
         now = self._clock()
         await asyncio.to_thread(self._compute_and_show, snapshot, stats, failing, verified, versions, now)

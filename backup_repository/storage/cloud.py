@@ -50,10 +50,6 @@ class CloudBackend:
         self._lock_mode = object_lock.upper() if object_lock else None
         self._lock_checked = False
 
-    @property
-    def object_lock(self) -> Optional[str]:
-        return self._lock_mode
-
     def check(self):
         """Raise when the bucket cannot be reached (the message names the bucket), or when objectLock= asks for a
         lock the bucket cannot keep (StorageConfigError: a start-up refusal, not an outage)."""

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from tests.integration.collections_config import PASSWORD, acl, collection
 from tests.integration.collections_config import version_path as path
-from tests.support import COLLECTIONS, GO_ADMIN_HASH, assert_error, pgp_message, s3_client, wait_until
+from tests.support import COLLECTIONS, GO_ADMIN_HASH, pgp_message, s3_client, wait_until
 
 METRICS_TOKEN = "retention-metrics-token"
 FULL = re.compile(r"collection is full: its oldest version is protected until (\S+Z)$")
