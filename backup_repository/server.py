@@ -6,7 +6,6 @@ import signal
 import socket
 import sys
 
-import tornado.httpserver
 import tornado.netutil
 
 from backup_repository import systemd
@@ -14,6 +13,7 @@ from backup_repository.app import make_app, make_metrics_app, make_probe_app
 from backup_repository.config.provider import ConfigurationUnavailable
 from backup_repository.context import AppContext
 from backup_repository.domain.errors import DatabaseError
+from backup_repository.http.connection import HTTPServer
 from backup_repository.logs import configure_logging
 from backup_repository.settings import LOG_LEVELS
 from backup_repository.domain.errors import StorageError
@@ -48,7 +48,7 @@ async def serve(settings) -> int:
         return 1
 
     app = make_app(ctx)
-    server = tornado.httpserver.HTTPServer(
+    server = HTTPServer(
         app, xheaders=False, chunk_size=READ_CHUNK, max_buffer_size=4 * READ_CHUNK,
         # also the time limit for a request's headers to arrive (slow-header clients are cut off)
         idle_connection_timeout=settings.http_idle_timeout, max_header_size=MAX_HEADER_BYTES,
@@ -104,7 +104,7 @@ def listen_beside(app, address: tuple, what: str):
     """A small HTTP server for ``app`` on ``address`` (probes, metrics); OSError when the address is taken."""
     host, port = address
     sockets = tornado.netutil.bind_sockets(port, address=host or None)
-    side = tornado.httpserver.HTTPServer(app, idle_connection_timeout=10, max_header_size=MAX_HEADER_BYTES)
+    side = HTTPServer(app, idle_connection_timeout=10, max_header_size=MAX_HEADER_BYTES)
     side.add_sockets(sockets)
     for sock in sockets:
         print(f"backup-repository {what} on port {sock.getsockname()[1]}", flush=True)

@@ -444,3 +444,26 @@ class TcpProxy:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+#: A process that probes GET /health every 50 ms over one kept-alive connection until a line on its stdin, then
+#: prints the latencies: probing from a process of its own keeps the test's client threads out of the figures.
+HEALTH_PROBER = """
+import sys, threading, time, http.client, urllib.parse
+url = urllib.parse.urlsplit(sys.argv[1])
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+connection.request("GET", "/health"); connection.getresponse().read()  # connected and warm
+print("probing", flush=True)
+times = []
+while not stop.is_set():
+    began = time.perf_counter()
+    connection.request("GET", "/health")
+    response = connection.getresponse()
+    response.read()
+    assert response.status == 200
+    times.append(time.perf_counter() - began)
+    time.sleep(0.05)
+print(" ".join(str(t) for t in times))
+"""

@@ -3,18 +3,22 @@
 The server never decrypts anything, but it refuses bodies that cannot be an encrypted message: it walks the
 packet framing of the whole stream. A message is: Marker packets (optional), then session-key packets (PKESK,
 SKESK), then exactly one encrypted-data packet (SED, SEIPD, AEAD), then only Padding packets, ending exactly at
-the end of the body. ASCII armor is decoded on the fly (base64 in bulk, CRC-24 with anycrc's word-wise C code) and
-the decoded bytes take the same walk.
+the end of the body. ASCII armor is decoded on the fly (base64 in bulk with pybase64's SIMD decoder, CRC-24 with
+anycrc's word-wise C code) and the decoded bytes take the same walk.
 
 Cost: the encrypted-data body, i.e. nearly all of the bytes, is skipped by counting (one subtraction per chunk,
-or per partial body length); only packet headers and version bytes are looked at one by one. Memory is O(1):
-a few header bytes, or for armor fewer than 4 pending base64 characters and a bounded header/tail buffer.
+one short hop per partial body length); only packet headers and version bytes are looked at one by one, and the
+packets that carry no data (Marker, Padding, session keys) are bounded in number by what real encoders write, so
+that no body costs more Python steps than a real message of its size (docs/security.md#the-cost-of-a-body).
+Memory is O(1): a few header bytes, or for armor fewer than 4 pending base64 characters and a bounded header/tail
+buffer.
 """
 
 import binascii
 import re
 
 import anycrc
+import pybase64
 
 from backup_repository.domain.errors import BadRequest
 
@@ -34,6 +38,11 @@ SESSION_KEYS = {1: (12, 65536, {3, 6}), 3: (4, 65536, {4, 5, 6})}
 #: Encrypted-data packets: tag -> versions of the first body byte (None: SED has no version byte).
 ENCRYPTED_DATA = {9: None, 18: {1, 2}, 20: {1}}
 MARKER, PADDING = 10, 21
+#: How many packets that carry no data a message may hold (docs/security.md#the-cost-of-a-body). Real encoders
+#: write at most one Marker (PGP 5 did; GnuPG, Sequoia and OpenPGP.js write none), one session-key packet per
+#: recipient and passphrase, and at most one Padding packet (RFC 9580 §5.14). Each costs a few Python steps, so
+#: beyond these bounds a body is refused at once instead of being walked packet by packet.
+MAX_MARKERS, MAX_SESSION_KEYS, MAX_PADDING = 4, 1000, 16
 DEFINITE, PARTIAL, TO_END = "definite", "partial", "indeterminate"
 #: Where the walk is: before the encrypted data (markers allowed until the first session key), in it, after it.
 START, KEYS, DATA, AFTER = range(4)
@@ -83,12 +92,16 @@ class PacketWalk:
         self._skip = 0  # octets left in the current body (or partial body chunk)
         self._kind = DEFINITE  # the current body's length kind
         self._tag = 0
+        self._counts = {MARKER: 0, PADDING: 0, "keys": 0}
         # The message has a valid start (binary: the first packet that is not a marker, with its version; armor:
         # the BEGIN line): from then on every fault is a "footer" fault.
         self.judged = False
 
-    def fail(self, detail: str):
-        raise refusal(NO_GPG_FOOTER if self.judged else NO_GPG_HEADER, detail)
+    def fail(self, detail: str, shown: bool = False):
+        """Refuse the body; ``shown``: the client is told ``detail`` too (a bound of docs/security.md, not a fault
+        of the data that the exact messages of the API already name)."""
+        message = NO_GPG_FOOTER if self.judged else NO_GPG_HEADER
+        raise refusal(f"{message} ({detail})" if shown else message, detail)
 
     def feed(self, data):
         pos, end = 0, len(data)
@@ -96,11 +109,16 @@ class PacketWalk:
             if self._state == BODY:
                 if self._kind == TO_END:
                     return
-                take = min(self._skip, end - pos)
-                self._skip -= take
-                pos += take
-                if not self._skip:
-                    self._body_ended()
+                if self._skip > end - pos:
+                    self._skip -= end - pos
+                    return
+                pos += self._skip
+                self._skip = 0
+                if self._kind == PARTIAL:
+                    pos = self._hop_partial_lengths(data, pos, end)
+                    if self._skip:
+                        return
+                self._body_ended()
                 continue
             self._buf.append(data[pos])
             pos += 1
@@ -113,6 +131,20 @@ class PacketWalk:
             else:
                 self._skip -= 1
                 self._prefix_byte()
+
+    def _hop_partial_lengths(self, data, pos: int, end: int) -> int:
+        """From a partial chunk's end, skip the following chunks that have one-octet lengths of 512 octets or more
+        (all of gpg's), a few bytecodes each; returns where the walk goes on one octet at a time. When a chunk runs
+        past ``end``, ``self._skip`` holds what is left of it."""
+        while pos < end:
+            octet = data[pos]
+            if octet < 233 or octet == 255:  # 224 + 9: 2**9 = 512 octets; others take the careful path
+                return pos
+            pos += 1 + (1 << (octet & 0x1F))
+            if pos > end:
+                self._skip = pos - end
+                return end
+        return pos
 
     def finish(self):
         if self._state == HEADER and not self._buf and self._phase == AFTER:
@@ -142,11 +174,23 @@ class PacketWalk:
             self.fail(f"packet tag {tag} ({NAMES[tag]}) of {length} octets")
         if tag == MARKER and length != 3:
             self.fail(f"marker packet of {length} octets")
+        self._count(tag)
         if tag in ENCRYPTED_DATA:
             self._phase = DATA
         elif tag in SESSION_KEYS:
             self._phase = KEYS
         self._body(length, kind)
+
+    def _count(self, tag: int):
+        """Packets without data are bounded (MAX_MARKERS, MAX_SESSION_KEYS, MAX_PADDING)."""
+        key = "keys" if tag in SESSION_KEYS else tag
+        if key not in self._counts:
+            return
+        self._counts[key] += 1
+        bound, what = {MARKER: (MAX_MARKERS, "marker"), PADDING: (MAX_PADDING, "padding"),
+                       "keys": (MAX_SESSION_KEYS, "session key")}[key]
+        if self._counts[key] > bound:
+            self.fail(f"more than {bound} {what} packets; real OpenPGP messages have fewer", shown=True)
 
     def _check_tag(self, tag: int):
         name = f"packet tag {tag} ({NAMES.get(tag, 'unknown')})"
@@ -214,12 +258,15 @@ def crc24(data, crc: int = 0xB704CE) -> int:
     """The running CRC-24 of armor: ``crc24(b, crc24(a)) == crc24(a + b)``."""
     return _CRC24.calc(data, crc)
 WHITESPACE = b" \t\r\n"
+BLANKS = (0x20, 0x09)
 BEGIN, END = b"-----BEGIN PGP MESSAGE-----", b"-----END PGP MESSAGE-----"
 ARMOR_HEADER_LINE = re.compile(rb"[!-9;-~]+: ?[^\r\n]*")
 CRC_LINE = re.compile(rb"=[A-Za-z0-9+/]{4}")
 NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 #: Bounds on what is held between chunks: one armor line, the armor headers, the tail (padding, CRC, END line).
 MAX_LINE, MAX_HEADERS, MAX_TAIL = 1024, 64 << 10, 4096
+#: Armor header lines ("Key: Value"): GnuPG writes at most a few (Version, Comment, Charset).
+MAX_HEADER_LINES = 64
 LEAD, HEADERS, BASE64, TAIL, DONE = range(5)
 
 
@@ -237,7 +284,8 @@ class ArmorDecoder:
         self._pending = b""  # base64 characters short of a 4-character group
         self._line_start = True  # the decoded base64 ended at the end of a line
         self._crc = 0xB704CE
-        self._headers = 0
+        self._headers = 0  # bytes of armor header lines
+        self._header_lines = 0
 
     def feed(self, text):
         if self._state == BASE64:
@@ -283,8 +331,12 @@ class ArmorDecoder:
             line = bytes(self._buf[:end]).strip(WHITESPACE)
             if line and ARMOR_HEADER_LINE.fullmatch(line):
                 self._headers += end + 1
+                self._header_lines += 1
                 if self._headers > MAX_HEADERS:
                     self._walk.fail("armor headers too long")
+                if self._header_lines > MAX_HEADER_LINES:
+                    self._walk.fail(f"more than {MAX_HEADER_LINES} armor header lines; real OpenPGP messages have "
+                                    "fewer", shown=True)
                 del self._buf[:end + 1]
                 continue
             if not line:
@@ -299,27 +351,46 @@ class ArmorDecoder:
         cut = dash if dash >= 0 else cut
         bulk = text if cut < 0 else text[:cut]
         if bulk:
-            trimmed = bulk.rstrip(b" \t")
-            if trimmed:
-                self._line_start = trimmed[-1] == 0x0A
-            compact = bulk.translate(None, WHITESPACE)
-            if self._pending:
-                compact = self._pending + compact
-            whole = len(compact) & ~3
-            self._pending = bytes(compact[whole:])
-            self._decode(memoryview(compact)[:whole])
+            last = bulk[-1]
+            if last in BLANKS:  # rare: blanks at the end of the chunk; strip them to see what ends it
+                trimmed = bulk.rstrip(b" \t")
+                last = trimmed[-1] if trimmed else None
+            if last is not None:
+                self._line_start = last == 0x0A
+            self._decode_text(bulk)
         if cut >= 0:
             self._state = TAIL
             self._buf += text[cut:]
             self._tail()
 
+    def _decode_text(self, bulk):
+        """Decode base64 lines: line breaks (and any blanks) removed with memchr-speed replace, then whole
+        4-character groups decoded at once; fewer than 4 characters wait for the next chunk."""
+        compact = bulk.replace(b"\n", b"")
+        for blank in (b"\r", b" ", b"\t"):
+            if blank in compact:
+                compact = compact.replace(blank, b"")
+        start = 0
+        if self._pending:  # complete the group the previous chunk began
+            start = min(4 - len(self._pending), len(compact))
+            group = self._pending + compact[:start]
+            if len(group) < 4:
+                self._pending = group
+                return
+            self._decode(group)
+        whole = start + ((len(compact) - start) & ~3)
+        self._pending = compact[whole:]
+        if whole > start:
+            self._decode(memoryview(compact)[start:whole])
+
     def _decode(self, groups):
         try:
-            data = binascii.a2b_base64(groups, strict_mode=True)
+            data = pybase64.b64decode(groups, validate=True)
         except binascii.Error:
             bad = NOT_BASE64.search(groups)
             good = (bad.start() if bad else 0) & ~3
-            self._decode(groups[:good])  # so that the detail names the first fault
+            if good:
+                self._decode(groups[:good])  # so that the detail names the first fault
             self._walk.fail(f"invalid base64 character {bytes(bad.group()) if bad else b''!r}")
         self._crc = crc24(data, self._crc)
         self._walk.feed(data)

@@ -14,7 +14,7 @@ import tornado.httputil
 import tornado.web
 
 from backup_repository.domain.errors import (
-    NotFound, PayloadTooLarge, ServiceUnavailable, TooManyRequests, Unauthenticated,
+    BadRequest, NotFound, PayloadTooLarge, ServiceUnavailable, TooManyRequests, Unauthenticated,
 )
 from backup_repository.http.errors import answer_for, log_failure
 from backup_repository.logs import serving
@@ -25,6 +25,9 @@ BODY_LIMIT = 64 << 10
 #: Tornado's own body limit is lifted per request: the handler enforces its limit and answers in JSON.
 UNLIMITED_BODY = 1 << 62
 TOO_MANY_REQUESTS = "too many requests, retry later"
+NO_BODY = "this endpoint takes no request body"
+#: The methods that may carry a body, on the handlers that implement them (login and upload).
+BODY_METHODS = ("POST",)
 STOPPING = "the server is shutting down; retry in a moment"
 
 
@@ -78,6 +81,7 @@ class BaseHandler(tornado.web.RequestHandler):
             raise ServiceUnavailable(STOPPING, retry_after=5)
 
     async def prepare(self):
+        self.refuse_unwanted_body()
         self.refuse_when_stopping()
         self.request.connection.set_max_body_size(UNLIMITED_BODY)
         self.request.connection.set_body_timeout(self.ctx.settings.http_idle_timeout)
@@ -85,6 +89,23 @@ class BaseHandler(tornado.web.RequestHandler):
         declared = self.request.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > self.body_limit:
             raise PayloadTooLarge(f"the request body is larger than {self.body_limit} bytes")
+
+    def refuse_unwanted_body(self, refused=None):
+        """Only a method that reads a body may have one (docs/api.md#request-bodies): anywhere else a declared or
+        chunked body is refused before a byte of it is read (405 for a method the endpoint does not have, 400
+        otherwise), and the connection closes after the answer. Where a body is read, a chunked one that breaks
+        the chunk rule of http/connection.py is refused through ``refused`` (default: ``stop_early``)."""
+        method = self.request.method
+        if method in BODY_METHODS and method in self.allowed_methods():
+            on_body_refused = getattr(self.request.connection, "on_body_refused", None)
+            if on_body_refused is not None:
+                on_body_refused(refused or self.stop_early)
+            return
+        if not has_body(self.request.headers):
+            return
+        if method not in self.allowed_methods():
+            raise tornado.web.HTTPError(405)
+        raise BadRequest(NO_BODY)
 
     def check_rate(self, rate_class: str = None):
         rate_class = rate_class or self.rate_class
@@ -216,6 +237,17 @@ class AuthenticatedHandler(BaseHandler):
 class NotFoundHandler(BaseHandler):
     """Unknown paths: a JSON 404 instead of Tornado's HTML page."""
 
+    def refuse_unwanted_body(self, refused=None):
+        raise NotFound("not found")  # whatever the method and the body: nothing is here, no byte of it is read
+
     async def prepare(self):
         await super().prepare()
         raise NotFound("not found")
+
+
+def has_body(headers) -> bool:
+    """Whether a request declares a body: chunked, or a Content-Length other than 0 (a malformed one too)."""
+    if "chunked" in headers.get("Transfer-Encoding", "").lower():
+        return True
+    length = headers.get("Content-Length")
+    return length is not None and length.strip() != "0"

@@ -47,6 +47,7 @@ class VersionsHandler(BaseHandler):
             await super().prepare()
             await self.authenticate()
             return
+        self.refuse_unwanted_body(refused=self._reject)
         self.refuse_when_stopping()
         # uploads: no request-rate limit (the original had none) but a bound on concurrent uploads per user;
         # the body is limited by the collection's budget, counted while streaming

@@ -44,7 +44,7 @@ class ProbeReadyHandler(BaseHandler):
     rate_class = None
 
     async def prepare(self):  # answers while stopping too: "not ready" takes the pod out of the Service
-        pass
+        self.refuse_unwanted_body()
 
     async def get(self):
         if self.ctx.stopping:
@@ -65,7 +65,7 @@ class ProbeHealthHandler(HealthHandler):
     rate_class = None
 
     async def prepare(self):
-        pass
+        self.refuse_unwanted_body()
 
 
 def probe_routes(ctx):

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.integration.collections_config import PASSWORD, write_collections_config, version_path
-from tests.support import GO_ADMIN_HASH, RawUpload, pgp_message
+from tests.support import GO_ADMIN_HASH, HEALTH_PROBER, RawUpload, pgp_message
 
 LOGIN = "/api/stable/auth/login"
 WHOAMI = "/api/stable/auth/whoami"
@@ -164,27 +164,6 @@ def test_logins_take_as_long_for_unknown_users(backend, cfg, start_server):
     known = statistics.median(timed("admin") for _ in range(7))
     unknown = statistics.median(timed("no-such-user") for _ in range(7))
     assert unknown > known / 3, (known, unknown)
-
-
-HEALTH_PROBER = """
-import sys, threading, time, http.client, urllib.parse
-url = urllib.parse.urlsplit(sys.argv[1])
-stop = threading.Event()
-threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
-connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
-connection.request("GET", "/health"); connection.getresponse().read()  # connected and warm
-print("probing", flush=True)
-times = []
-while not stop.is_set():
-    began = time.perf_counter()
-    connection.request("GET", "/health")
-    response = connection.getresponse()
-    response.read()
-    assert response.status == 200
-    times.append(time.perf_counter() - began)
-    time.sleep(0.05)
-print(" ".join(str(t) for t in times))
-"""
 
 
 def test_a_login_flood_is_bounded(backend, cfg, start_server):

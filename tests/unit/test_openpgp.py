@@ -278,3 +278,63 @@ def test_the_test_support_message():
         assert len(pgp_message(b"x" * size)) == size + PGP_OVERHEAD
         assert verdict(pgp_message(b"x" * size)) == "ok"
     assert verdict(pgp_message(b"x" * 1000)[:-100]) == (FOOTER, "body ends inside a packet (tag 18)")
+
+
+# --- packets without data are bounded (docs/security.md#the-cost-of-a-body) --------------------------------------
+
+MARKER_PACKET, PADDING_PACKET = packet(10, b"PGP"), b"\xd5\x00"
+
+
+@pytest.mark.parametrize("build, bound, message, what", [
+    (lambda n: MARKER_PACKET * n + PKESK + seipd(PLAIN), 4, HEADER, "marker"),
+    (lambda n: PKESK * n + seipd(PLAIN), 1000, FOOTER, "session key"),
+    (lambda n: SKESK * n + seipd(PLAIN), 1000, FOOTER, "session key"),
+    (lambda n: PKESK + seipd(PLAIN) + PADDING_PACKET * n, 16, FOOTER, "padding"),
+])
+def test_packets_without_data_are_bounded(build, bound, message, what):
+    assert verdict(build(bound)) == "ok"
+    assert verdict(armor(build(bound))) == "ok"
+    reason = f"more than {bound} {what} packets; real OpenPGP messages have fewer"
+    for body in (build(bound + 1), build(100_000)):
+        refused = verdict(body, random_sizes(5, 5000))
+        assert refused == (f"{message} ({reason})", reason)  # the client is told why
+        armored = verdict(armor(body))
+        assert armored == (f"{FOOTER} ({reason})", reason)  # after the BEGIN line every fault is a footer fault
+
+
+def test_a_flood_is_refused_at_the_first_packet_past_the_bound():
+    check = MessageCheck()
+    flood = PKESK + seipd(PLAIN) + PADDING_PACKET * 4_000_000
+    with pytest.raises(BadRequest):
+        check.feed(flood)
+    # the walk stopped right there: the refusal names the 17th padding packet, not the end of the body
+    assert check._walk._counts[21] == 17
+
+
+def test_armor_header_lines_are_bounded():
+    lines = base64.encodebytes(PKESK + seipd(PLAIN))
+    headers = b"".join(b"Comment: %d\n" % i for i in range(64))
+    assert verdict(BEGIN + headers + b"\n" + lines + END) == "ok"
+    refused = verdict(BEGIN + headers + b"Comment: one more\n\n" + lines + END)
+    reason = "more than 64 armor header lines; real OpenPGP messages have fewer"
+    assert refused == (f"{FOOTER} ({reason})", reason)
+
+
+def test_partial_lengths_of_every_size_however_split():
+    """The walk hops over chains of partial lengths; chunk sizes from 512 octets to 64 KiB, mixed, and splits that
+    fall on the length octets themselves."""
+    rng = random.Random(3)
+    payload = b"\x01" + os.urandom(400_000)
+    out, position = bytes([0xD2]), 0
+    while len(payload) - position > 1 << 16:
+        power = rng.randrange(9, 17)
+        out += bytes([0xE0 | power]) + payload[position:position + (1 << power)]
+        position += 1 << power
+    rest = payload[position:]
+    body = PKESK + out + b"\xff" + len(rest).to_bytes(4, "big") + rest
+    assert verdict(body) == "ok"
+    for seed in range(5):
+        assert verdict(body, random_sizes(seed, 3000)) == "ok"
+        assert verdict(body[:-1], random_sizes(seed, 3000))[0] == FOOTER
+    assert verdict(body, iter(lambda: 513, 0)) == "ok"
+    assert verdict(body, iter(lambda: 1, 0)) == "ok"

@@ -1,0 +1,206 @@
+"""The HTTP/1.1 server under every listener: Tornado's, with two changes to how request bodies are read
+(docs/security.md#the-cost-of-a-body).
+
+- **A body nobody wants is never read.** When the answer is complete before the body was read (a request refused in
+  ``prepare()``: a body sent to an endpoint that takes none, a bad token, a full collection), Tornado would still
+  read and discard the body until the answer is written. Here not a byte of it is read: the connection closes
+  after the answer.
+- **Chunked bodies are decoded in bulk, and their chunk count is bounded.** Tornado takes several Python steps per
+  chunk (a read for the size line, one for the data, one for the CRLF: ~10 us each), so a body sent in 1-octet
+  chunks cost ~0.7 s of the event loop per 64 KiB. Here each network read is parsed in one pass (a C ``find`` per
+  size line, the data sliced, not copied) and handed on in pieces of up to ``chunk_size``. And past
+  ``FREE_CHUNKS`` chunks, a body must average ``MIN_CHUNK_AVERAGE`` octets per chunk: a client decides how many
+  bytes it sends, not how many Python steps each byte costs. Real clients send kilobytes per chunk (curl 64 KiB,
+  Go's net/http what each read of the pipe gave, a proxy at least a TCP segment); a body below the rule is refused
+  with 400 the moment it breaks it. Reads take what the socket has, so the end of a body may come with the start
+  of a pipelined request: that request is dropped and the connection closed after the answer, which HTTP allows
+  (a client retries a pipelined request a closed connection did not answer; curl and Go do not pipeline).
+"""
+
+import asyncio
+import logging
+import re
+
+import tornado.httpserver
+from tornado import httputil, iostream
+from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection
+
+from backup_repository.domain.errors import BadRequest
+
+log = logging.getLogger(__name__)
+
+#: Chunks any body may have before the average rule applies (an empty body, a login, a slow start).
+FREE_CHUNKS = 256
+#: The average chunk size, in octets, a chunked body must keep once it has more than FREE_CHUNKS chunks.
+MIN_CHUNK_AVERAGE = 256
+#: A chunk-size line: hexadecimal digits (at most 16), no extensions (Tornado has never accepted them either).
+CHUNK_SIZE_LINE = re.compile(rb"[0-9a-fA-F]{1,16}")
+MAX_SIZE_LINE = 64
+#: Give other connections a turn after this many body octets read without waiting for the network.
+YIELD_EVERY = 1 << 20
+TINY_CHUNKS = (f"the request body arrives in chunks of fewer than {MIN_CHUNK_AVERAGE} bytes on average; send it in "
+               "larger chunks")
+
+
+class HTTPServer(tornado.httpserver.HTTPServer):
+    """Tornado's HTTP server whose connections read bodies as the module docstring says."""
+
+    def handle_stream(self, stream: iostream.IOStream, address: tuple) -> None:
+        context = tornado.httpserver._HTTPRequestContext(stream, address, self.protocol, self.trusted_downstream)
+        conn = _ServerConnection(stream, self.conn_params, context)
+        self._connections.add(conn)
+        conn.start_serving(self)
+
+
+class _ServerConnection(HTTP1ServerConnection):
+    async def _server_request_loop(self, delegate) -> None:
+        # Tornado's loop (tornado/http1connection.py), with BodyConnection for each request
+        try:
+            while True:
+                conn = BodyConnection(self.stream, False, self.params, self.context)
+                request_delegate = delegate.start_request(self, conn)
+                try:
+                    ret = await conn.read_response(request_delegate)
+                except (iostream.StreamClosedError, iostream.UnsatisfiableReadError, asyncio.CancelledError):
+                    return
+                except Exception:
+                    log.error("uncaught exception while serving a connection", exc_info=True)
+                    conn.close()
+                    return
+                if not ret:
+                    return
+                await asyncio.sleep(0)
+        finally:
+            delegate.on_close(self)
+
+
+class BodyConnection(HTTP1Connection):
+    """One request on a connection. A handler may call ``on_body_refused(callback)`` in ``prepare()``: a chunked
+    body that breaks the chunk rule is then refused through ``callback(BadRequest)`` (the handler's own answer in
+    the JSON envelope) instead of Tornado's bare 400."""
+
+    _refuse = None
+
+    def on_body_refused(self, callback) -> None:
+        self._refuse = callback
+
+    def _read_body(self, code, headers, delegate):
+        if self._write_finished:  # answered already: the body is not read; the connection closes after the answer
+            return None
+        return super()._read_body(code, headers, delegate)
+
+    async def _read_chunked_body(self, delegate) -> None:
+        reader = ChunkedBody(self.params.chunk_size, self._max_body_size)
+        since_yield = 0
+        while not reader.done:
+            if self._write_finished:
+                return  # the answer is out (an upload refused mid-body): no more of the body is read
+            data = await self.stream.read_bytes(self.params.chunk_size, partial=True)
+            try:
+                pieces = reader.feed(data)
+            except BadRequest as refusal:
+                await self._refuse_body(refusal)
+                return
+            for piece in pieces:
+                await self._deliver_body(delegate, piece)
+            if reader.extra:
+                # The next request of a pipelining client was read along with the body's end: it is dropped and
+                # the connection closes after this answer (clients retry what a closed connection did not answer).
+                self._disconnect_on_finish = True
+            since_yield += len(data)
+            if since_yield >= YIELD_EVERY:
+                since_yield = 0
+                await asyncio.sleep(0)
+
+    async def _refuse_body(self, refusal: BadRequest):
+        log.info("%s: %s", self.context, refusal.message)
+        if self._refuse is None:
+            raise httputil.HTTPInputError(refusal.message)
+        self._refuse(refusal)
+        # The handler answers (at once or after cleaning up); the connection closes after the answer. Until then
+        # the rest of the body is drained unparsed, which also notices a client that goes away.
+        while not self._write_finished and not self.stream.closed():
+            await self.stream.read_bytes(self.params.chunk_size, partial=True)
+
+
+class ChunkedBody:
+    """The decoder of a ``Transfer-Encoding: chunked`` body: ``feed(data)`` returns the body's data in it (pieces
+    of up to ``piece_size``), raises BadRequest for a body that breaks the chunk rule and HTTPInputError for a
+    malformed one."""
+
+    def __init__(self, piece_size: int, max_body_size: int):
+        self._piece = piece_size
+        self._max_body = max_body_size
+        self._carry = b""  # an incomplete size line or CRLF from the previous read
+        self._left = 0  # data octets of the current chunk still to come
+        self._crlf = False  # the CRLF after a chunk's data is due
+        self.chunks = 0
+        self.received = 0
+        self.done = False
+        self.extra = 0  # octets read after the end of the body (a pipelined request): they are dropped
+
+    def feed(self, data: bytes) -> list:
+        if self._carry:
+            data, self._carry = self._carry + data, b""
+        view = memoryview(data)
+        end = len(data)
+        pos = 0
+        out, pending, pending_size = [], [], 0
+        while pos < end:
+            if self._left:
+                take = min(self._left, end - pos)
+                pending.append(view[pos:pos + take])
+                pending_size += take
+                pos += take
+                self._left -= take
+                if not self._left:
+                    self._crlf = True
+                if pending_size >= self._piece:
+                    out.append(_joined(pending, data))
+                    pending, pending_size = [], 0
+                continue
+            if self._crlf:
+                if end - pos < 2:
+                    self._carry = data[pos:]
+                    break
+                if data[pos:pos + 2] != b"\r\n":
+                    raise httputil.HTTPInputError("improperly terminated chunk")
+                pos += 2
+                self._crlf = False
+                continue
+            eol = data.find(b"\r\n", pos, pos + MAX_SIZE_LINE)
+            if eol < 0:
+                if end - pos >= MAX_SIZE_LINE:
+                    raise httputil.HTTPInputError("invalid chunk size")
+                self._carry = data[pos:]
+                break
+            line = data[pos:eol]
+            if not CHUNK_SIZE_LINE.fullmatch(line):
+                raise httputil.HTTPInputError("invalid chunk size")
+            size = int(line, 16)
+            pos = eol + 2
+            if size == 0:
+                if data[pos:pos + 2] != b"\r\n"[:end - pos]:
+                    raise httputil.HTTPInputError("improperly terminated chunked request")
+                if end - pos < 2:
+                    self._carry = b"0\r\n" + data[pos:]  # the final CRLF is split across reads: parse it again
+                    break
+                self.extra = end - (pos + 2)
+                self.done = True
+                break
+            self.chunks += 1
+            self.received += size
+            if self.received > self._max_body:
+                raise httputil.HTTPInputError("chunked body too large")
+            if self.chunks > FREE_CHUNKS and self.received < self.chunks * MIN_CHUNK_AVERAGE:
+                raise BadRequest(TINY_CHUNKS)
+            self._left = size
+        if pending:
+            out.append(_joined(pending, data))
+        return out
+
+
+def _joined(pieces: list, data: bytes) -> bytes:
+    if len(pieces) == 1 and len(pieces[0]) == len(data):
+        return data
+    return b"".join(pieces)
