@@ -39,7 +39,8 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-## make bench: upload/download throughput and server memory on loopback (figures: docs/performance.md)
+## make bench: upload/download throughput against a private nginx (WebDAV PUT, GET), runs alternating, and the
+## server's memory, on loopback; some rows: benchmarks/bench.py --only ROW,... (figures: docs/performance.md)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
 
