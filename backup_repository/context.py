@@ -24,7 +24,7 @@ from backup_repository.services.collections import CollectionService
 from backup_repository.services.janitor import Janitor
 from backup_repository.services.monitoring import CollectionMonitor
 from backup_repository.services.status import StatusPublisher
-from backup_repository.services.uploads import UploadService
+from backup_repository.services.uploads import UploadLimits, UploadService
 from backup_repository.storage.blobstore import BlobStore
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,10 @@ class AppContext:
         self.tokens = TokenService(settings.jwt_secret_key, settings.jwt_expiry)
         self.auth = AuthService(config, db, self.tokens, self.verifier, events=metrics)
         self.collections = CollectionService(config, db, storage)
-        self.uploads = UploadService(config, db, storage, settings.max_uploads_per_user, events=metrics)
+        limits = UploadLimits(total=min(settings.http_upload_timeout, settings.storage_io_timeout),
+                              idle=settings.http_upload_idle_timeout)
+        self.uploads = UploadService(config, db, storage, settings.max_uploads_per_user, events=metrics,
+                                     limits=limits)
         self.readiness = readiness_checks(db, storage, config, settings.storage_health_timeout)
         config.on_change(self.auth.configuration_changed)
         metrics.watch(self.uploads, self.verifier, config, RATE_CLASSES)

@@ -6,14 +6,21 @@ The message of a DomainError is what the client sees, so it must never contain a
 
 
 class DomainError(Exception):
-    """Base of every error that is meant to reach a client."""
+    """Base of every error that is meant to reach a client.
+
+    ``reason`` says, for code, which refusal this is where the kind alone does not (e.g. ``window_closed`` among
+    the 403s of an upload): decisions are made on it, never on the message, which is for people and may be
+    reworded. A kind may set a default reason as a class attribute."""
 
     status = 500
+    reason = None
 
-    def __init__(self, message: str, retry_after: int = None):
+    def __init__(self, message: str, retry_after: int = None, reason: str = None):
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after  # seconds; answered as a Retry-After header when set
+        if reason is not None:
+            self.reason = reason
 
 
 class BadRequest(DomainError):

@@ -25,6 +25,8 @@ from backup_repository.domain.errors import BadRequest
 STREAM_ERROR = "cannot upload version. cannot upload file, cannot copy stream, error: "
 NO_GPG_HEADER = "first chunk of uploaded data does not contain a valid GPG header"
 NO_GPG_FOOTER = "end of stream does not contain a valid GPG footer, suspecting a data corruption"
+#: The reason (domain/errors.DomainError.reason) of every refusal of this module.
+NOT_GPG = "not_gpg"
 
 NAMES = {0: "reserved", 1: "public-key encrypted session key", 2: "signature", 3: "symmetric-key encrypted session key",
          4: "one-pass signature", 5: "secret key", 6: "public key", 7: "secret subkey", 8: "compressed data",
@@ -53,7 +55,7 @@ HEADER, LENGTH, PREFIX, BODY = range(4)
 
 def refusal(message: str, detail: str) -> BadRequest:
     """The client sees ``message``; ``detail`` says exactly what was wrong, for the server log."""
-    error = BadRequest(STREAM_ERROR + message)
+    error = BadRequest(STREAM_ERROR + message, reason=NOT_GPG)
     error.detail = detail
     return error
 

@@ -17,6 +17,8 @@ class ProtectedVersionsInTheWay(TooManyRequests):
     """An upload refused because storing it would delete a version younger than the collection's
     ``minimumRetention`` (429 with Retry-After: docs/api.md#minimum-retention)."""
 
+    reason = "protected"
+
 
 def free_from(until: datetime) -> str:
     """``until`` as the API shows it: RFC 3339, rounded up to the whole second from which the version is free."""

@@ -11,32 +11,24 @@ from typing import Optional
 import tornado.iostream
 import tornado.web
 
-from backup_repository.domain.errors import DomainError, Forbidden, RangeNotSatisfiable, RequestTimeout
+from backup_repository.domain.errors import DomainError, Forbidden, RangeNotSatisfiable
 from backup_repository.http.base import UNLIMITED_BODY, AuthenticatedHandler, BaseHandler
 from backup_repository.http.errors import log_failure
-from backup_repository.services.uploads import UploadRequest, upload_outcome
+from backup_repository.services.uploads import UploadRequest
 
 log = logging.getLogger(__name__)
-
-REQUEST_TOO_LONG = "Request took too long"
 
 
 class VersionsHandler(BaseHandler):
     """``.../collection/{id}/version``: ``GET`` lists the versions, ascending by number; ``POST`` uploads one.
 
-    An upload is checked before its first body byte is read (in ``prepare``), then streams into the store.
+    An upload is checked before its first body byte is read (in ``prepare``), then streams into the store. The
+    upload itself (services/uploads.Upload) owns its deadlines, its clean-up and its outcome; this handler only
+    hands it Tornado's callbacks and answers.
     """
 
     upload = None
-    _failure = None  # the task answering a rejected upload
-    _timer = None
-    _idle_timer = None
-    _store_busy = None  # the future Tornado waits for before reading more of the body
-    _last_data = 0.0
-    _body_complete = False
-    _error = None  # what ended the upload, for its outcome (docs/monitoring.md)
-    _stored = None  # the version, once stored
-    _counted = False
+    _refusal_counted = False
 
     async def get(self, collection_id):
         versions = await self.ctx.collections.versions(self.principal, collection_id)
@@ -47,7 +39,7 @@ class VersionsHandler(BaseHandler):
             await super().prepare()
             await self.authenticate()
             return
-        self.refuse_unwanted_body(refused=self._reject)
+        self.refuse_unwanted_body(refused=self._chunks_refused)
         self.refuse_when_stopping()
         # uploads: no request-rate limit (the original had none) but a bound on concurrent uploads per user;
         # the body is limited by the collection's budget, counted while streaming
@@ -61,122 +53,53 @@ class VersionsHandler(BaseHandler):
             except ValueError:
                 declared = None
         request = UploadRequest(self.path_args[0], headers.get("Content-Type", ""), declared)
-        self.upload = await self.ctx.uploads.begin(self.principal, request)
-        settings = self.ctx.settings
-        timeout = min(settings.http_upload_timeout, settings.storage_io_timeout)
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(timeout, self._timed_out)
-        self._last_data = loop.time()
-        self._idle_timer = loop.call_later(settings.http_upload_idle_timeout, self._idle_check)
-        self.request.connection.set_body_timeout(timeout + 10)  # a last resort behind the 408 of the timer
+        self.upload = await self.ctx.uploads.begin(self.principal, request, on_failed=self._failed)
+        # a last resort behind the upload's own deadline (408)
+        self.request.connection.set_body_timeout(self.upload.limits.total + 10)
 
     def data_received(self, chunk: bytes):
         if self.upload is None:
             return super().data_received(chunk)
-        if self._failure is not None:
-            return None
         self.ctx.metrics.bytes_received(len(chunk))
-        self._last_data = asyncio.get_running_loop().time()
-        try:
-            waiting = self.upload.feed(chunk)
-        except Exception as exc:
-            self._reject(exc)
-            return None
-        if waiting is not None:  # the store is behind: the client is not idle while the server does not read
-            self._store_busy = waiting
-            waiting.add_done_callback(self._store_caught_up)
-        return waiting
-
-    def _store_caught_up(self, _future):
-        self._store_busy = None
-        self._last_data = asyncio.get_running_loop().time()
+        return self.upload.feed(chunk)
 
     async def post(self, collection_id):
-        self._body_complete = True
-        if self._failure is not None:
-            await self._failure
-            return
-        self._cancel_timer()
-        self._stored = await self.upload.complete()
-        self.ok({"version": self._stored.to_json()})
+        version = await self.upload.complete()
+        if version is not None:  # None: it had failed, and was answered then
+            self.ok({"version": version.to_json()})
 
-    def _timed_out(self):
-        self._timer = None
-        if not self._body_complete:
-            self._reject(RequestTimeout(REQUEST_TOO_LONG))
-
-    def _idle_check(self):
-        """No body byte for --http-upload-idle-timeout: a stalled client must not hold the collection's lock."""
-        self._idle_timer = None
-        if self._body_complete or self._failure is not None:
-            return
-        loop = asyncio.get_running_loop()
-        idle_limit = self.ctx.settings.http_upload_idle_timeout
-        silent = loop.time() - self._last_data
-        if silent < idle_limit or self._store_busy is not None:
-            self._idle_timer = loop.call_later(max(0.1, idle_limit - silent), self._idle_check)
-            return
-        log.warning("upload to %s sent nothing for %.0fs (--http-upload-idle-timeout); aborting it",
-                    self.path_args[0], silent)
-        self._reject(RequestTimeout(REQUEST_TOO_LONG))
-
-    def _reject(self, exc: Exception):
-        """Refuse the upload mid-body: remove what was written, answer, and let Tornado close the connection."""
-        if self._failure is not None or self._finished:
-            return
-        self._error = exc
-        self._failure = asyncio.ensure_future(self._answer_rejection(exc))
-
-    async def _answer_rejection(self, exc: Exception):
-        await self.upload.abort()
-        if isinstance(exc, DomainError):  # a refusal of this upload: worth a line at info level
-            detail = getattr(exc, "detail", "")
-            log.info("upload to %s refused: %s%s", self.path_args[0], exc.message, f" ({detail})" if detail else "")
+    def _chunks_refused(self, exc: BaseException):
+        """The chunk rule of http/connection.py refused the body: the upload fails like any other mid-body."""
+        if self.upload is not None:
+            self.upload.fail(exc)
         else:
+            self.stop_early(exc)
+
+    def _failed(self, exc: BaseException):
+        """The upload failed mid-body and left nothing: answer, and let Tornado close the connection."""
+        if not isinstance(exc, DomainError):
             log_failure(self.request.method, self.request.path, exc)
         if self._finished or self.request.connection.stream is None or self.request.connection.stream.closed():
             return
         self.stop_early(exc)
 
     def on_connection_close(self):
-        """The client went away (or the server is stopping): nothing of an unfinished upload may stay."""
         super().on_connection_close()
-        self._cancel_timer()
-        if self.upload is not None and self._failure is None and not self._body_complete:
-            self._failure = asyncio.ensure_future(self.upload.abort())
-        if not self._finished:
-            self._count_upload("client_gone")
-
-    def on_finish(self):
-        super().on_finish()
-        self._cancel_timer()
-        self._count_upload()
+        if self.upload is not None:
+            self.upload.client_gone()
+        elif self.request.method == "POST" and not self._finished:
+            self._refused_before_upload(None)
 
     def write_error(self, status_code, **kwargs):
-        self._error = self._error or kwargs.get("exc_info", (None, None, None))[1]
+        if self.request.method == "POST" and self.upload is None:
+            self._refused_before_upload(kwargs.get("exc_info", (None, None, None))[1])
         super().write_error(status_code, **kwargs)
 
-    def _count_upload(self, outcome: str = None):
-        """One outcome per upload request (docs/monitoring.md#metrics)."""
-        if self.request.method != "POST" or self._counted:
-            return
-        self._counted = True
-        if self._stored is not None:
-            self.ctx.metrics.upload_finished("stored", self._stored.collection_id, self.request.request_time(),
-                                             self._stored.size)
-            return
-        outcome = upload_outcome(self._error) if self._error is not None else (outcome or "error")
-        collection_id = self.path_args[0] if self.path_args else ""
-        # failures of an authenticated client only: anyone may send junk to a collection's URL
-        known = self.principal is not None and self.ctx.uploads.configured(collection_id)
-        self.ctx.metrics.upload_finished(outcome, collection_id if known else None)
-
-    def _cancel_timer(self):
-        for name in ("_timer", "_idle_timer"):
-            timer = getattr(self, name)
-            if timer is not None:
-                timer.cancel()
-                setattr(self, name, None)
+    def _refused_before_upload(self, exc):
+        """Counted once: ``exc`` refused the upload before it began (None: the client went away first)."""
+        if not self._refusal_counted:
+            self._refusal_counted = True
+            self.ctx.uploads.refused(exc, self.collection_in_path(), self.principal is not None)
 
 
 class DownloadHandler(AuthenticatedHandler):

@@ -1,19 +1,24 @@
-"""Uploads of new versions (docs/api.md#upload): the checks before the body, the commit after it, and the clean-up
-after any failure.
+"""Uploads of new versions (docs/api.md#upload): the checks before the body, the commit after it, the clean-up
+after any failure, and everything in between — the deadlines, the refusal of a body that breaks a rule, and the
+outcome each upload is counted with (docs/monitoring.md).
 
 ``UploadService.begin()`` runs every check that needs no body byte — collection, permission, backup window, the
-collection's upload lock, the size budget — then reserves the version number and opens the object writer.
-``Upload.feed()`` passes each body chunk through the body rules (domain/uploads.py) into the writer;
-``Upload.complete()`` registers the version once the body is stored and rotates out what the strategy says;
-``Upload.abort()`` removes every trace of an upload that did not complete, in one step.
+collection's upload lock, the size budget — then reserves the version number, opens the object writer and starts
+the upload's deadlines. ``Upload.feed()`` passes each body chunk through the body rules (domain/uploads.py) into
+the writer; ``Upload.complete()`` registers the version once the body is stored and rotates out what the strategy
+says. An upload that fails on its own while its body streams (a broken rule, a deadline, the store) removes every
+trace of itself and then tells its ``on_failed`` callback, which answers the client; ``client_gone()`` and
+``abort()`` end it from outside. Each upload is counted once, with the outcome its error's ``reason`` (or kind)
+gives — never its message. The HTTP handler only translates Tornado's callbacks into these calls.
 """
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Optional
+from typing import Callable, Optional
 
 from backup_repository.domain import roles as R
 from backup_repository.domain.access import decide
@@ -22,14 +27,12 @@ from backup_repository.domain.errors import (
     BadRequest, Conflict, DatabaseError, DomainError, Forbidden, NotFound, PayloadTooLarge, RequestTimeout,
     ServiceUnavailable, StorageError, TooManyRequests, Unauthenticated,
 )
-from backup_repository.domain.events import NO_EVENTS
+from backup_repository.domain.events import NO_EVENTS, UPLOAD_OUTCOMES
 from backup_repository.domain.names import is_object_name
-from backup_repository.domain.openpgp import NO_GPG_FOOTER, NO_GPG_HEADER
 from backup_repository.domain.times import utcnow
 from backup_repository.domain.uploads import UploadBody, refuse_declared_length
 from backup_repository.domain.versions import (
-    ProtectedVersionsInTheWay, Version, collection_full, object_name, retention_blocks_next_upload, rotate_out,
-    upload_allowance,
+    Version, collection_full, object_name, retention_blocks_next_upload, rotate_out, upload_allowance,
 )
 from backup_repository.domain.windows import is_open
 
@@ -42,6 +45,7 @@ WINDOW_CLOSED = (
 )
 PARALLEL_UPLOAD = "cannot upload to same collection in parallel"
 TOO_MANY_UPLOADS = "too many uploads in progress for this user, retry when one has finished"
+REQUEST_TOO_LONG = "Request took too long"
 
 #: The upload lock is a lease: renewed every LOCK_RENEW seconds, it expires LOCK_TTL seconds after the last
 #: renewal, so a crashed server blocks its collection for at most LOCK_TTL seconds.
@@ -58,22 +62,23 @@ class SizeMismatch(Exception):
     pass
 
 
+#: The outcome of an upload refused with an error of this kind, when its reason does not say more.
+OUTCOME_OF_KIND = (
+    (PayloadTooLarge, "quota"), (Conflict, "locked"), (NotFound, "not_found"), (Forbidden, "forbidden"),
+    (Unauthenticated, "unauthenticated"), (RequestTimeout, "timeout"), (ServiceUnavailable, "stopping"),
+    (BadRequest, "bad_request"),
+    (TooManyRequests, "unauthenticated"),  # on the upload path without a reason: the failed-login budget
+)
+
+
 def upload_outcome(exc: BaseException) -> str:
-    """The outcome (domain/events.UPLOAD_OUTCOMES) of an upload that failed with ``exc``."""
-    message = getattr(exc, "message", "")
-    if isinstance(exc, Forbidden):
-        return "window_closed" if message == WINDOW_CLOSED else "forbidden"
-    if isinstance(exc, ProtectedVersionsInTheWay):
-        return "protected"
+    """The outcome (domain/events.UPLOAD_OUTCOMES) of an upload that failed with ``exc``: its reason when that is
+    an outcome, else what its kind says."""
+    reason = getattr(exc, "reason", None)
+    if reason in UPLOAD_OUTCOMES:
+        return reason
     if isinstance(exc, DomainError):
-        if isinstance(exc, BadRequest) and (NO_GPG_HEADER in message or NO_GPG_FOOTER in message):
-            return "not_gpg"
-        if isinstance(exc, TooManyRequests) and message == TOO_MANY_UPLOADS:
-            return "too_many_uploads"
-        for kind, outcome in ((PayloadTooLarge, "quota"), (Conflict, "locked"), (NotFound, "not_found"),
-                              (Unauthenticated, "unauthenticated"), (RequestTimeout, "timeout"),
-                              (ServiceUnavailable, "stopping"), (BadRequest, "bad_request"),
-                              (TooManyRequests, "unauthenticated")):  # on this path: the failed-login budget
+        for kind, outcome in OUTCOME_OF_KIND:
             if isinstance(exc, kind):
                 return outcome
         return "error" if exc.status >= 500 else "bad_request"
@@ -91,14 +96,25 @@ class UploadRequest:
     declared_length: Optional[int] = None
 
 
+@dataclass(frozen=True)
+class UploadLimits:
+    """How long an upload may take (docs/configuration.md): ``total`` for the whole body (the lower of
+    --http-upload-timeout and --storage-io-timeout), ``idle`` without a body byte (--http-upload-idle-timeout)."""
+
+    total: float = 3 * 3600.0
+    idle: float = 300.0
+
+
 class UploadService:
-    def __init__(self, config, db, storage, max_per_user: int = 8, clock=utcnow, events=NO_EVENTS):
+    def __init__(self, config, db, storage, max_per_user: int = 8, clock=utcnow, events=NO_EVENTS,
+                 limits: UploadLimits = UploadLimits()):
         self._config = config
         self._events = events
         self._db = db
         self._storage = storage
         self._clock = clock
         self.max_per_user = max_per_user
+        self.limits = limits
         self.active = set()
         self._aborting = {}  # collection id -> the clean-up of an upload being abandoned in this process
 
@@ -108,7 +124,18 @@ class UploadService:
     def running_for(self, user_name: str) -> int:
         return sum(1 for upload in self.active if upload.principal.actor.name == user_name)
 
-    async def begin(self, principal, request: UploadRequest) -> "Upload":
+    def refused(self, exc: Optional[BaseException], collection_id: str, authenticated: bool):
+        """Count an upload request that ended before ``begin()`` gave it an Upload (its token, its collection, its
+        window, the lock...): ``exc`` is what refused it, None when the client went away first. Failures count per
+        collection only for an authenticated client and a configured collection (anyone may send junk to a URL)."""
+        outcome = upload_outcome(exc) if exc is not None else "client_gone"
+        known = authenticated and self.configured(collection_id)
+        self._events.upload_finished(outcome, collection_id if known else None)
+
+    async def begin(self, principal, request: UploadRequest,
+                    on_failed: Callable[[BaseException], None] = None) -> "Upload":
+        """Check everything that needs no body byte, then start the upload; ``on_failed(exc)`` is told, once its
+        clean-up is done, when the upload fails while its body streams (the caller then answers the client)."""
         valid = is_object_name(request.collection_id)
         collection = self._config.collection(request.collection_id) if valid else None
         if collection is None:
@@ -120,9 +147,9 @@ class UploadService:
         if not is_open(collection.windows, now) and not decide(
             actor, R.ACTION_UPLOAD_ANYTIME, collection.id, collection.access_control
         ):
-            raise Forbidden(WINDOW_CLOSED)
+            raise Forbidden(WINDOW_CLOSED, reason="window_closed")
         if self.running_for(actor.name) >= self.max_per_user:
-            raise TooManyRequests(TOO_MANY_UPLOADS, retry_after=10)
+            raise TooManyRequests(TOO_MANY_UPLOADS, retry_after=10, reason="too_many_uploads")
         UploadBody.check_content_type(request.content_type)  # a malformed form type is refused before any work
 
         await self._after_abandoned_upload(collection.id)
@@ -130,13 +157,15 @@ class UploadService:
         if not await self._db.acquire_upload_lock(collection.id, holder, now, LOCK_TTL):
             raise Conflict(PARALLEL_UPLOAD)
         upload = Upload(collection, principal, holder, db=self._db, storage=self._storage, clock=self._clock,
-                        on_abort=self._abort_started, on_end=self.active.discard, events=self._events)
+                        on_abort=self._abort_started, on_end=self.active.discard, events=self._events,
+                        limits=self.limits, on_failed=on_failed)
         self.active.add(upload)
         try:
             await upload.prepare(request, now)
         except BaseException:
             await upload.abort()
             raise
+        upload.start_deadlines()
         return upload
 
     async def _after_abandoned_upload(self, collection_id: str):
@@ -159,16 +188,18 @@ class Upload:
     """One upload in progress; it holds the collection's lock until it completes or is aborted."""
 
     def __init__(self, collection, principal, holder: str, db, storage, clock, on_abort=None, on_end=None,
-                 events=NO_EVENTS):
+                 events=NO_EVENTS, limits: UploadLimits = UploadLimits(), on_failed=None):
         self.collection = collection
         self._events = events
         self.principal = principal
         self.holder = holder
+        self.limits = limits
         self._db = db
         self._storage = storage
         self._clock = clock
         self._on_abort = on_abort  # told when a clean-up starts (later uploads of the collection wait for it)
         self._on_end = on_end  # told when the upload no longer holds its lock
+        self._on_failed = on_failed  # told when the upload failed on its own, after its clean-up
         self.number = None
         self.filename = None
         self.object_name = None
@@ -177,6 +208,13 @@ class Upload:
         self._renewal = None
         self._finished = False
         self._aborting = None
+        self._began = time.monotonic()
+        self._timers = []
+        self._last_data = 0.0
+        self._store_busy = None  # the future the body waits for while the store catches up
+        self._body_complete = False
+        self._failure = None  # the task that cleans up after a failure and tells on_failed
+        self._counted = False
 
     async def prepare(self, request: UploadRequest, now):
         self._renewal = asyncio.ensure_future(self._renew_lock())
@@ -224,16 +262,114 @@ class Upload:
         if stored != self.body.received:
             raise SizeMismatch(f"the store holds {stored} bytes, {self.body.received} were received")
 
+    # --- while the body streams ---------------------------------------------------------------------------------
+    def start_deadlines(self):
+        """The whole body must arrive within ``limits.total``, and no gap without a byte may last ``limits.idle``
+        (a stalled client must not hold the collection's lock); the time the store makes the body wait is no
+        gap."""
+        loop = asyncio.get_running_loop()
+        self._last_data = loop.time()
+        self._timers = [loop.call_later(self.limits.total, self._total_deadline),
+                        loop.call_later(self.limits.idle, self._idle_check)]
+
     def feed(self, data) -> Optional[asyncio.Future]:
-        """Take the next body chunk; returns a future to await when the store is behind, else None. Raises a
-        DomainError (400, 413) the moment the data breaks a rule."""
+        """Take the next body chunk; returns a future to await when the store is behind, else None. The moment the
+        data breaks a rule (400, 413) or the store fails, the upload fails (see ``on_failed``); chunks that arrive
+        after that are dropped."""
+        if self._failure is not None or self._finished:
+            return None
+        self._last_data = asyncio.get_running_loop().time()
         waiting = None
-        for piece in self.body.accept(data):
-            waiting = self._writer.write(piece) or waiting
+        try:
+            for piece in self.body.accept(data):
+                waiting = self._writer.write(piece) or waiting
+        except Exception as exc:
+            self.fail(exc)
+            return None
+        if waiting is not None:  # the store is behind: the client is not idle while the server does not read
+            self._store_busy = waiting
+            waiting.add_done_callback(self._store_caught_up)
         return waiting
 
-    async def complete(self) -> Version:
-        """The body is complete: store, register, rotate; any failure removes the upload entirely."""
+    def _store_caught_up(self, _future):
+        self._store_busy = None
+        self._last_data = asyncio.get_running_loop().time()
+
+    def _total_deadline(self):
+        if not self._body_complete:
+            log.warning("upload to %s not complete after %.0fs (--http-upload-timeout); aborting it",
+                        self.collection.id, self.limits.total)
+            self.fail(RequestTimeout(REQUEST_TOO_LONG))
+
+    def _idle_check(self):
+        if self._body_complete or self._failure is not None or self._finished:
+            return
+        loop = asyncio.get_running_loop()
+        silent = loop.time() - self._last_data
+        if silent < self.limits.idle or self._store_busy is not None:
+            self._timers.append(loop.call_later(max(0.1, self.limits.idle - silent), self._idle_check))
+            return
+        log.warning("upload to %s sent nothing for %.0fs (--http-upload-idle-timeout); aborting it",
+                    self.collection.id, silent)
+        self.fail(RequestTimeout(REQUEST_TOO_LONG))
+
+    def fail(self, exc: BaseException):
+        """The upload fails with ``exc`` (a broken rule, a deadline, the store; or a refusal of the body's framing
+        from outside): clean up, count it, then tell ``on_failed`` (once)."""
+        if self._failure is not None or self._finished:
+            return
+        self._stop_deadlines()
+        self._failure = asyncio.ensure_future(self._clean_up_after(exc))
+
+    async def _clean_up_after(self, exc: BaseException):
+        await self.abort()
+        if isinstance(exc, DomainError):  # a refusal of this upload: worth a line at info level (outages and
+            detail = getattr(exc, "detail", "")  # anything else are logged where they are answered)
+            log.info("upload to %s refused: %s%s", self.collection.id, exc.message, f" ({detail})" if detail else "")
+        self._count(upload_outcome(exc))
+        if self._on_failed is not None:
+            self._on_failed(exc)
+
+    def client_gone(self):
+        """The connection closed. Before the whole body arrived, nothing of the upload may stay; after, it is
+        stored all the same (docs/api.md#upload)."""
+        if self._body_complete or self._failure is not None or self._finished:
+            return
+        self._stop_deadlines()
+        self._failure = asyncio.ensure_future(self.abort())
+        self._count("client_gone")
+
+    def _stop_deadlines(self):
+        for timer in self._timers:
+            timer.cancel()
+        self._timers = []
+
+    def _count(self, outcome: str, version: Version = None):
+        """One outcome per upload (docs/monitoring.md#metrics)."""
+        if self._counted:
+            return
+        self._counted = True
+        if version is not None:
+            self._events.upload_finished(outcome, self.collection.id, time.monotonic() - self._began, version.size)
+        else:
+            self._events.upload_finished(outcome, self.collection.id)
+
+    # --- at the end of the body -----------------------------------------------------------------------------------
+    async def complete(self) -> Optional[Version]:
+        """The body is complete: store, register, rotate. None when the upload had failed already (``on_failed``
+        was told); any failure now removes the upload entirely, is counted and raised."""
+        self._body_complete = True
+        if self._failure is not None:
+            await asyncio.shield(self._failure)
+            return None
+        self._stop_deadlines()
+        try:
+            return await self._store()
+        except BaseException as exc:
+            self._count(upload_outcome(exc))
+            raise
+
+    async def _store(self) -> Version:
         try:
             self.body.finish()
             stored = await self._writer.close()
@@ -259,6 +395,7 @@ class Upload:
             await self._rotate(now)
         finally:
             await self._release()
+        self._count("stored", version)
         return version
 
     async def _rotate(self, now):
@@ -283,6 +420,7 @@ class Upload:
         if self._finished and self._aborting is None:
             return
         self._finished = True
+        self._stop_deadlines()
         if self._aborting is None:
             self._aborting = asyncio.ensure_future(self._abort())
             if self._on_abort is not None:

@@ -14,21 +14,34 @@ import pytest
 from backup_repository.config.provider import FilesystemProvider
 from backup_repository.db.sqlite import SqliteDatabase
 from backup_repository.domain.access import parse_scope
-from backup_repository.domain.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge, Unauthenticated
+from backup_repository.domain.errors import (
+    BadRequest, Conflict, Forbidden, PayloadTooLarge, RequestTimeout, Unauthenticated,
+)
+from backup_repository.domain.events import Events
 from backup_repository.domain.times import utcnow
 from backup_repository.security.passwords import PasswordVerifier
 from backup_repository.security.tokens import TokenService
 from backup_repository.services.auth import AuthService
 from backup_repository.services.collections import CollectionService
 from backup_repository.services.janitor import Janitor
-from backup_repository.services.uploads import UploadRequest, UploadService
+from backup_repository.services.uploads import UploadLimits, UploadRequest, UploadService
 from backup_repository.storage.blobstore import BlobStore
 from tests.integration.collections_config import PASSWORD, acl, collection, write_collections_config
 from tests.support import COLLECTIONS, JWT_SECRET, ConfigDir, pgp_message
 
 
+class Recorder(Events):
+    """The events services report, kept in order."""
+
+    def __init__(self):
+        self.uploads = []
+
+    def upload_finished(self, outcome: str, collection_id: str = None, seconds: float = 0.0, size: int = 0):
+        self.uploads.append((outcome, collection_id, size))
+
+
 @contextlib.asynccontextmanager
-async def services(tmp_path: Path, extra_collections: dict = None):
+async def services(tmp_path: Path, extra_collections: dict = None, limits: UploadLimits = UploadLimits()):
     """The services of one server, wired as context.py wires them, on stores under ``tmp_path``;
     ``extra_collections``: {name: document} besides those of write_collections_config."""
     config = ConfigDir(tmp_path / "config")
@@ -43,11 +56,12 @@ async def services(tmp_path: Path, extra_collections: dict = None):
     await db.open()
     await storage.open()
     verifier = PasswordVerifier()
+    events = Recorder()
     try:
         yield Services(
-            db=db, storage=storage, root=tmp_path / "store",
+            db=db, storage=storage, root=tmp_path / "store", events=events,
             auth=AuthService(provider, db, TokenService(JWT_SECRET, 3600), verifier),
-            uploads=UploadService(provider, db, storage),
+            uploads=UploadService(provider, db, storage, events=events, limits=limits),
             collections=CollectionService(provider, db, storage),
         )
     finally:
@@ -71,16 +85,18 @@ class Services:
         return await self.auth.authenticate(result.token, "127.0.0.1")
 
     async def upload(self, principal, collection_id: str, body: bytes, chunk: int = 1000):
-        upload = await self.uploads.begin(principal, UploadRequest(collection_id))  # no length: as when chunked
-        try:
-            for position in range(0, len(body), chunk):
-                waiting = upload.feed(body[position:position + chunk])
-                if waiting is not None:
-                    await waiting
-        except BaseException:
-            await upload.abort()
-            raise
-        return await upload.complete()
+        """Feed ``body`` as the HTTP handler does; the error the upload failed with is raised."""
+        failures = []
+        # no length: as when chunked
+        upload = await self.uploads.begin(principal, UploadRequest(collection_id), on_failed=failures.append)
+        for position in range(0, len(body), chunk):
+            waiting = upload.feed(body[position:position + chunk])
+            if waiting is not None:
+                await waiting
+        version = await upload.complete()
+        if version is None:
+            raise failures[0]
+        return version
 
 
     async def half_upload(self, principal, collection_id: str):
@@ -90,9 +106,9 @@ class Services:
         return upload
 
 
-def run(tmp_path, scenario, extra_collections: dict = None):
+def run(tmp_path, scenario, extra_collections: dict = None, limits: UploadLimits = UploadLimits()):
     async def main():
-        async with services(tmp_path, extra_collections) as s:
+        async with services(tmp_path, extra_collections, limits) as s:
             return await scenario(s)
 
     return asyncio.run(main())
@@ -124,6 +140,73 @@ def test_an_upload_refused_mid_body_leaves_nothing(tmp_path):
         assert s.objects() == [] and await s.db.list_versions("docs") == []
         # the number and the lock were given back
         assert (await s.upload(writer, "docs", pgp_message(b"next"))).number == 1
+
+    run(tmp_path, scenario)
+
+
+def test_each_upload_is_counted_once_with_the_outcome_its_error_names(tmp_path):
+    async def scenario(s):
+        writer = await s.principal("writer")
+        body = pgp_message(b"x" * 5000)
+        await s.upload(writer, "docs", body)
+        with pytest.raises(BadRequest):
+            await s.upload(writer, "docs", body + b"junk")
+        with pytest.raises(PayloadTooLarge):
+            await s.upload(writer, "docs", pgp_message(b"x" * (4 << 20)), chunk=1 << 16)
+        with pytest.raises(BadRequest, match="sent empty data"):
+            await s.upload(writer, "docs", b"")
+        gone = await s.half_upload(writer, "docs")
+        gone.client_gone()
+        gone.client_gone()  # the connection closing twice counts once
+        await gone.abort()
+        assert s.events.uploads == [("stored", "docs", len(body)), ("not_gpg", "docs", 0), ("quota", "docs", 0),
+                                    ("bad_request", "docs", 0), ("client_gone", "docs", 0)]
+        # refusals before an upload begins are counted by the service, for configured collections only
+        s.uploads.refused(Forbidden("x", reason="window_closed"), "docs", authenticated=True)
+        s.uploads.refused(Unauthenticated("x"), "no-such-collection", authenticated=False)
+        s.uploads.refused(None, "docs", authenticated=False)
+        assert s.events.uploads[-3:] == [("window_closed", "docs", 0), ("unauthenticated", None, 0),
+                                         ("client_gone", None, 0)]
+
+    run(tmp_path, scenario)
+
+
+def test_a_stalled_upload_fails_at_its_idle_deadline_and_a_slow_one_at_its_total(tmp_path):
+    async def scenario(s):
+        writer = await s.principal("writer")
+        failures = []
+        stalled = await s.uploads.begin(writer, UploadRequest("docs"), on_failed=failures.append)
+        stalled.feed(pgp_message(b"z" * 1000)[:500])
+        await asyncio.sleep(0.6)  # idle 0.4 s: failed, cleaned up, told
+        assert [type(f) for f in failures] == [RequestTimeout]
+        assert failures[0].message == "Request took too long"
+        assert s.objects() == [] and s.events.uploads[-1] == ("timeout", "docs", 0)
+        assert await stalled.complete() is None  # the body's end after the failure: nothing more happens
+        # a client that keeps sending, but too slowly for the total deadline (1 s)
+        slow = await s.uploads.begin(writer, UploadRequest("docs"), on_failed=failures.append)
+        message = pgp_message(b"y" * 1000)
+        for position in range(0, 500, 50):
+            slow.feed(message[position:position + 50])
+            await asyncio.sleep(0.15)
+        assert len(failures) == 2 and isinstance(failures[1], RequestTimeout)
+        assert s.objects() == [] and await s.db.list_versions("docs") == []
+        # the lock and the number were given back
+        assert (await s.upload(writer, "docs", pgp_message(b"next"))).number == 1
+
+    run(tmp_path, scenario, limits=UploadLimits(total=1.0, idle=0.4))
+
+
+def test_a_client_gone_after_the_whole_body_still_gets_its_version(tmp_path):
+    async def scenario(s):
+        writer = await s.principal("writer")
+        upload = await s.uploads.begin(writer, UploadRequest("docs"))
+        upload.feed(pgp_message(b"whole"))
+        completing = asyncio.ensure_future(upload.complete())
+        await asyncio.sleep(0)
+        upload.client_gone()
+        version = await completing
+        assert version is not None and version.number == 1
+        assert s.events.uploads == [("stored", "docs", version.size)]
 
     run(tmp_path, scenario)
 
