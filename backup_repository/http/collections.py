@@ -11,7 +11,7 @@ from typing import Optional
 import tornado.iostream
 import tornado.web
 
-from backup_repository.domain.errors import DomainError, Forbidden, RangeNotSatisfiable
+from backup_repository.domain.errors import DomainError, Forbidden, RangeNotSatisfiable, StorageError
 from backup_repository.http.base import UNLIMITED_BODY, AuthenticatedHandler, BaseHandler
 from backup_repository.http.errors import log_failure
 from backup_repository.services.uploads import UploadRequest
@@ -103,9 +103,14 @@ class VersionsHandler(BaseHandler):
 
 
 class DownloadHandler(AuthenticatedHandler):
-    """``GET|HEAD .../collection/{id}/version/{latest|N|vN}``: streamed, with ETag and single byte ranges."""
+    """``GET|HEAD .../collection/{id}/version/{latest|N|vN}``: streamed, with ETag and single byte ranges.
+
+    From a local store the body goes from the file to the socket by sendfile in a transfer thread (the event loop
+    only waits for it); from S3 or GCS it is read in chunks and written through Tornado with back-pressure.
+    """
 
     _gone = None  # resolved when the connection closes
+    _sent = 0  # body bytes sent (counted by the sending thread while it runs; read here once it is done)
 
     async def get(self, collection_id, reference):
         await self._send(collection_id, reference, with_body=True)
@@ -136,25 +141,79 @@ class DownloadHandler(AuthenticatedHandler):
             self.finish()
             return
 
-        sent = 0
+        # opened before the headers go out, so that a missing object is still answered with a 503
+        file = await self.ctx.collections.open_file(download) if self._plain_tcp() else None
         self._gone = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.timeout(self.ctx.settings.http_download_timeout):
-                async with aclosing(self.ctx.collections.read(download, start, end)) as chunks:
-                    async for chunk in chunks:
-                        self.write(chunk)
-                        await self._flushed()
-                        sent += len(chunk)
-        except tornado.iostream.StreamClosedError:
+                if file is not None:
+                    await self._send_file(file, start, end)
+                else:
+                    await self._stream(download, start, end)
+        except (tornado.iostream.StreamClosedError, ConnectionError):
             log.info("download of %s v%d stopped: the connection closed after %d of %d bytes", collection_id,
-                     version.number, sent, end - start)
+                     version.number, self._sent, end - start)
+            self._reset_connection()  # when the sending thread saw it first, Tornado has not closed it yet
             return
         except TimeoutError:
             log.warning("download of %s v%d ended by --http-download-timeout (%gs) after %d of %d bytes",
-                        collection_id, version.number, self.ctx.settings.http_download_timeout, sent, end - start)
+                        collection_id, version.number, self.ctx.settings.http_download_timeout, self._sent,
+                        end - start)
             self._reset_connection()
             return
+        except StorageError as exc:
+            if file is None:
+                raise  # as before: the one error path (the body is cut short; Tornado closes the connection)
+            log.error("download of %s v%d failed after %d of %d bytes: %s", collection_id, version.number,
+                      self._sent, end - start, exc)
+            self._reset_connection()  # the short body tells the client it failed
+            return
+        finally:
+            if file is not None:
+                file.close()
         self.finish()
+
+    def _plain_tcp(self) -> bool:
+        """Whether bytes written to the connection's socket reach the client as they are (not through TLS)."""
+        stream = self.request.connection.stream
+        return isinstance(stream, tornado.iostream.IOStream) and not isinstance(stream, tornado.iostream.SSLIOStream)
+
+    async def _stream(self, download, start: int, end: int):
+        """Chunks read by a transfer thread, written through Tornado; the next is read while this one is sent."""
+        async with aclosing(self.ctx.collections.read(download, start, end)) as chunks:
+            async for chunk in chunks:
+                self.write(chunk)
+                await self._flushed()
+                self._sent += len(chunk)
+
+    async def _send_file(self, file, start: int, end: int):
+        """The headers through Tornado, then the body by the store's sending thread, straight to the socket.
+
+        Tornado's buffer is empty once the headers are flushed, and nothing writes to the connection until the
+        thread is done: on success, on a closed connection, on --http-download-timeout (the cancel stops it).
+        """
+        await self._flushed()
+        stream = self.request.connection.stream
+        if stream.closed():
+            raise tornado.iostream.StreamClosedError()
+        sending = asyncio.ensure_future(file.send(stream.socket, start, end, self._count_sent))
+        try:
+            await asyncio.wait((sending, self._gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not sending.done():  # the connection closed, or the timeout cancelled us: stop the thread
+                sending.cancel()
+                await asyncio.wait((sending,))
+            # Tornado checks the body against Content-Length as it passes through its write() (finish() fails on a
+            # shortfall); these bytes went around it, so they are counted here, once the thread is done
+            self.request.connection._expected_content_remaining -= self._sent
+        if sending.cancelled():
+            raise tornado.iostream.StreamClosedError()
+        sending.result()
+
+    def _count_sent(self, count: int):
+        """Called by the sending thread: nothing on the event loop reads ``_sent`` until the thread is done."""
+        self._sent += count
+        self.ctx.metrics.bytes_sent(count)
 
     async def _flushed(self):
         """``await self.flush()``, but also return (with StreamClosedError) when the connection closes meanwhile:

@@ -80,6 +80,11 @@ class CollectionService:
             raise NotFound(VERSION_NOT_FOUND)
         return Download(collection, version)
 
+    async def open_file(self, download: Download):
+        """The download's object opened for sending to the client's socket kernel to kernel (``.send(sock, start,
+        end, progress)``, then ``.close()``), or None when the store streams it instead (``read``)."""
+        return await self._storage.open_local(download.version.object_name)
+
     def read(self, download: Download, start: int, end: int):
         """The bytes ``[start, end)`` of a download, as an async generator (close it with contextlib.aclosing)."""
         return self._storage.read(download.version.object_name, start, end)

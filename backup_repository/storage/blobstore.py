@@ -9,6 +9,9 @@ health checks or deletions.
 A streamed write goes through a ``Channel``: the event loop hands chunks over as they arrive from the socket,
 the transfer thread hashes and writes them, and when the thread falls behind the channel makes the event loop
 wait (back-pressure), so memory stays flat whatever the size of the object.
+
+A download from a local directory goes from the file to the client's socket by ``sendfile`` in a transfer thread
+(``open_local`` -> storage/sendfile.py); other stores stream it through ``read``.
 """
 
 import asyncio
@@ -24,16 +27,21 @@ from typing import Optional
 
 from backup_repository.domain.errors import StorageError
 from backup_repository.storage.local import LocalBackend
+from backup_repository.storage.sendfile import LocalFile
 from backup_repository.storage.urls import StorageConfigError, StorageLocation, make_driver, parse_storage_url
 
 log = logging.getLogger(__name__)
 
-#: Chunks handed to a transfer thread are coalesced to about this size: fewer thread hand-offs per byte.
-PIECE = 1 << 20
+#: Chunks smaller than this are coalesced before they are handed to a transfer thread (fewer hand-offs and
+#: writes); larger ones go as they are, without a copy.
+PIECE = 64 << 10
 #: How many bytes an upload may have in flight between the socket and the store before reading pauses.
 HIGH_WATER = 8 << 20
 #: Upper bound of concurrent streamed transfers per process; more wait for a free thread.
 TRANSFER_THREADS = 64
+#: Downloads sent by sendfile hold a transfer thread until the client has everything; past this many at once, more
+#: are streamed through ``read`` (a thread per chunk read only), so that slow readers leave threads to uploads.
+SENDING_THREADS = TRANSFER_THREADS // 2
 
 
 class BlobStore:
@@ -42,6 +50,8 @@ class BlobStore:
         self.backend = backend
         self._executor = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="storage")
         self._transfers = ThreadPoolExecutor(max_workers=TRANSFER_THREADS, thread_name_prefix="transfer")
+        self._closing = threading.Event()  # set by close(): sending threads stop at their next wake-up
+        self._sending = 0  # LocalFiles open (changed on the event loop only)
 
     @classmethod
     def from_url(cls, url: str, use_google_cloud: bool = False, create_local: bool = False) -> "BlobStore":
@@ -81,6 +91,7 @@ class BlobStore:
             raise StorageError(f"cannot reach {self.describe()}: {_reason(exc)}") from exc
 
     async def close(self):
+        self._closing.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._transfers.shutdown(wait=False, cancel_futures=True)
 
@@ -137,6 +148,24 @@ class BlobStore:
             except RuntimeError:  # the store is closing (server stopping): its threads are gone, close it here
                 chunks.close()
 
+    async def open_local(self, name: str) -> Optional[LocalFile]:
+        """``name`` opened for sending by file descriptor (``LocalFile.send``), or None to stream it with ``read``:
+        the backend keeps no local files (S3, GCS), or SENDING_THREADS are sending already. The one place that
+        decides how an object is sent."""
+        open_file = getattr(self.backend, "open_file", None)
+        if open_file is None or self._sending >= SENDING_THREADS:
+            return None
+        self._sending += 1
+        try:
+            fd = await asyncio.get_running_loop().run_in_executor(self._executor, open_file, name)
+        except Exception as exc:  # a missing file, permissions, the store closing
+            self._sender_closed()
+            raise StorageError(f"cannot read {name} from {self.describe()}: {_reason(exc)}") from exc
+        return LocalFile(name, fd, self._transfers, self._closing, self.describe(), self._sender_closed)
+
+    def _sender_closed(self):
+        self._sending -= 1
+
     async def health_check(self, timeout: float):
         """Write, read back and delete a ``.health-<nanoseconds>`` object within ``timeout`` seconds."""
         name = f".health-{time.time_ns()}"
@@ -191,11 +220,14 @@ class ObjectWriter:
         """
         if self._result.done():  # before close(), a finished thread means the store failed: stop at once
             self._raise_failure()
-        if self._pending or len(data) < PIECE:
+        if len(data) < PIECE:
             self._pending += data
             if len(self._pending) < PIECE:
                 return None
             data, self._pending = bytes(self._pending), bytearray()
+        elif self._pending:  # what was held back goes first
+            self._channel.put(bytes(self._pending))
+            self._pending = bytearray()
         return self._channel.put(bytes(data) if not isinstance(data, bytes) else data)
 
     async def close(self) -> StoredObject:

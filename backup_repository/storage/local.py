@@ -3,7 +3,8 @@
 libcloud's local driver writes straight into the final file (a half-written version would be visible), takes a
 lock file per object and reads a whole file into memory to serve a byte range. Backups are large and must appear
 atomically, so this small backend does the file work itself: a temporary file in the same directory, fsync, then
-an atomic rename; ranges are read with ``pread``. Every method blocks and runs on the store's thread pool.
+an atomic rename; ranges are read with ``pread`` (or sent from ``open_file``'s descriptor by storage/sendfile.py).
+Every method blocks and runs on the store's thread pool.
 """
 
 import os
@@ -74,9 +75,14 @@ class LocalBackend:
         except FileNotFoundError:
             return None
 
+    def open_file(self, name: str) -> int:
+        """A read-only descriptor of the object's file (FileNotFoundError when there is none). While it is open,
+        the bytes stay readable even when rotation deletes the file meanwhile."""
+        return os.open(self._path(name), os.O_RDONLY | os.O_CLOEXEC)
+
     def read_range(self, name: str, start: int = 0, end: int = None, chunk_size: int = CHUNK):
         """Yield the bytes ``[start, end)`` of an object (to its end when ``end`` is None)."""
-        fd = os.open(self._path(name), os.O_RDONLY | os.O_CLOEXEC)
+        fd = self.open_file(name)
         try:
             if end is None:
                 end = os.fstat(fd).st_size

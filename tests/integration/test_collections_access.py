@@ -90,7 +90,8 @@ def test_scoped_tokens_narrow_and_never_widen(api):
 
 def test_collection_endpoints_need_a_valid_token(api):
     for method, suffix in (("POST", ""), ("GET", ""), ("GET", "/1"), ("HEAD", "/1")):
-        response = api.request(method, path("docs", suffix), "not-a-token", data=pgp_message(b"x"))
+        body = pgp_message(b"x") if method == "POST" else None  # elsewhere a body is refused first (test_body_cost)
+        response = api.request(method, path("docs", suffix), "not-a-token", data=body)
         assert response.status_code == 401
         if method != "HEAD":
             assert response.json()["status"] is False and response.json()["code"] == 401
