@@ -32,7 +32,10 @@ cache is written back (``sync``), so that no server pays for the other's writeba
 after the object is fsync'ed and renamed and the version registered; nginx does not fsync. For each row: the
 median and the best of each server, the ratio of the medians (ours / nginx, rounded down), and the peak of our
 server's resident memory (VmRSS of /proc/PID/status sampled every 50 ms during the transfers, rounded up; VmHWM
-would include the argon2 hash of the login), against these targets:
+would include the argon2 hash of the login), against these targets; and under it, each server's CPU seconds per
+GB of body (utime + stime from /proc: our process with its threads, nginx's master with its workers) and how busy
+the machine's CPUs were during the transfers (/proc/stat, the curl clients included): when both servers keep the
+machine near 100%, the row is CPU-bound, and the ratio follows the CPU each spends per byte.
 
     ratio >= 0.8 for armored uploads (decoding the armor costs CPU nginx does not spend), >= 1.0 for binary
     uploads and downloads, >= 1.0 for every 8-parallel row; peak RSS <= 64 MiB for one stream, <= 100 MiB for 8.
@@ -47,12 +50,12 @@ meet the same disturbance, but other work on the same CPUs or disk still moves e
 ``--metrics on`` starts our server with ``--metrics-listen`` and scrapes /metrics every second while the rows run
 (a tenfold busier Prometheus than usual); ``off`` (the default) starts it without metrics.
 
-``--profile DIR`` records our server with py-spy (``py-spy record --threads --idle --rate 200 --format
+``--profile DIR`` records our server with py-spy (``py-spy record --nonblocking --threads --idle --rate 200 --format
 speedscope``; py-spy from PATH or the venv, ``.venv/bin/pip install py-spy``) during each of its timed runs, and
 writes per row ``DIR/ROW.speedscope.json`` (every run, each thread a profile: open it at https://speedscope.app)
 and ``DIR/ROW.collapsed.txt`` (collapsed stacks of all runs, the format of py-spy's ``--format raw``, which
-flamegraph.pl or inferno-flamegraph turn into an SVG). py-spy stops the server for each sample, so profiled
-figures are lower than unprofiled ones.
+flamegraph.pl or inferno-flamegraph turn into an SVG). py-spy samples without stopping the server
+(``--nonblocking``), but it takes CPU of its own: profiled figures are lower than unprofiled ones.
 """
 
 import argparse
@@ -296,6 +299,9 @@ class Bench:
                 self.proc.wait()
         self.log.close()
 
+    def cpu_pid(self) -> int:
+        return self.proc.pid
+
     def _url(self, slot: int, suffix: str = "") -> str:
         return f"{self.url}/api/stable/repository/collection/bench{slot}/version{suffix}"
 
@@ -393,6 +399,10 @@ http {{
                     continue
         self.output.close()
 
+    def cpu_pid(self) -> int:
+        """The master: its workers are counted with it."""
+        return self.proc.pid
+
     def _path(self, slot: int) -> str:
         return f"/bench{slot}/backup.gpg"
 
@@ -410,6 +420,37 @@ http {{
 
     def logs(self) -> str:
         return tail(self.error_log) + tail(self.work / "nginx.out")
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """utime + stime of ``root``, its threads and its descendants (nginx's workers), from /proc."""
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / CLK_TCK)
+    total, wanted = 0.0, {root}
+    while wanted:
+        pid = wanted.pop()
+        if pid in stats:
+            total += stats[pid][1]
+        wanted |= {child for child, (parent, _) in stats.items() if parent == pid}
+    return total
+
+
+def machine_busy() -> tuple:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
 
 
 def tail(path: Path, lines: int = 20) -> str:
@@ -447,8 +488,8 @@ class Profiler:
     def start(self, pid: int, row: str):
         path = self.scratch / f"{row}.{len(self.runs.get(row, [])) + 1}.json"
         self.runs.setdefault(row, []).append(path)
-        self.proc = subprocess.Popen([self.py_spy, "record", "--threads", "--idle", "--rate", "200", "--format",
-                                      "speedscope", "--output", str(path), "--pid", str(pid)],
+        self.proc = subprocess.Popen([self.py_spy, "record", "--nonblocking", "--threads", "--idle", "--rate", "200",
+                                      "--format", "speedscope", "--output", str(path), "--pid", str(pid)],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         seen = b""
         while b"Sampling process" not in seen:  # attached: the transfer may start
@@ -542,10 +583,13 @@ class Driver:
         try:
             if sampler:
                 sampler.__enter__()
+            cpu_before, busy_before = tree_cpu_seconds(server.cpu_pid()), machine_busy()
             began = time.perf_counter()
             started = [self._start(server, kind, slot, body, chunked) for slot in slots]
             finished = [(curl.communicate(), cat.wait() if cat else 0) for curl, cat, _ in started]
             elapsed = time.perf_counter() - began
+            cpu = tree_cpu_seconds(server.cpu_pid()) - cpu_before
+            busy_after = machine_busy()
         finally:
             if sampler:
                 sampler.__exit__(None, None, None)
@@ -566,7 +610,8 @@ class Driver:
             if problem:
                 raise SystemExit(f"{server.label}: {kind} to slot {slot} failed: {problem} {err.decode()}\n"
                                  f"{server.logs()}")
-        result = {"seconds": elapsed}
+        result = {"seconds": elapsed, "cpu_seconds": cpu,
+                  "machine_busy": (busy_after[0] - busy_before[0]) / max(1, busy_after[1] - busy_before[1])}
         if sampler:
             result.update(rss_before_mib=sampler.before, rss_peak_mib=sampler.peak)
         return result
@@ -597,7 +642,9 @@ def summarize(row: Row, name: str, wire: int, runs: dict) -> dict:
               "rss_limit_mib": row.rss_limit_mib}
     for label, measured in runs.items():
         speeds = [wire / run["seconds"] / 1e6 for run in measured]
-        result[label] = {"mbs": speeds, "median_mbs": statistics.median(speeds), "best_mbs": max(speeds)}
+        result[label] = {"mbs": speeds, "median_mbs": statistics.median(speeds), "best_mbs": max(speeds),
+                         "cpu_s_per_gb": statistics.median(run["cpu_seconds"] / (wire / 1e9) for run in measured),
+                         "machine_busy": statistics.median(run["machine_busy"] for run in measured)}
     ours = runs["ours"]
     result["ratio"] = result["ours"]["median_mbs"] / result["nginx"]["median_mbs"]
     result["rss_before_mib"] = ours[0]["rss_before_mib"]
@@ -624,6 +671,9 @@ def show(result: dict, width: int):
           f"(target >= {result['ratio_target']:.2f}: {'ok' if result['ratio_ok'] else 'BELOW'})   "
           f"RSS peak {up(result['rss_peak_mib'], 1):5.1f} MiB (<= {result['rss_limit_mib']:.0f}: "
           f"{'ok' if result['rss_ok'] else 'ABOVE'})", flush=True)
+    print(f"{'':<{width}}   server CPU per GB: ours {ours['cpu_s_per_gb']:.2f} s, nginx {nginx['cpu_s_per_gb']:.2f} s; "
+          f"machine busy (both CPUs, clients included): {ours['machine_busy'] * 100:.0f}% / "
+          f"{nginx['machine_busy'] * 100:.0f}%", flush=True)
 
 
 def nginx_version(executable: str) -> str:

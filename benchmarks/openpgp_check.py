@@ -3,10 +3,13 @@
     .venv/bin/python benchmarks/openpgp_check.py
 
 Feeds 256 MiB synthetic messages in 1 MiB chunks (the size the server hands to the upload pipeline) and prints
-MiB/s of the time spent inside ``MessageCheck.feed``/``finish``. Figures: docs/performance.md.
+MiB/s of the time spent inside ``MessageCheck.feed``/``finish``; then the primitives an armored body could be
+decoded with, on 1 MiB of armor text (the choices behind domain/openpgp.py). Figures: docs/performance.md.
 """
 
 import base64
+import binascii
+import hashlib
 import random
 import sys
 import time
@@ -71,5 +74,36 @@ def main():
                                   + [b"=" + base64.b64encode(crc.to_bytes(3, "big")) + b"\n" + END]))
 
 
+def primitives():
+    """MB/s of armor text (64-character lines) through each way of checking and decoding it, and of sha256."""
+    import pybase64
+
+    from backup_repository.domain.openpgp import WHITESPACE
+
+    text = base64.b64encode(random.Random(3).randbytes(48 * 21845))
+    text = b"".join(text[i:i + 64] + b"\n" for i in range(0, len(text), 64))
+    compact = text.replace(b"\n", b"")
+    decoded = pybase64.b64decode(compact)
+    ways = {
+        "line breaks out: bytes.translate (before)": lambda: text.translate(None, WHITESPACE),
+        "line breaks out: bytes.replace (memchr, now)": lambda: text.replace(b"\n", b""),
+        "base64: binascii strict (before)": lambda: binascii.a2b_base64(compact, strict_mode=True),
+        "base64: pybase64 validate=True (SIMD, now)": lambda: pybase64.b64decode(compact, validate=True),
+        "both, before: translate + binascii strict": lambda: binascii.a2b_base64(
+            text.translate(None, WHITESPACE), strict_mode=True),
+        "both, now: replace + pybase64": lambda: pybase64.b64decode(text.replace(b"\n", b""), validate=True),
+        "CRC-24 (anycrc) of the decoded data": lambda: crc24(decoded),
+        "sha256 (hashlib, SHA-NI where the CPU has it)": lambda: hashlib.sha256(text).digest(),
+    }
+    print(f"\nprimitives, MB/s of armor text ({pybase64.get_version()}):")
+    for label, way in ways.items():
+        rounds, started = 0, time.perf_counter()
+        while time.perf_counter() - started < 0.5:
+            way()
+            rounds += 1
+        print(f"  {label:<48} {rounds * len(text) / (time.perf_counter() - started) / 1e6:8.0f}")
+
+
 if __name__ == "__main__":
     main()
+    primitives()

@@ -1,6 +1,8 @@
-"""The HTTP/1.1 server under every listener: Tornado's, with two changes to how request bodies are read
+"""The HTTP/1.1 server under every listener: Tornado's, with three changes to how request bodies are read
 (docs/security.md#the-cost-of-a-body).
 
+- **Bodies are received without copies.** Each piece is received into a buffer of its own and handed on as it
+  is (Tornado copies every octet into its read buffer and out again).
 - **A body nobody wants is never read.** When the answer is complete before the body was read (a request refused in
   ``prepare()``: a body sent to an endpoint that takes none, a bad token, a full collection), Tornado would still
   read and discard the body until the answer is written. Here not a byte of it is read: the connection closes
@@ -80,6 +82,7 @@ class BodyConnection(HTTP1Connection):
     the JSON envelope) instead of Tornado's bare 400."""
 
     _refuse = None
+    _inbox = None  # the buffer bodies are received into
 
     def on_body_refused(self, callback) -> None:
         self._refuse = callback
@@ -89,13 +92,47 @@ class BodyConnection(HTTP1Connection):
             return None
         return super()._read_body(code, headers, delegate)
 
+    async def _read_fixed_body(self, content_length: int, delegate) -> None:
+        """Tornado's, but each piece is received straight into a buffer of its own (``read_into``: recv_into) and
+        handed on as it is, instead of being copied into Tornado's read buffer and out of it again."""
+        since_yield = 0
+        try:
+            while content_length > 0:
+                if self._write_finished:
+                    return  # the answer is out (an upload refused mid-body): no more of the body is read
+                piece = await self._receive(min(self.params.chunk_size, content_length))
+                content_length -= len(piece)
+                await self._deliver_body(delegate, piece)
+                since_yield += len(piece)
+                if since_yield >= YIELD_EVERY:
+                    since_yield = 0
+                    await asyncio.sleep(0)
+        finally:
+            self._inbox = None  # not kept for as long as the request's objects live
+
+    async def _receive(self, most: int) -> bytes:
+        """What the socket has, up to ``most`` octets (at least one): received into this connection's buffer
+        (recv_into), then copied out once, as long as it is."""
+        if self._inbox is None or len(self._inbox) < most:
+            self._inbox = bytearray(most)
+        got = await self.stream.read_into(self._inbox if len(self._inbox) == most else memoryview(self._inbox)[:most],
+                                          partial=True)
+        with memoryview(self._inbox) as view, view[:got] as received:
+            return received.tobytes()
+
     async def _read_chunked_body(self, delegate) -> None:
+        try:
+            await self._read_chunks(delegate)
+        finally:
+            self._inbox = None
+
+    async def _read_chunks(self, delegate) -> None:
         reader = ChunkedBody(self.params.chunk_size, self._max_body_size)
         since_yield = 0
         while not reader.done:
             if self._write_finished:
                 return  # the answer is out (an upload refused mid-body): no more of the body is read
-            data = await self.stream.read_bytes(self.params.chunk_size, partial=True)
+            data = await self._receive(self.params.chunk_size)
             try:
                 pieces = reader.feed(data)
             except BadRequest as refusal:

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 #: writes); larger ones go as they are, without a copy.
 PIECE = 64 << 10
 #: How many bytes an upload may have in flight between the socket and the store before reading pauses.
-HIGH_WATER = 8 << 20
+HIGH_WATER = 2 << 20
 #: Upper bound of concurrent streamed transfers per process; more wait for a free thread.
 TRANSFER_THREADS = 64
 #: Downloads sent by sendfile hold a transfer thread until the client has everything; past this many at once, more
@@ -50,6 +50,8 @@ class BlobStore:
         self.backend = backend
         self._executor = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="storage")
         self._transfers = ThreadPoolExecutor(max_workers=TRANSFER_THREADS, thread_name_prefix="transfer")
+        # sha256 of uploads beside their writes (Channel); more threads than cores would only queue
+        self._hashing = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="hash")
         self._closing = threading.Event()  # set by close(): sending threads stop at their next wake-up
         self._sending = 0  # LocalFiles open (changed on the event loop only)
 
@@ -94,6 +96,7 @@ class BlobStore:
         self._closing.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._transfers.shutdown(wait=False, cancel_futures=True)
+        self._hashing.shutdown(wait=False, cancel_futures=True)
 
     # --- small operations -----------------------------------------------------------------------
     async def size(self, name: str) -> Optional[int]:
@@ -204,7 +207,7 @@ class ObjectWriter:
         self.name = name
         self._store = store
         self._loop = asyncio.get_running_loop()
-        self._channel = Channel(self._loop, HIGH_WATER)
+        self._channel = Channel(self._loop, HIGH_WATER, store._hashing)
         self._pending = bytearray()
         self._result = self._loop.run_in_executor(
             store._transfers, store.backend.write_stream, name, self._channel, check_size, retain_until
@@ -228,7 +231,8 @@ class ObjectWriter:
         elif self._pending:  # what was held back goes first
             self._channel.put(bytes(self._pending))
             self._pending = bytearray()
-        return self._channel.put(bytes(data) if not isinstance(data, bytes) else data)
+        # bytes, or a bytearray the caller hands over (a body piece received into a buffer of its own)
+        return self._channel.put(data if isinstance(data, (bytes, bytearray)) else bytes(data))
 
     async def close(self) -> StoredObject:
         """Flush, complete the object and return its size and sha256; raise StorageError on any failure."""
@@ -261,11 +265,16 @@ class ObjectWriter:
 
 
 class Channel:
-    """Chunks from the event loop to one consumer thread, with back-pressure towards the event loop. The consumer
-    hashes (sha256) every chunk it takes, before it uses it."""
+    """Chunks from the event loop to one consumer thread, with back-pressure towards the event loop.
 
-    def __init__(self, loop, high_water: int):
+    Every chunk the consumer takes is hashed (``sha256``): with a ``hashing`` pool, in a thread of that pool while
+    the consumer writes the chunk (hashlib and os.write both let go of the GIL, so they run on two cores), one
+    chunk at a time so that the hash sees them in order; the consumer takes the next chunk only once the hash of
+    the previous one is done, and the hash is complete when the iteration ends."""
+
+    def __init__(self, loop, high_water: int, hashing: ThreadPoolExecutor = None):
         self.sha256 = hashlib.sha256()
+        self._hashing = hashing
         self._loop = loop
         self._high = high_water
         self._cond = threading.Condition()
@@ -308,6 +317,7 @@ class Channel:
 
     # consumer thread side
     def __iter__(self):
+        hashing = None  # the hash of the chunk taken before, running beside its write
         while True:
             with self._cond:
                 while not self._items and not self._closed and not self._aborted:
@@ -315,13 +325,20 @@ class Channel:
                 if self._aborted:
                     raise Aborted("the upload was abandoned")
                 if not self._items:
-                    return
+                    break
                 data = self._items.popleft()
                 self._buffered -= len(data)
                 if self._waiter is not None and self._buffered <= self._high // 2:
                     self._wake()
-            self.sha256.update(data)
+            if hashing is not None:
+                hashing.result()
+            if self._hashing is None:
+                self.sha256.update(data)
+            else:
+                hashing = self._hashing.submit(self.sha256.update, data)
             yield data
+        if hashing is not None:
+            hashing.result()
 
 
 def _resolve(future: asyncio.Future):

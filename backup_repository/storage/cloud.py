@@ -94,7 +94,9 @@ class CloudBackend:
         if self._lock_mode and retain_until is not None:
             headers = {"x-amz-object-lock-mode": self._lock_mode,
                        "x-amz-object-lock-retain-until-date": _lock_date(retain_until)}
-        self._driver.upload_object_via_stream(iter(chunks), self._bucket(), name, headers=headers)
+        # libcloud takes bytes only; the channel may carry bytearrays (body pieces received into their own buffer)
+        pieces = (chunk if isinstance(chunk, bytes) else bytes(chunk) for chunk in chunks)
+        self._driver.upload_object_via_stream(pieces, self._bucket(), name, headers=headers)
         size = self.size(name)
         if size is None:
             raise IOError(f"the store does not show {name} after the upload completed")
