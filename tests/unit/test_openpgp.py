@@ -73,31 +73,44 @@ def seipd(payload: bytes) -> bytes:
 
 @pytest.fixture(scope="session")
 def gpg_messages(tmp_path_factory):
-    """name -> bytes of messages made by the gpg binary: public-key and symmetric, binary and armored."""
+    """name -> bytes of messages made by the gpg binary, from a pipe (gpg then streams with partial lengths) unless
+    the mode says "file": public-key, symmetric, several recipients, --rfc4880 and --openpgp, compressed
+    (gpg's default) and not (-z 0), binary and armored, of an empty, a small and a 3 MiB plaintext."""
     if not shutil.which("gpg"):
         pytest.skip("gpg is not installed")
     home = tmp_path_factory.mktemp("gnupg")
     home.chmod(0o700)
     env = dict(os.environ, GNUPGHOME=str(home))
     gpg = ["gpg", "--batch", "--quiet", "--pinentry-mode", "loopback"]
-    subprocess.run(gpg + ["--passphrase", "", "--quick-generate-key", "x@example.org", "default", "default",
-                          "never"], env=env, check=True, capture_output=True)
+    for key in ("x@example.org", "y@example.org", "z@example.org"):
+        subprocess.run(gpg + ["--passphrase", "", "--quick-generate-key", key, "default", "default", "never"],
+                       env=env, check=True, capture_output=True)
     plaintexts = {"small": b"hello, backups\n", "empty": b"", "large": random.Random(1).randbytes(3 << 20)}
-    modes = {"public": ["--trust-model", "always", "-r", "x@example.org", "--encrypt"],
-             "symmetric": ["--passphrase", "pw", "--symmetric"]}
+    public = ["--trust-model", "always", "-r", "x@example.org", "--encrypt"]
+    modes = {"public": public, "symmetric": ["--passphrase", "pw", "--symmetric"],
+             "recipients": ["--trust-model", "always", "-r", "x@example.org", "-r", "y@example.org", "-r",
+                            "z@example.org", "--encrypt"],
+             "both": public + ["--symmetric", "--passphrase", "pw"],  # a PKESK and an SKESK
+             "rfc4880": ["--rfc4880"] + public, "openpgp": ["--openpgp"] + public,
+             "uncompressed": ["-z", "0"] + public, "file": public}
     messages = {}
     for text_name, plaintext in plaintexts.items():
+        source = home / f"{text_name}.txt"
+        source.write_bytes(plaintext)
         for mode, arguments in modes.items():
             for armored in (False, True):
-                out = subprocess.run(gpg + arguments + (["--armor"] if armored else []), input=plaintext, env=env,
-                                     check=True, capture_output=True).stdout
+                command = gpg + arguments + (["--armor"] if armored else []) + (
+                    ["--output", "-", str(source)] if mode == "file" else [])
+                out = subprocess.run(command, input=None if mode == "file" else plaintext, env=env, check=True,
+                                     capture_output=True).stdout
                 messages[f"{mode}-{text_name}-{'armored' if armored else 'binary'}"] = out
     yield messages
     subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, check=False, capture_output=True)
 
 
-NAMES = [f"{mode}-{text}-{kind}" for mode in ("public", "symmetric") for text in ("small", "empty", "large")
-         for kind in ("binary", "armored")]
+NAMES = [f"{mode}-{text}-{kind}" for mode in ("public", "symmetric", "recipients", "both", "rfc4880", "openpgp",
+                                              "uncompressed", "file")
+         for text in ("small", "empty", "large") for kind in ("binary", "armored")]
 
 
 @pytest.mark.parametrize("name", NAMES)
