@@ -1,4 +1,5 @@
-"""The server process and its operating system: giving memory back after the start-up's peak."""
+"""The server process and its operating system: how its allocator holds the pieces of a body, and giving memory
+back after the start-up's peak."""
 
 import ctypes
 import ctypes.util
@@ -16,3 +17,23 @@ def release_free_memory():
     except (OSError, AttributeError):
         return
     trim(0)
+
+
+#: glibc's mallopt parameters (malloc.h) and the values the server sets (docs/performance.md#allocator).
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD = 4 << 20
+TRIM_THRESHOLD = 8 << 20
+
+
+def tune_allocator():
+    """Keep the megabyte pieces of request bodies in the heap instead of a fresh mmap each (glibc's default for
+    blocks that size, until it adapts, and then it gives the heap's top back as soon as 2 MiB are free): every
+    fresh page costs a fault and the kernel's zeroing, about half the pages of an upload before (60,000 faults
+    for 340 MB, 14% of the server's CPU). Blocks up to MMAP_THRESHOLD come from the heap, and up to TRIM_THRESHOLD
+    free at its top stay there for the next pieces. Nothing where mallopt does not exist (musl, other systems)."""
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)

@@ -15,6 +15,7 @@ from backup_repository.context import AppContext
 from backup_repository.domain.errors import DatabaseError
 from backup_repository.http.connection import HTTPServer
 from backup_repository.logs import configure_logging
+from backup_repository.process import tune_allocator
 from backup_repository.settings import LOG_LEVELS
 from backup_repository.domain.errors import StorageError
 from backup_repository.storage.urls import StorageConfigError
@@ -30,6 +31,7 @@ MAX_HEADER_BYTES = 16 << 10
 def run(settings) -> int:
     """Serve until stopped; return the process exit status."""
     configure_logging(LOG_LEVELS[settings.log_level], settings.log_format)
+    tune_allocator()
     if not settings.jwt_secret_key:
         print("error: a JWT secret key is required to serve: pass --jwt-secret-key=... or set BR_JWT_SECRET_KEY "
               "(a long random string, for example the output of: openssl rand -base64 32)", file=sys.stderr)
