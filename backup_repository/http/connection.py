@@ -1,8 +1,10 @@
 """The HTTP/1.1 server under every listener: Tornado's, with three changes to how request bodies are read
 (docs/security.md#the-cost-of-a-body).
 
-- **Bodies are received without copies.** Each piece is received into a buffer of its own and handed on as it
-  is (Tornado copies every octet into its read buffer and out again).
+- **Bodies are received with one copy, in few reads.** Each read lands in the connection's buffer (recv_into) and
+  is copied out once (Tornado copies every octet into its read buffer and out again); a short read is followed by
+  a short pause, so that a body sent in tiny TCP segments is read in a few hundred pieces a second, not one
+  segment at a time.
 - **A body nobody wants is never read.** When the answer is complete before the body was read (a request refused in
   ``prepare()``: a body sent to an endpoint that takes none, a bad token, a full collection), Tornado would still
   read and discard the body until the answer is written. Here not a byte of it is read: the connection closes
@@ -40,6 +42,12 @@ CHUNK_SIZE_LINE = re.compile(rb"[0-9a-fA-F]{1,16}")
 MAX_SIZE_LINE = 64
 #: Give other connections a turn after this many body octets read without waiting for the network.
 YIELD_EVERY = 1 << 20
+#: A read shorter than this, while more of the body is due, is followed by a pause of SMALL_READ_PAUSE seconds,
+#: so that the next read takes in one piece what arrived meanwhile: a body sent in tiny TCP segments costs a few
+#: hundred reads a second at most, not one read (a few Python steps) per segment. The socket's buffer holds what
+#: arrives during the pause, so a real client loses no throughput.
+SMALL_READ = 16 << 10
+SMALL_READ_PAUSE = 0.002
 TINY_CHUNKS = (f"the request body arrives in chunks of fewer than {MIN_CHUNK_AVERAGE} bytes on average; send it in "
                "larger chunks")
 
@@ -83,6 +91,7 @@ class BodyConnection(HTTP1Connection):
 
     _refuse = None
     _inbox = None  # the buffer bodies are received into
+    _unpaced = 0  # octets read since the last pause or turn
 
     def on_body_refused(self, callback) -> None:
         self._refuse = callback
@@ -95,7 +104,6 @@ class BodyConnection(HTTP1Connection):
     async def _read_fixed_body(self, content_length: int, delegate) -> None:
         """Tornado's, but each piece is received straight into a buffer of its own (``read_into``: recv_into) and
         handed on as it is, instead of being copied into Tornado's read buffer and out of it again."""
-        since_yield = 0
         try:
             while content_length > 0:
                 if self._write_finished:
@@ -103,10 +111,8 @@ class BodyConnection(HTTP1Connection):
                 piece = await self._receive(min(self.params.chunk_size, content_length))
                 content_length -= len(piece)
                 await self._deliver_body(delegate, piece)
-                since_yield += len(piece)
-                if since_yield >= YIELD_EVERY:
-                    since_yield = 0
-                    await asyncio.sleep(0)
+                if content_length > 0:
+                    await self._pace(len(piece))
         finally:
             self._inbox = None  # not kept for as long as the request's objects live
 
@@ -128,7 +134,6 @@ class BodyConnection(HTTP1Connection):
 
     async def _read_chunks(self, delegate) -> None:
         reader = ChunkedBody(self.params.chunk_size, self._max_body_size)
-        since_yield = 0
         while not reader.done:
             if self._write_finished:
                 return  # the answer is out (an upload refused mid-body): no more of the body is read
@@ -144,10 +149,20 @@ class BodyConnection(HTTP1Connection):
                 # The next request of a pipelining client was read along with the body's end: it is dropped and
                 # the connection closes after this answer (clients retry what a closed connection did not answer).
                 self._disconnect_on_finish = True
-            since_yield += len(data)
-            if since_yield >= YIELD_EVERY:
-                since_yield = 0
-                await asyncio.sleep(0)
+            if not reader.done:
+                await self._pace(len(data))
+
+    async def _pace(self, got: int):
+        """Between two reads of a body: after a short one, a pause (SMALL_READ); after YIELD_EVERY octets read
+        without waiting for the network, a turn for the other connections."""
+        if got < SMALL_READ:
+            self._unpaced = 0
+            await asyncio.sleep(SMALL_READ_PAUSE)
+            return
+        self._unpaced += got
+        if self._unpaced >= YIELD_EVERY:
+            self._unpaced = 0
+            await asyncio.sleep(0)
 
     async def _refuse_body(self, refusal: BadRequest):
         log.info("%s: %s", self.context, refusal.message)
