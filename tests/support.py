@@ -325,6 +325,27 @@ def pgp_message(payload: bytes) -> bytes:
     return packet(1, pkesk) + packet(18, b"\x01" + payload)
 
 
+def read_http_answer(sock, timeout: float = 30.0):
+    """(status, body bytes) of the HTTP answer arriving on ``sock`` (the body as long as its Content-Length)."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = sock.recv(65536)
+        if not piece:
+            raise ConnectionError(f"closed without an answer: {data[:200]!r}")
+        data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = re.search(rb"(?i)\r\ncontent-length: *([0-9]+)", head)
+    length = int(length.group(1)) if length else 0
+    while len(body) < length:
+        piece = sock.recv(65536)
+        if not piece:
+            break
+        body += piece
+    return status, body[:length]
+
+
 class RawUpload:
     """An upload over a plain socket, so that a test controls exactly when body bytes are sent (or not)."""
 
@@ -351,22 +372,8 @@ class RawUpload:
         """(status, JSON body) of the response."""
         import json
 
-        self.sock.settimeout(timeout)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            piece = self.sock.recv(65536)
-            if not piece:
-                break
-            data += piece
-        head, _, body = data.partition(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = int(re.search(rb"(?i)content-length: *([0-9]+)", head).group(1))
-        while len(body) < length:
-            piece = self.sock.recv(65536)
-            if not piece:
-                break
-            body += piece
-        return status, json.loads(body[:length])
+        status, body = read_http_answer(self.sock, timeout)
+        return status, json.loads(body)
 
     def close(self):
         self.sock.close()

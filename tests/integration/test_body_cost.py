@@ -23,7 +23,7 @@ from backup_repository.domain.openpgp import crc24
 from backup_repository.http.base import NO_BODY
 from backup_repository.http.connection import TINY_CHUNKS
 from tests.integration.collections_config import PASSWORD, collection, version_path
-from tests.support import COLLECTIONS, GO_ADMIN_HASH, HEALTH_KEY, HEALTH_PROBER, free_port
+from tests.support import COLLECTIONS, GO_ADMIN_HASH, HEALTH_KEY, HEALTH_PROBER, free_port, read_http_answer
 
 MIB = 1 << 20
 FLOOD = 8 * MIB
@@ -106,23 +106,7 @@ class Raw:
 
     def answer(self, timeout: float = 30.0):
         """(status, body bytes); raises socket.timeout when no answer comes within ``timeout``."""
-        self.sock.settimeout(timeout)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            piece = self.sock.recv(65536)
-            if not piece:
-                raise ConnectionError(f"closed without an answer: {data!r}")
-            data += piece
-        head, _, body = data.partition(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = re.search(rb"(?i)\r\ncontent-length: *([0-9]+)", head)
-        length = int(length.group(1)) if length else 0
-        while len(body) < length:
-            piece = self.sock.recv(65536)
-            if not piece:
-                break
-            body += piece
-        return status, body[:length]
+        return read_http_answer(self.sock, timeout)
 
     def close(self):
         self.sock.close()

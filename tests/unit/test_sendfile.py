@@ -61,6 +61,19 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+async def cancelled(sending, file, *sockets) -> float:
+    """Cancel ``sending``, wait until it has ended, close ``file`` and the sockets; the seconds it took."""
+    began = time.monotonic()
+    sending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    waited = time.monotonic() - began
+    file.close()
+    for sock in sockets:
+        sock.close()
+    return waited
+
+
 def test_ranges_are_sent_whole(store, data):
     async def send(start, end):
         server, client = tcp_pair()
@@ -91,15 +104,7 @@ def test_a_reader_that_stops_reading_is_left_within_a_second_once_cancelled(stor
         sending = asyncio.ensure_future(file.send(server, 0, large, lambda count: None))
         await asyncio.sleep(0.3)  # the socket's buffers are full: the thread waits in poll()
         assert not sending.done()
-        began = time.monotonic()
-        sending.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await sending
-        waited = time.monotonic() - began
-        file.close()
-        server.close()
-        client.close()
-        return waited
+        return await cancelled(sending, file, server, client)
 
     fds = open_fds()
     assert asyncio.run(scenario()) < SEND_WAKE_MS / 1000 + 0.5
@@ -191,15 +196,7 @@ def test_a_send_cancelled_before_it_has_a_thread_never_starts(store, data):
         file = LocalFile("c/one.gpg", fd, transfers, threading.Event(), "the store", lambda: None)
         sending = asyncio.ensure_future(file.send(server, 0, len(data), lambda count: None))
         await asyncio.sleep(0.1)
-        began = time.monotonic()
-        sending.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await sending
-        waited = time.monotonic() - began
-        file.close()
-        server.close()
-        client.close()
-        return waited
+        return await cancelled(sending, file, server, client)
 
     fds = open_fds()
     try:
