@@ -5,12 +5,13 @@ import asyncio
 import hashlib
 import hmac
 import re
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from backup_repository.domain import roles as R
 from backup_repository.domain.access import decide
 from backup_repository.domain.collections import COLLECTION_NOT_FOUND
-from backup_repository.domain.errors import Forbidden, NotFound
+from backup_repository.domain.errors import DatabaseError, Forbidden, NotFound, StorageError
 from backup_repository.domain.names import is_object_name
 from backup_repository.domain.times import format_time, utcnow
 from backup_repository.domain.versions import retention_blocks_next_upload
@@ -83,11 +84,35 @@ class CollectionService:
     async def open_file(self, download: Download):
         """The download's object opened for sending to the client's socket kernel to kernel (``.send(sock, start,
         end, progress)``, then ``.close()``), or None when the store streams it instead (``read``)."""
-        return await self._storage.open_local(download.version.object_name)
+        try:
+            return await self._storage.open_local(download.version.object_name)
+        except StorageError:
+            await self._not_found_if_rotated(download)
+            raise
 
-    def read(self, download: Download, start: int, end: int):
+    async def read(self, download: Download, start: int, end: int):
         """The bytes ``[start, end)`` of a download, as an async generator (close it with contextlib.aclosing)."""
-        return self._storage.read(download.version.object_name, start, end)
+        began = False
+        async with aclosing(self._storage.read(download.version.object_name, start, end)) as chunks:
+            try:
+                async for chunk in chunks:
+                    began = True
+                    yield chunk
+            except StorageError:
+                if not began:  # nothing sent yet: the answer may still be a 404
+                    await self._not_found_if_rotated(download)
+                raise
+
+    async def _not_found_if_rotated(self, download: Download):
+        """The object could not be read. When its version is gone meanwhile (rotation deleted it between the lookup
+        and the read), the answer is the 404 of a version that does not exist, not the 503 of a store that is
+        away (docs/api.md#downloads)."""
+        try:
+            current = await self._db.get_version(download.collection.id, download.version.number)
+        except DatabaseError:
+            return
+        if current is None or current.id != download.version.id:
+            raise NotFound(VERSION_NOT_FOUND)
 
     async def listing(self, principal) -> list:
         """The collections the caller may list versions of, with their usage. Only the collections that can grant

@@ -15,7 +15,7 @@ from backup_repository.config.provider import FilesystemProvider
 from backup_repository.db.sqlite import SqliteDatabase
 from backup_repository.domain.access import parse_scope
 from backup_repository.domain.errors import (
-    BadRequest, Conflict, Forbidden, PayloadTooLarge, RequestTimeout, Unauthenticated,
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, RequestTimeout, StorageError, Unauthenticated,
 )
 from backup_repository.domain.events import Events
 from backup_repository.domain.times import utcnow
@@ -326,3 +326,30 @@ def test_the_status_of_a_collection_full_of_protected_versions_changes_when_the_
         assert (await s.upload(writer, "vault", pgp_message(b"v3"))).number == 3
 
     run(tmp_path, scenario, {"vault": vault})
+
+
+def test_a_download_whose_version_rotation_deleted_meanwhile_is_404(tmp_path):
+    """The version is looked up, then rotation deletes it before its object is read: 404 like a download that came
+    a moment later, not 503 (whose store would seem away); the sendfile and the streamed paths alike."""
+    async def scenario(s):
+        writer = await s.principal("writer")
+        await s.upload(writer, "docs", pgp_message(b"first"))
+        reader = await s.principal("reader")
+        download = await s.collections.download(reader, "docs", "1")
+        version = download.version
+        assert await s.db.delete_version(version.id)
+        await s.storage.delete(version.object_name)  # what rotation does, between the lookup and the read
+        with pytest.raises(NotFound, match="cannot find specified version"):
+            await s.collections.open_file(download)
+        with pytest.raises(NotFound, match="cannot find specified version"):
+            async with contextlib.aclosing(s.collections.read(download, 0, version.size)) as chunks:
+                async for _ in chunks:
+                    pass
+        # a missing object whose version still exists is the store's fault: 503 stays
+        await s.upload(writer, "docs", pgp_message(b"second"))
+        second = await s.collections.download(reader, "docs", "latest")
+        await s.storage.delete(second.version.object_name)
+        with pytest.raises(StorageError):
+            await s.collections.open_file(second)
+
+    run(tmp_path, scenario)
