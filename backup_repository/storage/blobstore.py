@@ -69,8 +69,9 @@ class BlobStore:
             return cls(location, LocalBackend(location.bucket))
         from backup_repository.storage.cloud import CloudBackend  # libcloud (and requests) only when used
 
-        driver, container = make_driver(location)
-        return cls(location, CloudBackend(driver, container, object_lock=location.object_lock))
+        _, container = make_driver(location)  # a wrong URL or missing credentials are refused here, at start-up
+        backend = CloudBackend(lambda: make_driver(location)[0], container, object_lock=location.object_lock)
+        return cls(location, backend)
 
     def describe(self) -> str:
         return self.location.describe()

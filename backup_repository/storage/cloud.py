@@ -8,10 +8,12 @@ Every method blocks and runs on the store's thread pool.
 import base64
 import hashlib
 import logging
+import threading
 from datetime import datetime, timezone
-from typing import Optional
+from typing import Callable, Optional
 
 from libcloud.common.types import InvalidCredsError
+from libcloud.storage.base import Container
 from libcloud.storage.types import ContainerDoesNotExistError, ObjectDoesNotExistError
 
 from backup_repository.storage.urls import StorageConfigError
@@ -39,24 +41,37 @@ def _epoch(text) -> float:
 
 
 class CloudBackend:
-    """``object_lock`` (S3 only: ``governance`` or ``compliance``, from ``objectLock=`` in the storage URL): objects
+    """``make_driver()`` builds a libcloud driver for the store. Each thread gets a driver of its own: a driver and
+    its HTTP connection are not safe to share between threads (shared, concurrent calls were seen to answer with
+    another call's response: an empty body, a wrong size, a signature refused).
+
+    ``object_lock`` (S3 only: ``governance`` or ``compliance``, from ``objectLock=`` in the storage URL): objects
     written with a retain-until date carry that S3 Object Lock retention, and a deletion removes the object's
     version itself (docs/configuration.md#s3-object-lock)."""
 
-    def __init__(self, driver, container_name: str, object_lock: Optional[str] = None):
-        self._driver = driver
+    def __init__(self, make_driver: Callable, container_name: str, object_lock: Optional[str] = None):
+        self._make_driver = make_driver
+        self._local = threading.local()  # this thread's driver and container
         self._container_name = container_name
-        self._container = None
+        self._checked = False
         self._lock_mode = object_lock.upper() if object_lock else None
         self._lock_checked = False
+
+    @property
+    def _driver(self):
+        driver = getattr(self._local, "driver", None)
+        if driver is None:
+            driver = self._local.driver = self._make_driver()
+        return driver
 
     def check(self):
         """Raise when the bucket cannot be reached (the message names the bucket), or when objectLock= asks for a
         lock the bucket cannot keep (StorageConfigError: a start-up refusal, not an outage)."""
         try:
-            self._container = self._driver.get_container(self._container_name)
+            self._local.container = self._driver.get_container(self._container_name)
         except ContainerDoesNotExistError:
             raise LookupError(f"the bucket {self._container_name!r} does not exist") from None
+        self._checked = True
         if self._lock_mode and not self._lock_checked:
             self._check_object_lock()
             self._lock_checked = True
@@ -78,9 +93,14 @@ class CloudBackend:
                 "objectLock from --storage-url")
 
     def _bucket(self):
-        if self._container is None:
-            self.check()
-        return self._container
+        """This thread's handle of the bucket (its driver's), checked once per process."""
+        container = getattr(self._local, "container", None)
+        if container is None:
+            if not self._checked:
+                self.check()
+                return self._local.container
+            container = self._local.container = Container(self._container_name, {}, self._driver)
+        return container
 
     # --- writing --------------------------------------------------------------------------------
     def write_stream(self, name: str, chunks, check_size=None, retain_until: Optional[datetime] = None) -> int:
