@@ -45,6 +45,9 @@ MARKER, PADDING = 10, 21
 #: recipient and passphrase, and at most one Padding packet (RFC 9580 §5.14). Each costs a few Python steps, so
 #: beyond these bounds a body is refused at once instead of being walked packet by packet.
 MAX_MARKERS, MAX_SESSION_KEYS, MAX_PADDING = 4, 1000, 16
+#: What each bound counts (session-key packets of both tags count together) -> (bound, name in the refusal).
+WITHOUT_DATA = {MARKER: (MAX_MARKERS, "marker"), PADDING: (MAX_PADDING, "padding"),
+                "keys": (MAX_SESSION_KEYS, "session key")}
 DEFINITE, PARTIAL, TO_END = "definite", "partial", "indeterminate"
 #: Where the walk is: before the encrypted data (markers allowed until the first session key), in it, after it.
 START, KEYS, DATA, AFTER = range(4)
@@ -94,7 +97,7 @@ class PacketWalk:
         self._skip = 0  # octets left in the current body (or partial body chunk)
         self._kind = DEFINITE  # the current body's length kind
         self._tag = 0
-        self._counts = {MARKER: 0, PADDING: 0, "keys": 0}
+        self._counts = dict.fromkeys(WITHOUT_DATA, 0)
         # The message has a valid start (binary: the first packet that is not a marker, with its version; armor:
         # the BEGIN line): from then on every fault is a "footer" fault.
         self.judged = False
@@ -186,11 +189,10 @@ class PacketWalk:
     def _count(self, tag: int):
         """Packets without data are bounded (MAX_MARKERS, MAX_SESSION_KEYS, MAX_PADDING)."""
         key = "keys" if tag in SESSION_KEYS else tag
-        if key not in self._counts:
+        if key not in WITHOUT_DATA:
             return
         self._counts[key] += 1
-        bound, what = {MARKER: (MAX_MARKERS, "marker"), PADDING: (MAX_PADDING, "padding"),
-                       "keys": (MAX_SESSION_KEYS, "session key")}[key]
+        bound, what = WITHOUT_DATA[key]
         if self._counts[key] > bound:
             self.fail(f"more than {bound} {what} packets; real OpenPGP messages have fewer", shown=True)
 

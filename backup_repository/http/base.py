@@ -97,9 +97,7 @@ class BaseHandler(tornado.web.RequestHandler):
         the chunk rule of http/connection.py is refused through ``refused`` (default: ``stop_early``)."""
         method = self.request.method
         if method in BODY_METHODS and method in self.allowed_methods():
-            on_body_refused = getattr(self.request.connection, "on_body_refused", None)
-            if on_body_refused is not None:
-                on_body_refused(refused or self.stop_early)
+            self.request.connection.on_body_refused(refused or self.stop_early)  # http/connection.BodyConnection
             return
         if not has_body(self.request.headers):
             return

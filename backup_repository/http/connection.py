@@ -119,38 +119,34 @@ class BodyConnection(HTTP1Connection):
     async def _receive(self, most: int) -> bytes:
         """What the socket has, up to ``most`` octets (at least one): received into this connection's buffer
         (recv_into), then copied out once, as long as it is."""
-        if self._inbox is None or len(self._inbox) < most:
-            self._inbox = bytearray(most)
-        got = await self.stream.read_into(self._inbox if len(self._inbox) == most else memoryview(self._inbox)[:most],
-                                          partial=True)
-        with memoryview(self._inbox) as view, view[:got] as received:
-            return received.tobytes()
+        if self._inbox is None:
+            self._inbox = bytearray(self.params.chunk_size)
+        got = await self.stream.read_into(memoryview(self._inbox)[:most], partial=True)
+        return bytes(memoryview(self._inbox)[:got])
 
     async def _read_chunked_body(self, delegate) -> None:
+        reader = ChunkedBody(self.params.chunk_size, self._max_body_size)
         try:
-            await self._read_chunks(delegate)
+            while not reader.done:
+                if self._write_finished:
+                    return  # the answer is out (an upload refused mid-body): no more of the body is read
+                data = await self._receive(self.params.chunk_size)
+                try:
+                    pieces = reader.feed(data)
+                except BadRequest as refusal:
+                    await self._refuse_body(refusal)
+                    return
+                for piece in pieces:
+                    await self._deliver_body(delegate, piece)
+                if reader.extra:
+                    # The next request of a pipelining client was read along with the body's end: it is dropped
+                    # and the connection closes after this answer (clients retry what a closed connection did not
+                    # answer).
+                    self._disconnect_on_finish = True
+                if not reader.done:
+                    await self._pace(len(data))
         finally:
             self._inbox = None
-
-    async def _read_chunks(self, delegate) -> None:
-        reader = ChunkedBody(self.params.chunk_size, self._max_body_size)
-        while not reader.done:
-            if self._write_finished:
-                return  # the answer is out (an upload refused mid-body): no more of the body is read
-            data = await self._receive(self.params.chunk_size)
-            try:
-                pieces = reader.feed(data)
-            except BadRequest as refusal:
-                await self._refuse_body(refusal)
-                return
-            for piece in pieces:
-                await self._deliver_body(delegate, piece)
-            if reader.extra:
-                # The next request of a pipelining client was read along with the body's end: it is dropped and
-                # the connection closes after this answer (clients retry what a closed connection did not answer).
-                self._disconnect_on_finish = True
-            if not reader.done:
-                await self._pace(len(data))
 
     async def _pace(self, got: int):
         """Between two reads of a body: after a short one, a pause (SMALL_READ); after YIELD_EVERY octets read

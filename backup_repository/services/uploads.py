@@ -318,8 +318,7 @@ class Upload:
         from outside): clean up, count it, then tell ``on_failed`` (once)."""
         if self._failure is not None or self._finished:
             return
-        self._stop_deadlines()
-        self._failure = asyncio.ensure_future(self._clean_up_after(exc))
+        self._failure = asyncio.ensure_future(self._clean_up_after(exc))  # abort() stops the deadlines
 
     async def _clean_up_after(self, exc: BaseException):
         await self.abort()
@@ -335,7 +334,6 @@ class Upload:
         stored all the same (docs/api.md#upload)."""
         if self._body_complete or self._failure is not None or self._finished:
             return
-        self._stop_deadlines()
         self._failure = asyncio.ensure_future(self.abort())
         self._count("client_gone")
 

@@ -268,12 +268,12 @@ class ObjectWriter:
 class Channel:
     """Chunks from the event loop to one consumer thread, with back-pressure towards the event loop.
 
-    Every chunk the consumer takes is hashed (``sha256``): with a ``hashing`` pool, in a thread of that pool while
-    the consumer writes the chunk (hashlib and os.write both let go of the GIL, so they run on two cores), one
+    Every chunk the consumer takes is hashed (``sha256``) in a thread of the ``hashing`` pool while the consumer
+    writes the chunk (hashlib and os.write both let go of the GIL, so they run on two cores), one
     chunk at a time so that the hash sees them in order; the consumer takes the next chunk only once the hash of
     the previous one is done, and the hash is complete when the iteration ends."""
 
-    def __init__(self, loop, high_water: int, hashing: ThreadPoolExecutor = None):
+    def __init__(self, loop, high_water: int, hashing: ThreadPoolExecutor):
         self.sha256 = hashlib.sha256()
         self._hashing = hashing
         self._loop = loop
@@ -333,10 +333,7 @@ class Channel:
                     self._wake()
             if hashing is not None:
                 hashing.result()
-            if self._hashing is None:
-                self.sha256.update(data)
-            else:
-                hashing = self._hashing.submit(self.sha256.update, data)
+            hashing = self._hashing.submit(self.sha256.update, data)
             yield data
         if hashing is not None:
             hashing.result()
