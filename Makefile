@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RUN    := .run
 
-.PHONY: run test bench bench-config bench-metrics binary install venv clean
+.PHONY: run test soak bench bench-config bench-metrics binary install venv clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -35,9 +35,17 @@ run: $(STAMP)
 	BR_JWT_SECRET_KEY="$$(cat $(RUN)/jwt-secret)" BR_HEALTH_CHECK_KEY="$$(cat $(RUN)/health-key)" \
 	  $(BIN)/backup-repository --provider=filesystem --config-local-path=docs/examples --log-level=info
 
-## make test: the whole suite (PostgreSQL cases on BR_TEST_PG_DSN, or on a throwaway cluster the tests start)
+## make test: the whole suite (PostgreSQL cases on BR_TEST_PG_DSN, or on a throwaway cluster the tests start);
+## the test tools (kube-apiserver, etcd, helm, MinIO) are built first when missing (scripts/build-test-tools.sh)
 test: $(STAMP)
+	bash scripts/build-test-tools.sh
 	$(BIN)/python -m pytest
+
+## make soak: two instances on one PostgreSQL and MinIO, 6 clients for 6 minutes with faults every 20-40 s (kill -9,
+## database and store frozen, uploads cut), then the end state checked; about 10 minutes (docs/scaling.md#the-soak)
+soak: $(STAMP)
+	bash scripts/build-test-tools.sh
+	$(BIN)/python -m tests.soak
 
 ## make bench: upload/download throughput against a private nginx (WebDAV PUT, GET), runs alternating, and the
 ## server's memory, on loopback; some rows: benchmarks/bench.py --only ROW,... (figures: docs/performance.md)

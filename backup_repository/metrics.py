@@ -56,6 +56,9 @@ COLLECTION_GAUGES = (
     ("backup_repository_collection_retention_ok",
      "0 while the collection is full of versions its minimumRetention protects, so that the next upload will be "
      "refused (absent without minimumRetention)", "retention_ok"),
+    ("backup_repository_collection_undeleted_objects",
+     "Objects of the collection's deleted versions that the store refused (or failed) to delete; recorded, the "
+     "janitor retries them", "undeleted"),
     ("backup_repository_collection_last_verification_timestamp_seconds",
      "When a version of the collection was last verified (--verify, --verify-interval), unix seconds", "verified"),
 )
@@ -108,7 +111,11 @@ class Metrics(Events):
                                              "Requests refused by a rate limit (429), by class", ["class"],
                                              registry=registry)
         self.janitor = Counter("backup_repository_janitor_removed_objects",
-                               "Leftovers of interrupted uploads removed by the janitor", registry=registry)
+                               "Leftovers of interrupted uploads and recorded deletions removed by the janitor",
+                               registry=registry)
+        self.deletions_refused = Counter("backup_repository_deletions_refused",
+                                         "Deletions of a deleted version's object that the store refused or "
+                                         "failed (each attempt; the deletion stays recorded)", registry=registry)
         self.configuration_problems = Gauge("backup_repository_configuration_problems",
                                             "Problems in the configuration last read (each object with one is "
                                             "not loaded)", registry=registry)
@@ -172,6 +179,9 @@ class Metrics(Events):
 
     def janitor_removed(self, count: int):
         self.janitor.inc(count)
+
+    def deletion_refused(self):
+        self.deletions_refused.inc()
 
     def rate_limited(self, rate_class: str):
         self.rate_limited_requests.labels(rate_class).inc()

@@ -171,7 +171,7 @@ OPTIONS = (
            "a separate address serving only GET /metrics, e.g. 127.0.0.1:9102 (empty: none)"),
     Option("metrics_refresh_interval", ("--metrics-refresh-interval",), "BR_METRICS_REFRESH_INTERVAL", "10s",
            positive_duration, "how often the collection metrics of /metrics are computed from the database (a "
-           "scrape serves the last figures; three queries per refresh, whatever the number of collections)"),
+           "scrape serves the last figures; four queries per refresh, whatever the number of collections)"),
     Option("probe_listen", ("--probe-listen",), "BR_PROBE_LISTEN", "", parse_optional_listen,
            "a second address answering GET /health and GET /ready without the health key, for Kubernetes probes "
            "(ready or not, and the names of failed checks; empty: none)"),
@@ -200,6 +200,9 @@ OPTIONS = (
            "on SIGTERM, how long uploads and downloads in flight may take to finish before they are aborted"),
     Option("janitor_interval", ("--janitor-interval",), "BR_JANITOR_INTERVAL", "15m", positive_duration,
            "how often leftovers of interrupted uploads are removed from the storage (also at start-up)"),
+    Option("upload_lease", ("--upload-lease",), "BR_UPLOAD_LEASE", "45s", positive_duration,
+           "an upload in progress renews its lease every third of this; once a server stops renewing (it crashed, "
+           "or lost the database), its upload's collection lock and leftovers go to others after this long"),
     Option("verify_interval", ("--verify-interval",), "BR_VERIFY_INTERVAL", "off", duration_or_off,
            "how often every stored version is re-read and its sha256 checked (off: only with --verify)"),
     Option("max_uploads_per_user", ("--max-uploads-per-user",), "BR_MAX_UPLOADS_PER_USER", "8", positive_int,
@@ -249,6 +252,7 @@ class Settings:
     trusted_proxies: tuple
     shutdown_grace: float
     janitor_interval: float
+    upload_lease: float
     verify_interval: float
     max_uploads_per_user: int
 

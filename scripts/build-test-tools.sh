@@ -6,6 +6,8 @@
 #   $BR_TEST_TOOLS/bin/kube-apiserver   k8s.io/kubernetes/cmd/kube-apiserver at $KUBE_VERSION
 #   $BR_TEST_TOOLS/bin/etcd             go.etcd.io/etcd/server/v3 (etcd's main package) at $ETCD_VERSION
 #   $BR_TEST_TOOLS/bin/helm             helm.sh/helm/v3/cmd/helm at $HELM_VERSION (the chart's tests)
+#   $BR_TEST_TOOLS/bin/minio            github.com/minio/minio at $MINIO_VERSION (a real S3 server: signatures,
+#                                       versioning, Object Lock; tests/minio.py starts it)
 #   $BR_TEST_TOOLS/VERSIONS             one "name version" line per binary built
 #
 # BR_TEST_TOOLS defaults to ~/.cache/backup-repository/test-tools. Idempotent: a binary whose VERSIONS line
@@ -24,6 +26,8 @@ set -euo pipefail
 KUBE_VERSION=v1.34.4
 ETCD_VERSION=v3.6.16  # k8s 1.34 ships with etcd 3.6; a later 3.6 patch release for its fixes
 HELM_VERSION=v3.19.5  # helm 3.19 is built on the Kubernetes 1.34 libraries
+# MinIO publishes no semantic versions to the module proxy, only its commits: this one is of 2026-02-12
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 
 TOOLS=${BR_TEST_TOOLS:-$HOME/.cache/backup-repository/test-tools}
 BIN=$TOOLS/bin
@@ -35,8 +39,10 @@ is_built() {  # name version
   [ -x "$BIN/$1" ] && grep -qx "$1 $2" "$TOOLS/VERSIONS" 2>/dev/null
 }
 HELM_BUILD="$HELM_VERSION-k8s$(echo "${KUBE_VERSION#v}" | cut -d. -f1,2)"  # helm, stamped with the API server's version
-if is_built kube-apiserver "$KUBE_VERSION" && is_built etcd "$ETCD_VERSION" && is_built helm "$HELM_BUILD"; then
-  echo "test tools already built in $TOOLS (kube-apiserver $KUBE_VERSION, etcd $ETCD_VERSION, helm $HELM_VERSION)"
+if is_built kube-apiserver "$KUBE_VERSION" && is_built etcd "$ETCD_VERSION" && is_built helm "$HELM_BUILD" \
+    && is_built minio "$MINIO_VERSION"; then
+  echo "test tools already built in $TOOLS (kube-apiserver $KUBE_VERSION, etcd $ETCD_VERSION, helm $HELM_VERSION," \
+    "minio $MINIO_VERSION)"
   exit 0
 fi
 
@@ -145,11 +151,18 @@ build_helm() {
   step "helm: built, $("$BIN/helm" version --short)"
 }
 
+build_minio() {
+  build_module minio github.com/minio/minio "$MINIO_VERSION" ""
+  record_version minio "$MINIO_VERSION"
+  step "minio: built, $("$BIN/minio" --version | sed -n 1p)"
+}
+
 is_built etcd "$ETCD_VERSION" || build_etcd
 is_built kube-apiserver "$KUBE_VERSION" || build_kube_apiserver
 is_built helm "$HELM_BUILD" || build_helm
+is_built minio "$MINIO_VERSION" || build_minio
 
 if [ "${BR_TEST_TOOLS_KEEP_GOCACHE:-0}" != 1 ]; then
   go clean -cache
 fi
-step "done: $BIN/kube-apiserver, $BIN/etcd, $BIN/helm; $TOOLS holds $(du -sh "$TOOLS" | cut -f1) (bin/ $(du -sh "$BIN" | cut -f1))"
+step "done: $BIN/kube-apiserver, $BIN/etcd, $BIN/helm, $BIN/minio; $TOOLS holds $(du -sh "$TOOLS" | cut -f1) (bin/ $(du -sh "$BIN" | cut -f1))"

@@ -77,6 +77,19 @@ def s3_server(tmp_path_factory):
     log.close()
 
 
+@pytest.fixture(scope="session")
+def minio_server(tmp_path_factory):
+    """MinIO on loopback (tests/minio.py): a real S3 server, for what moto cannot show (signatures, concurrency,
+    refused deletions of locked objects); the ``MinioServer``, so that a test can freeze it."""
+    from tests.minio import MinioServer, require_minio
+
+    server = MinioServer(tmp_path_factory.mktemp("minio"), require_minio()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def create_bucket(endpoint: str, object_lock: bool = False) -> str:
     """A new bucket; with ``object_lock``, one created with S3 Object Lock enabled (versioning comes with it)."""
     name = f"br-test-{uuid.uuid4().hex[:12]}"
@@ -92,8 +105,8 @@ def make_backend(request, tmp_path_factory):
     made = []
 
     def make(db: str, storage: str, object_lock: str = None) -> support.Backend:
-        """``object_lock`` (s3 only): governance or compliance — a bucket with Object Lock, and objectLock= in
-        the storage URL."""
+        """``storage``: local, s3 (moto) or minio; ``object_lock`` (s3 and minio): governance or compliance — a
+        bucket with Object Lock, and objectLock= in the storage URL."""
         backend = support.Backend(db, storage)
         work = tmp_path_factory.mktemp(f"{db}-{storage}")
         if db == "sqlite":
@@ -110,7 +123,8 @@ def make_backend(request, tmp_path_factory):
             backend.storage_path = work / "storage"
             backend.args.append(f"--storage-url=file://{work / 'storage'}")
         else:
-            endpoint = request.getfixturevalue("s3_server")
+            endpoint = (request.getfixturevalue("minio_server").endpoint if storage == "minio"
+                        else request.getfixturevalue("s3_server"))
             bucket = create_bucket(endpoint, object_lock=object_lock is not None)
             backend.bucket, backend.s3_endpoint = bucket, endpoint
             backend.args.append(
@@ -141,7 +155,7 @@ def start_server(tmp_path_factory):
             f"--health-check-key={support.HEALTH_KEY}", f"--config-local-path={config.root}",
             "--config-reload-interval=0.5s", *NO_RATE_LIMITS, *backend.args, *extra,
         ]
-        if backend.storage == "s3" and not any(arg.startswith("--log-format") for arg in extra):
+        if backend.storage != "local" and not any(arg.startswith("--log-format") for arg in extra):
             args.append("--log-format=json")  # so that the leak checks and log assertions run on JSON logs too
         server = support.Server(args, environment, home / "server.log")
         servers.append(server)

@@ -122,6 +122,18 @@ class Backend:
         return sorted(names + [f"multipart:{u['Key']}" for u in uploads])
 
 
+def with_args(backend, replace: dict):
+    """The backend's flags with some values replaced (e.g. the database port by a proxy's)."""
+    args = []
+    for arg in backend.args:
+        for old, new in replace.items():
+            arg = arg.replace(old, new)
+        args.append(arg)
+    return Backend(backend.db, backend.storage, args=args, env=dict(backend.env),
+                   storage_path=backend.storage_path, bucket=backend.bucket, s3_endpoint=backend.s3_endpoint,
+                   db_params=backend.db_params, db_path=backend.db_path)
+
+
 def s3_client(endpoint: str):
     import boto3
 
@@ -381,7 +393,10 @@ class RawUpload:
 
 class TcpProxy:
     """A TCP relay on loopback that a test can stop (the service "goes away": new connections are refused and open
-    ones are cut) and start again on the same port (the service "is back")."""
+    ones are cut) and start again on the same port (the service "is back"); ``pause()`` stalls every byte in both
+    directions until ``resume()`` (the service, or the network to it, hangs); ``hold_requests(prefix)`` holds for
+    good each request that starts with ``prefix`` (an HTTP method: ``b"DELETE "``) and sets ``held``, and
+    ``cut_requests(prefix)`` cuts the connection of each such request instead, counting them in ``cut``."""
 
     def __init__(self, target_host: str, target_port: int):
         import threading
@@ -392,8 +407,27 @@ class TcpProxy:
         self._listener = None
         self._sockets = set()
         self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._released = threading.Event()  # set by stop(): held requests give up
+        self.held = threading.Event()
+        self._hold = self._cut = None
+        self.cut = 0
+
+    def pause(self):
+        self._flowing.clear()
+
+    def resume(self):
+        self._flowing.set()
+
+    def hold_requests(self, prefix: bytes = None):
+        self._hold = prefix
+
+    def cut_requests(self, prefix: bytes = None):
+        self._cut = prefix
 
     def start(self):
+        self._released.clear()
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
@@ -403,6 +437,8 @@ class TcpProxy:
         return self
 
     def stop(self):
+        self._released.set()
+        self._flowing.set()
         listener, self._listener = self._listener, None
         if listener is not None:
             try:
@@ -433,14 +469,22 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._sockets.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                self._threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, requests_flow in ((client, upstream, True), (upstream, client, False)):
+                self._threading.Thread(target=self._pipe, args=(a, b, requests_flow), daemon=True).start()
 
-    def _pipe(self, source, target):
+    def _pipe(self, source, target, requests_flow: bool):
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
+                    break
+                self._flowing.wait()
+                if requests_flow and self._hold and data.startswith(self._hold):
+                    self.held.set()
+                    self._released.wait()
+                    break
+                if requests_flow and self._cut and data.startswith(self._cut):
+                    self.cut += 1
                     break
                 target.sendall(data)
         except OSError:

@@ -6,11 +6,12 @@ written in the ``%s`` parameter style; everything else (queries, migrations) is 
 
 import abc
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 from backup_repository.db.schema import LATEST, MIGRATIONS
-from backup_repository.domain.errors import DatabaseError
+from backup_repository.domain.errors import DatabaseError, LeaseLost
 from backup_repository.domain.sessions import GrantedAccess
 from backup_repository.domain.times import utcnow
 from backup_repository.domain.versions import Version, VersionInfo
@@ -181,9 +182,16 @@ class Repository(abc.ABC):
         )
         return count > 0
 
-    async def insert_version(self, version: Version, pending_object: str = None):
-        """Register a stored version; its pending-upload row (if named) goes in the same transaction."""
+    async def insert_version(self, version: Version, pending_object: str = None, holder: str = None):
+        """Register a stored version. With ``pending_object``, its pending-upload row goes in the same transaction,
+        and only while the upload ``holder`` still owns it: when the janitor has taken the row over (the upload's
+        lease ran out), nothing is registered and LeaseLost is raised (docs/scaling.md#what-is-guaranteed)."""
         async with self.transaction() as tx:
+            if pending_object is not None:
+                owned = await tx.execute("DELETE FROM pending_uploads WHERE object_name = %s AND holder = %s",
+                                         (pending_object, holder or ""))
+                if owned != 1:
+                    raise LeaseLost(pending_object)
             await tx.execute(
                 f"INSERT INTO versions ({_VERSION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
@@ -192,8 +200,6 @@ class Repository(abc.ABC):
                     version.updated_at, version.deleted_at,
                 ),
             )
-            if pending_object is not None:
-                await tx.execute("DELETE FROM pending_uploads WHERE object_name = %s", (pending_object,))
 
     async def all_versions(self) -> list:
         rows = await self.fetchall(f"SELECT {_VERSION_COLUMNS} FROM versions ORDER BY collection_id, version_number")
@@ -260,28 +266,111 @@ class Repository(abc.ABC):
                     VersionInfo(row[1], int(row[2]), int(row[3]), _timestamp(row[4])))
         return found
 
-    async def delete_version(self, version_id: str) -> bool:
-        await self.execute("DELETE FROM integrity_checks WHERE version_id = %s", (version_id,))
-        return await self.execute("DELETE FROM versions WHERE id = %s", (version_id,)) > 0
+    async def delete_version(self, version: Version, now: datetime) -> bool:
+        """Delete a version's row and record the deletion of its object, in one transaction: from then on the
+        object is owned by the ``pending_deletions`` row until the store confirms it is gone."""
+        async with self.transaction() as tx:
+            await tx.execute("DELETE FROM integrity_checks WHERE version_id = %s", (version.id,))
+            if await tx.execute("DELETE FROM versions WHERE id = %s", (version.id,)) == 0:
+                return False
+            await tx.execute(
+                "INSERT INTO pending_deletions (object_name, collection_id, version_number, recorded_at) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (object_name) DO NOTHING",
+                (version.object_name, version.collection_id, version.number, now),
+            )
+        return True
+
+    # --- recorded deletions -----------------------------------------------------------------------
+    async def deletion_done(self, object_name: str):
+        await self.execute("DELETE FROM pending_deletions WHERE object_name = %s", (object_name,))
+
+    async def deletion_failed(self, object_name: str, error: str):
+        await self.execute(
+            "UPDATE pending_deletions SET attempts = attempts + 1, last_error = %s WHERE object_name = %s",
+            (error[:1000], object_name),
+        )
+
+    async def pending_deletions(self, recorded_before: datetime, limit: int = 1000) -> list:
+        """PendingDeletion rows recorded before ``recorded_before``, oldest first."""
+        rows = await self.fetchall(
+            "SELECT object_name, collection_id, version_number, recorded_at, attempts, last_error "
+            "FROM pending_deletions WHERE recorded_at < %s ORDER BY recorded_at LIMIT %s",
+            (recorded_before, limit),
+        )
+        return [PendingDeletion(row[0], row[1], int(row[2]), _timestamp(row[3]), int(row[4]), row[5])
+                for row in rows]
+
+    async def refused_deletions(self, collection_id: str = None) -> dict:
+        """{collection id: [PendingDeletion, ...]} of the deletions the store has refused (or failed) at least once
+        (collection health, metrics)."""
+        sql = ("SELECT object_name, collection_id, version_number, recorded_at, attempts, last_error "
+               "FROM pending_deletions WHERE attempts > 0")
+        params = ()
+        if collection_id is not None:
+            sql += " AND collection_id = %s"
+            params = (collection_id,)
+        found = {}
+        for row in await self.fetchall(sql + " ORDER BY collection_id, version_number", params):
+            found.setdefault(row[1], []).append(
+                PendingDeletion(row[0], row[1], int(row[2]), _timestamp(row[3]), int(row[4]), row[5]))
+        return found
 
     # --- pending uploads (crash recovery) -------------------------------------------------------
-    async def add_pending_upload(self, object_name: str, collection_id: str, now: datetime):
+    async def add_pending_upload(self, object_name: str, collection_id: str, now: datetime, holder: str,
+                                 ttl: float) -> bool:
+        """Record an upload to ``object_name`` owned by ``holder``, its lease running ``ttl`` seconds; False when
+        the name is recorded already (an earlier upload's leftover that the janitor has not removed yet)."""
+        return await self.execute(
+            "INSERT INTO pending_uploads (object_name, collection_id, started_at, holder, expires_at) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (object_name) DO NOTHING",
+            (object_name, collection_id, now, holder, now + timedelta(seconds=ttl)),
+        ) > 0
+
+    async def renew_pending_upload(self, object_name: str, holder: str, now: datetime, ttl: float) -> bool:
+        """Extend the upload's lease; False when the row is no longer the holder's (the janitor took it over)."""
+        return await self.execute(
+            "UPDATE pending_uploads SET expires_at = %s WHERE object_name = %s AND holder = %s",
+            (now + timedelta(seconds=ttl), object_name, holder),
+        ) > 0
+
+    async def remove_pending_upload(self, object_name: str, holder: str):
+        await self.execute("DELETE FROM pending_uploads WHERE object_name = %s AND holder = %s",
+                           (object_name, holder))
+
+    async def pending_uploads(self) -> list:
+        """(object name, collection id, holder) of every recorded upload."""
+        rows = await self.fetchall("SELECT object_name, collection_id, holder FROM pending_uploads ORDER BY started_at")
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    async def claim_abandoned_uploads(self, claimant: str, expired_before: datetime,
+                                      legacy_started_before: datetime) -> list:
+        """Take over the pending uploads whose lease ran out before ``expired_before`` (rows written by earlier
+        servers, without a lease: started before ``legacy_started_before``), and those ``claimant`` took over
+        before; returns their (object name, collection id). A claimed row can no longer be committed."""
         await self.execute(
-            "INSERT INTO pending_uploads (object_name, collection_id, started_at) VALUES (%s, %s, %s) "
-            "ON CONFLICT (object_name) DO UPDATE SET started_at = excluded.started_at",
-            (object_name, collection_id, now),
+            "UPDATE pending_uploads SET holder = %s WHERE holder <> %s AND "
+            "((holder <> '' AND expires_at < %s) OR (holder = '' AND started_at < %s))",
+            (claimant, claimant, expired_before, legacy_started_before),
         )
-
-    async def remove_pending_upload(self, object_name: str):
-        await self.execute("DELETE FROM pending_uploads WHERE object_name = %s", (object_name,))
-
-    async def stale_pending_uploads(self, started_before: datetime) -> list:
-        """(object name, collection id) of uploads started before ``started_before`` and never finished."""
         rows = await self.fetchall(
-            "SELECT object_name, collection_id FROM pending_uploads WHERE started_at < %s ORDER BY started_at",
-            (started_before,),
+            "SELECT object_name, collection_id FROM pending_uploads WHERE holder = %s ORDER BY started_at",
+            (claimant,),
         )
         return [(row[0], row[1]) for row in rows]
+
+    async def accounted_names(self) -> set:
+        """Every object name the database accounts for: versions, pending uploads, recorded deletions."""
+        names = set()
+        for version in await self.all_versions():
+            names.add(version.object_name)
+        for table in ("pending_uploads", "pending_deletions"):
+            names.update(row[0] for row in await self.fetchall(f"SELECT object_name FROM {table}"))
+        return names
+
+    async def created_at(self) -> Optional[datetime]:
+        """When this database was first set up (its first migration)."""
+        row = await self.fetchone("SELECT MIN(applied_at) FROM schema_migrations")
+        return _timestamp(row[0]) if row else None
 
     # --- integrity ------------------------------------------------------------------------------
     async def record_integrity(self, version: Version, ok: bool, message: str, now: datetime):
@@ -346,6 +435,16 @@ _VERSION_COLUMNS = (
     "id, collection_id, version_number, filename, filesize, sha256, uploaded_by_session_id, user_name, "
     "created_at, updated_at, deleted_at"
 )
+
+
+@dataclass(frozen=True)
+class PendingDeletion:
+    object_name: str
+    collection_id: str
+    version_number: int
+    recorded_at: datetime
+    attempts: int
+    last_error: str
 
 
 def _timestamp(value) -> Optional[datetime]:

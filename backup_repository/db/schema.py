@@ -83,6 +83,27 @@ MIGRATIONS = [
             "ALTER TABLE granted_accesses ADD COLUMN credential TEXT NOT NULL DEFAULT ''",
         ],
     ),
+    (
+        5,
+        "leases of pending uploads and recorded deletions",
+        [
+            # the upload that owns the row (its holder token) and until when its lease runs: the upload renews it,
+            # commits only while it still owns the row, and the janitor takes a row over only once the lease has
+            # run out (docs/scaling.md#what-is-guaranteed); rows of earlier servers have no holder
+            "ALTER TABLE pending_uploads ADD COLUMN holder TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE pending_uploads ADD COLUMN expires_at TIMESTAMPTZ NULL",
+            # an object whose version is gone but which may still be in the store: written in the transaction
+            # that deletes the version, removed once the store confirms the object is gone; the janitor retries
+            """CREATE TABLE pending_deletions (
+                object_name TEXT PRIMARY KEY,
+                collection_id TEXT NOT NULL,
+                version_number INTEGER NOT NULL,
+                recorded_at TIMESTAMPTZ NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                last_error TEXT NOT NULL DEFAULT ''
+            )""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

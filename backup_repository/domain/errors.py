@@ -77,6 +77,11 @@ class DatabaseUnavailable(DatabaseError):
     """The database went away while serving (stopped, restarted, unreachable): answered 503 until it is back."""
 
 
+class LeaseLost(DatabaseError):
+    """An upload's pending row was taken over by the janitor (the upload's lease ran out): the upload may no longer
+    register its version (raised by db/, docs/scaling.md#what-is-guaranteed)."""
+
+
 class StorageError(Exception):
     """The object store cannot be reached or refused an operation (raised by storage/)."""
 

@@ -29,7 +29,10 @@ class Events:
         """Rotation deleted ``count`` versions."""
 
     def janitor_removed(self, count: int):
-        """The janitor removed ``count`` leftovers of interrupted uploads."""
+        """The janitor removed ``count`` leftovers of interrupted uploads or recorded deletions."""
+
+    def deletion_refused(self):
+        """The store refused (or failed) to delete the object of a deleted version; it stays recorded."""
 
     def rate_limited(self, rate_class: str):
         """A request was refused by the rate limit of ``rate_class`` (security/ratelimit.CLASSES)."""

@@ -44,13 +44,20 @@ def collection_checks(collection, versions, now) -> list:
     return [CheckResult(name, problem is None, problem or "OK") for name, problem in checks]
 
 
-def storage_consistency_check(missing: list) -> CheckResult:
-    """StorageConsistencyValidator: every registered version still has its object in the storage."""
-    if not missing:
+def storage_consistency_check(missing: list, kept: list = ()) -> CheckResult:
+    """StorageConsistencyValidator: every registered version still has its object in the storage, and the store
+    has not refused to delete the object of a deleted version (``kept``: db PendingDeletion records that failed at
+    least once; the janitor retries them)."""
+    problems = []
+    if missing:
+        problems.append("versions registered without their object in the storage: "
+                        + ", ".join(f"v{v.number} ({v.filename})" for v in missing))
+    if kept:
+        problems.append("objects of deleted versions still in the storage (the janitor retries): "
+                        + ", ".join(f"v{d.version_number} ({d.object_name}): {d.last_error}" for d in kept))
+    if not problems:
         return CheckResult("StorageConsistencyValidator", True, "OK")
-    listed = ", ".join(f"v{v.number} ({v.filename})" for v in missing)
-    return CheckResult("StorageConsistencyValidator", False,
-                       f"versions registered without their object in the storage: {listed}")
+    return CheckResult("StorageConsistencyValidator", False, "; ".join(problems))
 
 
 def integrity_check(problems: list) -> CheckResult:

@@ -195,7 +195,8 @@ class CollectionService:
         missing = [v for v, size in zip(versions, sizes) if size is None]
         problems = [f"v{number} ({filename}): {message}"
                     for number, filename, message in await self._db.integrity_problems(collection.id)]
-        return [*collection_checks(collection, versions, self._clock()), storage_consistency_check(missing),
+        kept = (await self._db.refused_deletions(collection.id)).get(collection.id, [])
+        return [*collection_checks(collection, versions, self._clock()), storage_consistency_check(missing, kept),
                 integrity_check(problems)]
 
 

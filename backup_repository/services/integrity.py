@@ -1,8 +1,14 @@
-"""Integrity verification: re-read every stored version and compare its SHA-256 with the one recorded at upload.
+"""Integrity verification: re-read every stored version and compare its SHA-256 with the one recorded at upload,
+then list the store for objects that nothing accounts for.
 
 Run once with ``backup-repository --verify`` (same database, storage and configuration flags as the server), or
 periodically inside the server with ``--verify-interval``. Each result is recorded in the database, so that the
 collection health shows failed checks as ``IntegrityValidator``.
+
+Every object this server writes is, at every moment, a version's, a pending upload's or a recorded deletion's
+(docs/scaling.md#what-is-guaranteed). An object that none of them accounts for and that is younger than the
+database is an orphan: reported, never deleted (it is someone's data). Older objects predate this server's database
+(the Go server's, in a shared bucket): counted, not reported.
 """
 
 import asyncio
@@ -23,6 +29,8 @@ class Summary:
     bytes: int = 0
     corrupt: int = 0
     missing: int = 0
+    unaccounted: int = 0
+    older: int = 0  # objects older than the database that nothing accounts for (another server's)
     problems: list = field(default_factory=list)
 
     @property
@@ -30,8 +38,12 @@ class Summary:
         return self.checked - self.corrupt - self.missing
 
     def describe(self, seconds: float) -> str:
-        return (f"verified {self.checked} versions ({self.bytes / 2**20:.1f} MiB) in {seconds:.1f}s: "
-                f"{self.intact} intact, {self.corrupt} corrupt, {self.missing} missing")
+        text = (f"verified {self.checked} versions ({self.bytes / 2**20:.1f} MiB) in {seconds:.1f}s: "
+                f"{self.intact} intact, {self.corrupt} corrupt, {self.missing} missing; "
+                f"{self.unaccounted} objects nothing accounts for")
+        if self.older:
+            text += f" ({self.older} older than this server's database left alone)"
+        return text
 
 
 async def check_version(storage, version) -> str:
@@ -69,7 +81,39 @@ async def verify_all(db, storage, report=None, clock=utcnow) -> Summary:
             if report is not None:
                 report(line)
         await db.record_integrity(version, not problem, problem, clock())
+    for name in await unaccounted_objects(db, storage, summary):
+        summary.unaccounted += 1
+        line = (f"{name}: in the storage, but no version, pending upload or recorded deletion accounts for it "
+                "(an orphan: check it, then delete it by hand)")
+        summary.problems.append(line)
+        if report is not None:
+            report(line)
     return summary
+
+
+#: Objects modified this long before the database was created count as older than it (clock differences).
+CLOCK_MARGIN = 60.0
+
+
+async def unaccounted_objects(db, storage, summary: Summary = None) -> list:
+    """Names of the objects younger than the database that no version, pending upload or recorded deletion
+    accounts for; ``summary.older`` counts those older than it. The store is listed before the records are
+    read: an object listed is then accounted for by whatever owns it at that moment, unless it is gone by then."""
+    listed = await storage.objects()
+    accounted = await db.accounted_names()
+    created = await db.created_at()
+    since = created.timestamp() - CLOCK_MARGIN if created is not None else 0.0
+    found = []
+    for name, modified in sorted(listed):
+        if name in accounted:
+            continue
+        if modified < since:
+            if summary is not None:
+                summary.older += 1
+            continue
+        if await storage.size(name) is not None:  # not deleted since the listing
+            found.append(name)
+    return found
 
 
 async def run_forever(db, storage, interval: float):

@@ -2,7 +2,7 @@
 how full it is, when its newest version arrived, how often one is expected and which health checks pass.
 
 They come from the shared database and the configuration, so every instance shows the same values. They are
-computed in the background every ``interval`` (three queries, whatever the number of collections, and one per
+computed in the background every ``interval`` (four queries, whatever the number of collections, and one per
 500 collections with a minimumRetention) and rendered once by ``Metrics.show_collections``: a scrape never
 waits for the database. Per collection, the window check and the expected interval are computed again only when
 their inputs changed or a window opened or closed.
@@ -43,6 +43,7 @@ class CollectionFigures:
     integrity_ok: int
     storage_ok: int
     verified: Optional[float]  # unix seconds
+    undeleted: int = 0  # objects of deleted versions the store has refused to delete (recorded, retried)
     minimum_retention: Optional[float] = None  # seconds; None without a floor
     retention_ok: Optional[int] = None  # 0 while the next upload would be refused for the floor; None without one
 
@@ -63,18 +64,20 @@ class CollectionMonitor:
         stats = await self._db.collection_summaries()
         failing = await self._db.collections_with_integrity_problems()
         verified = await self._db.last_verifications()
+        kept = await self._db.refused_deletions()
         snapshot = self._config.snapshot
         floored = [key for key, collection in snapshot.collections.items()
                    if collection.minimum_retention is not None]
         versions = await self._db.version_infos(floored) if floored else {}
         now = self._clock()
-        await asyncio.to_thread(self._compute_and_show, snapshot, stats, failing, verified, versions, now)
+        await asyncio.to_thread(self._compute_and_show, snapshot, stats, failing, verified, versions, kept, now)
         self._last_duration = time.monotonic() - began  # shown by the next refresh
 
-    def _compute_and_show(self, snapshot, stats, failing, verified, versions, now):
+    def _compute_and_show(self, snapshot, stats, failing, verified, versions, kept, now):
         """Blocking (croniter, rendering): runs in a thread, one refresh at a time."""
         figures = [self._figures(collection, stats.get(collection_id), failing.get(collection_id, ()),
-                                 verified.get(collection_id), versions.get(collection_id, ()), now)
+                                 verified.get(collection_id), versions.get(collection_id, ()),
+                                 len(kept.get(collection_id, ())), now)
                    for collection_id, collection in sorted(snapshot.collections.items())]
         for cache in (self._windows, self._intervals):
             for collection_id in [key for key in cache if key not in snapshot.collections]:
@@ -82,7 +85,7 @@ class CollectionMonitor:
         self._metrics.sync_collections(snapshot.collections)
         self._metrics.show_collections(figures, time.time(), self._last_duration)
 
-    def _figures(self, collection, stats, problems, verified, versions, now) -> CollectionFigures:
+    def _figures(self, collection, stats, problems, verified, versions, kept, now) -> CollectionFigures:
         count, used, latest, largest = stats or (0, 0, None, 0)
         return CollectionFigures(
             collection_id=collection.id, versions=count, used_bytes=used, max_size=collection.max_collection_size,
@@ -93,6 +96,7 @@ class CollectionMonitor:
             size_ok=int(largest <= collection.max_one_version_size and used <= collection.max_collection_size),
             integrity_ok=int(not any(not message.startswith("missing") for _, _, message in problems)),
             storage_ok=int(not any(message.startswith("missing") for _, _, message in problems)),
+            undeleted=kept,
             verified=verified.timestamp() if verified is not None else None,
             minimum_retention=collection.minimum_retention,
             retention_ok=(None if collection.minimum_retention is None

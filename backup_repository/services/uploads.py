@@ -24,7 +24,7 @@ from backup_repository.domain import roles as R
 from backup_repository.domain.access import decide
 from backup_repository.domain.collections import COLLECTION_NOT_FOUND
 from backup_repository.domain.errors import (
-    BadRequest, Conflict, DatabaseError, DomainError, Forbidden, NotFound, PayloadTooLarge, RequestTimeout,
+    BadRequest, Conflict, DatabaseError, DomainError, Forbidden, LeaseLost, NotFound, PayloadTooLarge, RequestTimeout,
     ServiceUnavailable, StorageError, TooManyRequests, Unauthenticated,
 )
 from backup_repository.domain.events import NO_EVENTS, UPLOAD_OUTCOMES
@@ -35,6 +35,7 @@ from backup_repository.domain.versions import (
     Version, collection_full, object_name, retention_blocks_next_upload, rotate_out, upload_allowance,
 )
 from backup_repository.domain.windows import is_open
+from backup_repository.services.deletions import finish_deletion
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,9 @@ WINDOW_CLOSED = (
 PARALLEL_UPLOAD = "cannot upload to same collection in parallel"
 TOO_MANY_UPLOADS = "too many uploads in progress for this user, retry when one has finished"
 REQUEST_TOO_LONG = "Request took too long"
+LEASE_LOST = ("the upload could not be registered in time (the database or the store stalled) and was abandoned; "
+              "nothing of it was kept, send it again")
 
-#: The upload lock is a lease: renewed every LOCK_RENEW seconds, it expires LOCK_TTL seconds after the last
-#: renewal, so a crashed server blocks its collection for at most LOCK_TTL seconds.
-LOCK_TTL = 45.0
-LOCK_RENEW = 15.0
 #: How many taken object names an upload skips before giving up (see Upload._reserve_free_number).
 MAX_SKIPPED_NUMBERS = 1000
 #: An upload that arrives while the previous one on its collection is being abandoned (its client went away)
@@ -99,10 +98,14 @@ class UploadRequest:
 @dataclass(frozen=True)
 class UploadLimits:
     """How long an upload may take (docs/configuration.md): ``total`` for the whole body (the lower of
-    --http-upload-timeout and --storage-io-timeout), ``idle`` without a body byte (--http-upload-idle-timeout)."""
+    --http-upload-timeout and --storage-io-timeout), ``idle`` without a body byte (--http-upload-idle-timeout).
+    ``lease`` (--upload-lease): the upload's lock and its pending-upload record are leases, renewed every third of
+    it, that run out this long after the last renewal — so a crashed server blocks its collection, and leaves its
+    leftovers to the janitor, for at most this long."""
 
     total: float = 3 * 3600.0
     idle: float = 300.0
+    lease: float = 45.0
 
 
 class UploadService:
@@ -154,7 +157,7 @@ class UploadService:
 
         await self._after_abandoned_upload(collection.id)
         holder = uuid.uuid4().hex
-        if not await self._db.acquire_upload_lock(collection.id, holder, now, LOCK_TTL):
+        if not await self._db.acquire_upload_lock(collection.id, holder, now, self.limits.lease):
             raise Conflict(PARALLEL_UPLOAD)
         upload = Upload(collection, principal, holder, db=self._db, storage=self._storage, clock=self._clock,
                         on_abort=self._abort_started, on_end=self.active.discard, events=self._events,
@@ -230,10 +233,7 @@ class Upload:
 
         refuse_declared_length(request.declared_length, request.content_type, allowed, over_budget)
         self.body = UploadBody(allowed, request.content_type, over_budget)
-        await self._reserve_free_number()
-        self.object_name = object_name(self.collection.id, self.filename)
-        # recorded before a byte is written: after a crash, the janitor finds what to clean up from this row
-        await self._db.add_pending_upload(self.object_name, self.collection.id, now)
+        await self._reserve_free_number(now)
         retain_until = None
         if self.collection.minimum_retention is not None:  # S3 Object Lock, when the store has it (objectLock=)
             retain_until = now + timedelta(seconds=self.collection.minimum_retention)
@@ -241,18 +241,24 @@ class Upload:
         log.info("upload of %s v%d started by %r (up to %d bytes)", self.collection.id, self.number,
                  self.principal.actor.name, allowed)
 
-    async def _reserve_free_number(self):
-        """Reserve the next number whose object name is free in the store.
+    async def _reserve_free_number(self, now):
+        """Reserve the next number whose object name is free, and record the upload under that name before a byte
+        is written (after a crash, the janitor finds what to clean up from that row).
 
         An object may already sit at that name without a version owning it: written by the Go server into the
-        same bucket, or left by a crash between storing and registering. It is never overwritten: its number
-        is skipped."""
+        same bucket, or left by a crash between storing and registering; or the name may still be recorded as an
+        upload's leftover. It is never overwritten: its number is skipped."""
         for _ in range(MAX_SKIPPED_NUMBERS):
             self.number = await self._db.reserve_version_number(self.collection.id)
             self.filename = self.collection.filename_for(self.number)
             name = object_name(self.collection.id, self.filename)
             if await self._storage.size(name) is None:
-                return
+                if await self._db.add_pending_upload(name, self.collection.id, now, self.holder, self.limits.lease):
+                    self.object_name = name
+                    return
+                log.warning("%s is still recorded as the leftover of an interrupted upload; number %d is skipped",
+                            name, self.number)
+                continue
             log.warning("%s already exists in the store without a version owning it; number %d is skipped so "
                         "that it is not overwritten", name, self.number)
         raise Conflict(f"cannot find a free object name in collection {self.collection.id}; see the server log")
@@ -379,7 +385,10 @@ class Upload:
                 created_at=now, updated_at=now,
             )
             try:
-                await self._db.insert_version(version, pending_object=self.object_name)
+                await self._db.insert_version(version, pending_object=self.object_name, holder=self.holder)
+            except LeaseLost:
+                await self._storage.delete(stored.name)
+                raise ServiceUnavailable(LEASE_LOST, retry_after=60, reason="storage_error") from None
             except BaseException:
                 await self._storage.delete(stored.name)
                 raise
@@ -401,14 +410,15 @@ class Upload:
         by_id = {v.id: v for v in versions}
         for info in rotate_out(self.collection, [v.info() for v in versions], now):
             doomed = by_id[info.id]
-            await self._db.delete_version(doomed.id)
+            if not await self._db.delete_version(doomed, now):
+                continue  # rotated out by another server's upload meanwhile
             self._events.rotated(1)
             try:
-                await self._storage.delete(doomed.object_name)
-            except Exception as exc:  # the row is gone; the object is an orphan to sweep later
-                log.error("rotation of %s v%d: the object could not be deleted: %s", doomed.collection_id,
+                if await finish_deletion(self._db, self._storage, doomed.object_name, self._events):
+                    log.info("rotation: deleted %s v%d", doomed.collection_id, doomed.number)
+            except Exception as exc:  # the database went away: the deletion stays recorded for the janitor
+                log.error("rotation of %s v%d: the object is left to the janitor: %s", doomed.collection_id,
                           doomed.number, exc)
-            log.info("rotation: deleted %s v%d", doomed.collection_id, doomed.number)
 
     async def abort(self):
         """Remove every trace of this upload — the object, the reserved number, the lock — as one step.
@@ -434,7 +444,7 @@ class Upload:
                 # janitor retries later (the store may be down right now)
                 if await self._storage.size(self.object_name) is not None:
                     await self._storage.delete(self.object_name)
-                await self._db.remove_pending_upload(self.object_name)
+                await self._db.remove_pending_upload(self.object_name, self.holder)
             if self.number is not None:
                 await self._db.release_version_number(self.collection.id, self.number)
                 log.info("upload of %s v%d abandoned; nothing of it was kept", self.collection.id, self.number)
@@ -455,12 +465,22 @@ class Upload:
             log.error("cannot release the upload lock of %s: %s", self.collection.id, exc)
 
     async def _renew_lock(self):
+        """Renew the collection's upload lock and the lease of the upload's pending row, which tells the janitor
+        that the upload is alive (docs/scaling.md#what-is-guaranteed)."""
+        lease = self.limits.lease
         while True:
-            await asyncio.sleep(LOCK_RENEW)
+            await asyncio.sleep(lease / 3)
             try:
                 now = self._clock()
-                if not await self._db.renew_upload_lock(self.collection.id, self.holder, now, LOCK_TTL):
+                if not await self._db.renew_upload_lock(self.collection.id, self.holder, now, lease):
                     log.warning("the upload lock of %s was lost; taking it again", self.collection.id)
-                    await self._db.acquire_upload_lock(self.collection.id, self.holder, now, LOCK_TTL)
+                    await self._db.acquire_upload_lock(self.collection.id, self.holder, now, lease)
+                if self.object_name is not None and not await self._db.renew_pending_upload(
+                        self.object_name, self.holder, now, lease):
+                    log.error("the upload of %s v%d was taken over by the janitor (its lease ran out)",
+                              self.collection.id, self.number)
+                    if not self._body_complete:
+                        self.fail(ServiceUnavailable(LEASE_LOST, retry_after=60, reason="storage_error"))
+                    return  # a complete body's commit fails on its own (insert_version)
             except Exception as exc:
                 log.warning("cannot renew the upload lock of %s: %s", self.collection.id, exc)

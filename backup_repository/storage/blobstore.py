@@ -106,6 +106,28 @@ class BlobStore:
     async def delete(self, name: str) -> bool:
         return await self._run(self.backend.delete, name)
 
+    async def remove(self, name: str) -> Optional[str]:
+        """Delete ``name`` and confirm it is gone: None when the store no longer shows it (deleted now, or absent
+        already), else why it is still there — the store refused the deletion (an Object Lock, a permission) or
+        could not be asked. A deletion is never taken as done on the store's word alone."""
+        refusal = None
+        try:
+            if not await self.delete(name):
+                refusal = "the store did not delete it"
+        except StorageError as exc:
+            refusal = str(exc)
+        try:
+            if await self.size(name) is None:
+                return None
+        except StorageError as exc:
+            return refusal or str(exc)
+        return refusal or "the store still shows it after deleting it"
+
+    async def objects(self) -> list:
+        """(name, modified epoch seconds) of every object in the store, this server's probes and temporary files
+        left out."""
+        return await self._run(self.backend.objects)
+
     async def put_bytes(self, name: str, data: bytes):
         await self._run(self.backend.put_bytes, name, data)
 

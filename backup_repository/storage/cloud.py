@@ -204,8 +204,9 @@ class CloudBackend:
     def _delete_version(self, name: str) -> bool:
         """With Object Lock (a versioned bucket), a plain DELETE only hides an object behind a delete marker: the
         object's version itself is deleted, which frees its space at once and which the store refuses while the
-        version's retention lasts. Refused (the store's clock is behind ours, or the bucket's own default retention
-        is longer), the object is hidden behind a delete marker instead; the bucket's lifecycle rule for
+        version's retention or a legal hold lasts. Refused (the store's clock is behind ours, the bucket's own
+        default retention is longer, an operator's legal hold: AWS answers 403 AccessDenied, MinIO 400
+        InvalidRequest), the object is hidden behind a delete marker instead; the bucket's lifecycle rule for
         noncurrent versions removes it once its retention has passed (docs/configuration.md#s3-object-lock)."""
         try:
             _, until, version_id = self._retention(name)
@@ -215,12 +216,21 @@ class CloudBackend:
         if version_id:
             try:
                 response = self._driver.connection.request(path, method="DELETE", params={"versionId": version_id})
-                return response.status in (200, 204)
+                status = response.status
             except InvalidCredsError:
-                log.warning("the store keeps %s (version %s) under its Object Lock until %s; hidden behind a delete "
-                            "marker instead, the bucket's lifecycle rule removes it later", name, version_id, until)
+                status = 403
+            if status in (200, 204):
+                return True
+            log.warning("the store refused to delete %s (version %s, retained until %s; status %d); hidden behind a "
+                        "delete marker instead, the bucket's lifecycle rule removes it later", name, version_id,
+                        until or "-", status)
         response = self._driver.connection.request(path, method="DELETE")
         return response.status in (200, 204)
+
+    def objects(self) -> list:
+        return [(obj.name, _epoch(obj.extra.get("last_modified")))
+                for obj in self._driver.iterate_container_objects(self._bucket())
+                if not obj.name.startswith(".health-")]
 
     def remove_leftovers(self, name: str, older_than: float) -> int:
         """Remove ``name`` and abort its multipart uploads begun before ``older_than`` (epoch seconds)."""

@@ -109,6 +109,20 @@ class LocalBackend:
         _fsync_directory(os.path.dirname(path))
         return True
 
+    def objects(self) -> list:
+        found = []
+        for directory, _, files in os.walk(self.root):
+            for entry in files:
+                if entry.startswith("."):  # temporary upload files, health-check probes
+                    continue
+                full = os.path.join(directory, entry)
+                try:
+                    modified = os.stat(full).st_mtime
+                except FileNotFoundError:
+                    continue
+                found.append((os.path.relpath(full, self.root).replace(os.sep, "/"), modified))
+        return found
+
     def remove_leftovers(self, name: str, older_than: float) -> int:
         """Remove ``name`` and its temporary upload files last written before ``older_than`` (epoch seconds)."""
         path = self._path(name)

@@ -16,7 +16,7 @@ import requests
 from tests import support
 from tests.integration.collections_config import PASSWORD, collection, stalled_upload, write_collections_config
 from tests.integration.collections_config import version_path as path
-from tests.support import COLLECTIONS, RawUpload, TcpProxy, pgp_message, wait_until
+from tests.support import COLLECTIONS, RawUpload, TcpProxy, pgp_message, wait_until, with_args
 
 
 
@@ -50,18 +50,6 @@ def cfg(config):
     write_collections_config(config)
     config.write(COLLECTIONS, "large", collection("large", max_count=3, one="50M", total="150M"))
     return config
-
-
-def with_args(backend, replace: dict):
-    """The backend's flags with some values replaced (e.g. the database port by a proxy's)."""
-    args = []
-    for arg in backend.args:
-        for old, new in replace.items():
-            arg = arg.replace(old, new)
-        args.append(arg)
-    return support.Backend(backend.db, backend.storage, args=args, env=dict(backend.env),
-                           storage_path=backend.storage_path, bucket=backend.bucket, s3_endpoint=backend.s3_endpoint,
-                           db_params=backend.db_params, db_path=backend.db_path)
 
 
 # --- several instances -------------------------------------------------------------------------------------------
@@ -122,7 +110,7 @@ def test_two_instances_on_postgresql_and_s3(make_backend, cfg, start_server):
 def test_kill_9_mid_upload_then_restart(db, storage, make_backend, cfg, start_server):
     backend = make_backend(db, storage)
     ledger = Ledger()
-    server = start_server(backend, cfg)
+    server = start_server(backend, cfg, "--upload-lease=2s")
     token = server.login("admin", PASSWORD)
     assert ledger.upload(server, token, "large", pgp_message(os.urandom(1 << 20))).status_code == 200
 
@@ -133,7 +121,7 @@ def test_kill_9_mid_upload_then_restart(db, storage, make_backend, cfg, start_se
     server.proc.wait(10)
     raw.close()
     assert len(backend.objects()) > 1  # the crash left something behind
-    time.sleep(6.5)  # the upload timeout below (1s) plus the janitor's margin (5s)
+    time.sleep(7.5)  # the upload's lease (2s) plus the janitor's margin (5s)
 
     # the restart's janitor removes the leftovers of the dead upload
     again = start_server(backend, cfg, "--http-upload-timeout=1s", "--storage-io-timeout=1s")

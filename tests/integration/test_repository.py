@@ -7,7 +7,7 @@ import pytest
 
 from backup_repository.db.schema import LATEST
 from backup_repository.db.sqlite import SqliteDatabase
-from backup_repository.domain.errors import DatabaseError
+from backup_repository.domain.errors import DatabaseError, LeaseLost
 from backup_repository.domain.sessions import GrantedAccess
 from backup_repository.domain.times import utcnow
 from backup_repository.domain.versions import Version
@@ -151,9 +151,69 @@ def test_version_numbers_are_never_reused(make_db):
         assert (await db.latest_version("c")).number == 3
         assert (await db.get_version("c", 2)).size == 2 and await db.get_version("c", 9) is None
         for v in await db.list_versions("c"):
-            assert await db.delete_version(v.id)
+            assert await db.delete_version(v, utcnow())
         assert await db.list_versions("c") == [] and await db.latest_version("c") is None
         assert await db.reserve_version_number("c") == 4  # rotation deleted everything: still 4
+        await db.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_upload_registers_its_version_only_while_it_owns_its_pending_record(make_db):
+    """The fencing between a committing upload and the janitor (docs/scaling.md#what-is-guaranteed): a record the
+    janitor took over (its lease ran out) can no longer be committed; a renewed lease keeps the janitor away."""
+    async def scenario():
+        db = make_db()
+        await db.open()
+        now = utcnow()
+        assert await db.add_pending_upload("c/b-1.gpg", "c", now, "upload-a", ttl=10)
+        assert not await db.add_pending_upload("c/b-1.gpg", "c", now, "upload-b", ttl=10)  # the name is taken
+        assert await db.add_pending_upload("c/b-2.gpg", "c", now, "upload-b", ttl=10)
+        # upload-b renews its lease; upload-a's runs out
+        assert await db.renew_pending_upload("c/b-2.gpg", "upload-b", now + timedelta(seconds=8), ttl=10)
+        claimed = await db.claim_abandoned_uploads("janitor", expired_before=now + timedelta(seconds=12),
+                                                   legacy_started_before=now - timedelta(hours=1))
+        assert claimed == [("c/b-1.gpg", "c")]
+        assert not await db.renew_pending_upload("c/b-1.gpg", "upload-a", now, ttl=10)
+        with pytest.raises(LeaseLost):
+            await db.insert_version(version("c", 1), pending_object="c/b-1.gpg", holder="upload-a")
+        assert await db.list_versions("c") == []
+        await db.insert_version(version("c", 2), pending_object="c/b-2.gpg", holder="upload-b")
+        assert [v.number for v in await db.list_versions("c")] == [2]
+        # a claimed record is the claimant's until it drops it; a committed one is gone
+        assert await db.claim_abandoned_uploads("janitor", expired_before=now + timedelta(hours=1),
+                                                legacy_started_before=now) == [("c/b-1.gpg", "c")]
+        await db.remove_pending_upload("c/b-1.gpg", "janitor")
+        assert await db.pending_uploads() == []
+        await db.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_deleted_version_leaves_a_recorded_deletion_until_the_store_confirms(make_db):
+    async def scenario():
+        db = make_db()
+        await db.open()
+        now = utcnow()
+        for number in (1, 2):
+            await db.insert_version(version("c", number))
+        first, second = await db.list_versions("c")
+        assert await db.delete_version(first, now)
+        assert not await db.delete_version(first, now)  # deleted already (another server's rotation)
+        assert await db.list_versions("c") == [second]
+        [recorded] = await db.pending_deletions(now + timedelta(seconds=1))
+        assert (recorded.object_name, recorded.collection_id, recorded.version_number, recorded.attempts) == (
+            "c/b-1.gpg", "c", 1, 0)
+        assert await db.pending_deletions(now - timedelta(seconds=1)) == []  # recorded_before
+        assert await db.refused_deletions() == {}
+        assert await db.accounted_names() == {"c/b-1.gpg", "c/b-2.gpg"}
+        await db.deletion_failed("c/b-1.gpg", "AccessDenied")
+        await db.deletion_failed("c/b-1.gpg", "InvalidRequest: object is WORM protected")
+        [refused] = (await db.refused_deletions("c"))["c"]
+        assert (refused.attempts, refused.last_error) == (2, "InvalidRequest: object is WORM protected")
+        await db.deletion_done("c/b-1.gpg")
+        assert await db.pending_deletions(now + timedelta(hours=1)) == [] and await db.refused_deletions() == {}
+        assert await db.accounted_names() == {"c/b-2.gpg"}
         await db.close()
 
     asyncio.run(scenario())

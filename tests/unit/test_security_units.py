@@ -94,6 +94,9 @@ def test_codes_are_compared_in_constant_time(monkeypatch):
         async def integrity_problems(self, _):
             return []
 
+        async def refused_deletions(self, _):
+            return {}
+
     service = service_module.CollectionService(Config(), Db(), storage=object())
     asyncio.run(service.health("c", "code"))
     assert calls and calls[-1] == (hashlib.sha256(b"code").hexdigest(),) * 2
