@@ -2,9 +2,9 @@
 MinIO bucket, clients uploading and downloading for a while, faults injected every 20 to 40 seconds — then the
 end state is checked (docs/scaling.md#the-soak).
 
-Faults: kill -9 of an instance (restarted a second later), PostgreSQL frozen for 5 s (every byte between the
-instances and the database held), MinIO frozen for 5 s (SIGSTOP), and clients that cut an upload midway (any
-upload, 1 in 20). Each instance reaches the database and the store through a relay of its own
+Faults, in turn: kill -9 of an instance (restarted a second later), PostgreSQL frozen for 5 s (every byte between
+the instances and the database held), kill -9 again, MinIO frozen for 5 s (SIGSTOP); and clients that cut an
+upload midway (any upload, 1 in 20). Each instance reaches the database and the store through a relay of its own
 (tests/support.TcpProxy), so that freezing one of them stalls both instances.
 
 At the end, after the janitor's grace: every acknowledged version that rotation keeps is listed and downloads
@@ -18,6 +18,7 @@ otherwise; the figures are printed (and written as JSON with ``--json FILE``).
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -49,6 +50,7 @@ class Ledger:
         self.lock = threading.Lock()
         self.acknowledged = {}  # (collection, number) -> sha256
         self.figures = Counter()
+        self.problems = []  # found while the load runs
 
     def count(self, key: str, amount: int = 1):
         with self.lock:
@@ -167,11 +169,17 @@ def run(options, workdir: Path, cleanup: list) -> int:
     print(f"soak: load over after {load_seconds:.0f}s; waiting {grace}s for the janitor's grace", flush=True)
     time.sleep(grace)
 
-    problems = check_end_state(instances, token, ledger, s3, bucket)
+    problems = list(ledger.problems)
+    problems += check_end_state(instances, token, ledger, s3, bucket)
     problems += verify(instances[0], env)
+    logs = "".join(instance.server.raw_log() for instance in instances)
     for instance in instances:
         if "Traceback" in instance.server.raw_log():
             problems.append(f"the log of instance {instance.name} holds a traceback")
+    ledger.figures["janitor_take_overs"] = logs.count("janitor: an upload of")
+    ledger.figures["uploads_told_taken_over"] = logs.count("was taken over by the janitor")
+    if ledger.figures["uploads_told_taken_over"] > ledger.figures["janitor_take_overs"]:
+        problems.append("uploads were told the janitor had taken them over more often than it did")
     figures = dict(sorted(ledger.figures.items()))
     figures.update(seconds=round(load_seconds), acknowledged_versions=len(ledger.acknowledged),
                    megabytes_per_second=round(ledger.figures["uploaded_bytes"] / load_seconds / 1e6, 2),
@@ -195,7 +203,7 @@ def client(index: int, instances, token: str, ledger: Ledger, stop: threading.Ev
                 upload(rng, instance, name, token, ledger, session, headers)
             else:
                 download(rng, instance, name, ledger, session, headers)
-        except requests.RequestException:
+        except (requests.RequestException, OSError):
             ledger.count("connection_errors")  # an instance killed or restarting
             time.sleep(0.2)
 
@@ -237,15 +245,19 @@ def download(rng, instance, name, ledger, session, headers):
 
 def inject_faults(instances, minio, ledger: Ledger, stop: threading.Event):
     rng = random.Random(7)
-    kinds = ["kill", "database", "store"]
+    kinds = itertools.cycle(["kill", "database", "kill", "store"])  # every kind, kills twice as often
     while not stop.wait(rng.uniform(20, 40)):
-        kind = rng.choice(kinds)
+        kind = next(kinds)
         ledger.count(f"faults_{kind}")
         if kind == "kill":
             instance = rng.choice(instances)
             instance.kill()
             time.sleep(1)
-            instance.start()
+            try:
+                instance.start()
+            except RuntimeError as exc:
+                ledger.problems.append(f"instance {instance.name} did not start again: {str(exc)[-500:]}")
+                return
         elif kind == "database":
             for instance in instances:
                 instance.pg_relay.pause()

@@ -495,6 +495,9 @@ class TcpProxy:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+            with self._lock:  # each socket is the source of one direction: closed once, by that direction
+                self._sockets.discard(source)
+            source.close()
 
 
 #: A process that probes GET /health every 50 ms over one kept-alive connection until a line on its stdin, then

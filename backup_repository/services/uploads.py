@@ -217,6 +217,7 @@ class Upload:
         self._store_busy = None  # the future the body waits for while the store catches up
         self._body_complete = False
         self._failure = None  # the task that cleans up after a failure and tells on_failed
+        self._committing = False  # the version's registration has begun
         self._counted = False
 
     async def prepare(self, request: UploadRequest, now):
@@ -384,6 +385,7 @@ class Upload:
                 uploaded_by_session_id=self.principal.session.id, user=self.principal.actor.name,
                 created_at=now, updated_at=now,
             )
+            self._committing = True
             try:
                 await self._db.insert_version(version, pending_object=self.object_name, holder=self.holder)
             except LeaseLost:
@@ -475,12 +477,16 @@ class Upload:
                 if not await self._db.renew_upload_lock(self.collection.id, self.holder, now, lease):
                     log.warning("the upload lock of %s was lost; taking it again", self.collection.id)
                     await self._db.acquire_upload_lock(self.collection.id, self.holder, now, lease)
-                if self.object_name is not None and not await self._db.renew_pending_upload(
-                        self.object_name, self.holder, now, lease):
+                if self.object_name is None:
+                    continue
+                renewed = await self._db.renew_pending_upload(self.object_name, self.holder, now, lease)
+                # once the registration has begun, a record that is gone was registered, or the janitor has it and
+                # the registration fails on its own: nothing to judge here
+                if not renewed and not self._committing:
                     log.error("the upload of %s v%d was taken over by the janitor (its lease ran out)",
                               self.collection.id, self.number)
                     if not self._body_complete:
                         self.fail(ServiceUnavailable(LEASE_LOST, retry_after=60, reason="storage_error"))
-                    return  # a complete body's commit fails on its own (insert_version)
+                    return
             except Exception as exc:
                 log.warning("cannot renew the upload lock of %s: %s", self.collection.id, exc)
