@@ -5,10 +5,13 @@
   is copied out once (Tornado copies every octet into its read buffer and out again); a short read is followed by
   a short pause, so that a body sent in tiny TCP segments is read in a few hundred pieces a second, not one
   segment at a time.
-- **A body nobody wants is never read.** When the answer is complete before the body was read (a request refused in
-  ``prepare()``: a body sent to an endpoint that takes none, a bad token, a full collection), Tornado would still
-  read and discard the body until the answer is written. Here not a byte of it is read: the connection closes
-  after the answer.
+- **A body nobody wants is never parsed.** When the answer is complete before the body was read (a request refused
+  in ``prepare()``: a body sent to an endpoint that takes none, a bad token, a full collection; or mid-body: over
+  the size budget, not OpenPGP), no more of the body reaches the handler and no further request is read from the
+  connection. It is closed the way Apache and nginx close such a connection ("lingering close"): the server stops
+  sending (FIN), then reads and drops what the client still sends for up to LINGER_SECONDS (at most LINGER_OCTETS),
+  then closes. Closed at once, the socket would answer the unread body with a reset, which can destroy the answer
+  before a client that sends its whole body before reading (most do) has read it.
 - **Chunked bodies are decoded in bulk, and their chunk count is bounded.** Tornado takes several Python steps per
   chunk (a read for the size line, one for the data, one for the CRLF: ~10 us each), so a body sent in 1-octet
   chunks cost ~0.7 s of the event loop per 64 KiB. Here each network read is parsed in one pass (a C ``find`` per
@@ -24,6 +27,8 @@
 import asyncio
 import logging
 import re
+import socket
+from typing import Optional
 
 import tornado.httpserver
 from tornado import httputil, iostream
@@ -48,6 +53,10 @@ YIELD_EVERY = 1 << 20
 #: arrives during the pause, so a real client loses no throughput.
 SMALL_READ = 16 << 10
 SMALL_READ_PAUSE = 0.002
+#: The lingering close after an answer that left part of the body unread: how long, and how much, the server reads
+#: and drops before it closes (a client sending the rest of a large body gets the answer well before that).
+LINGER_SECONDS = 3.0
+LINGER_OCTETS = 64 << 20
 TINY_CHUNKS = (f"the request body arrives in chunks of fewer than {MIN_CHUNK_AVERAGE} bytes on average; send it in "
                "larger chunks")
 
@@ -77,8 +86,8 @@ class _ServerConnection(HTTP1ServerConnection):
                     log.error("uncaught exception while serving a connection", exc_info=True)
                     conn.close()
                     return
-                if not ret:
-                    return
+                if not ret or conn.closes:
+                    return  # never read another request from a connection an answer closed
                 await asyncio.sleep(0)
         finally:
             delegate.on_close(self)
@@ -91,23 +100,75 @@ class BodyConnection(HTTP1Connection):
 
     _refuse = None
     _inbox = None  # the buffer bodies are received into
+    _declares_body = False
     _unpaced = 0  # octets read since the last pause or turn
 
     def on_body_refused(self, callback) -> None:
         self._refuse = callback
 
+    @property
+    def closes(self) -> bool:
+        """The connection ends with this request (its answer said so, or the answer left the body unread)."""
+        return self._disconnect_on_finish or self.stream is None or self.stream.closed()
+
+    def _can_keep_alive(self, start_line, headers) -> bool:
+        # called once the request's headers are parsed, before the handler sees them
+        self._declares_body = ("chunked" in headers.get("Transfer-Encoding", "").lower()
+                               or headers.get("Content-Length", "0").strip() != "0")
+        return super()._can_keep_alive(start_line, headers)
+
     def _read_body(self, code, headers, delegate):
-        if self._write_finished:  # answered already: the body is not read; the connection closes after the answer
-            return None
+        if self._write_finished:  # answered already: the body is dropped, not parsed (lingering close)
+            length = headers.get("Content-Length")
+            return self._linger(int(length) if length and length.isdigit() else None)
         return super()._read_body(code, headers, delegate)
+
+    def _finish_request(self, future) -> None:
+        """The answer is written. When it leaves part of the body unread, the connection is not closed here: the
+        server stops sending, and the body's reader drops what still comes and closes (``_linger``)."""
+        if (self._disconnect_on_finish and self._declares_body and not self._read_finished
+                and self.stream is not None and not self.stream.closed()):
+            self._clear_callbacks()
+            try:
+                self.stream.socket.shutdown(socket.SHUT_WR)
+            except OSError:
+                self.stream.close()
+            # however the reader fares (a client that sends nothing more), the connection ends by then
+            asyncio.get_running_loop().call_later(LINGER_SECONDS, self.stream.close)
+            if not self._finish_future.done():
+                self._finish_future.set_result(None)
+            return
+        super()._finish_request(future)
+
+    async def _linger(self, remaining: Optional[int] = None) -> None:
+        """Drop what the client still sends of a body the answer made unwanted — ``remaining`` octets when known
+        — for LINGER_SECONDS at most (LINGER_OCTETS), once the answer is out; then close."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LINGER_SECONDS
+        budget = LINGER_OCTETS if remaining is None else min(remaining, LINGER_OCTETS)
+        if self._inbox is None:
+            self._inbox = bytearray(self.params.chunk_size)
+        try:
+            while budget > 0 and not self.stream.closed():
+                read = self.stream.read_into(memoryview(self._inbox)[:min(len(self._inbox), budget)], partial=True)
+                budget -= await asyncio.wait_for(read, max(0.0, deadline - loop.time()))
+            if not self._finish_future.done():  # the answer is still being written
+                await asyncio.wait_for(asyncio.shield(self._finish_future), max(0.0, deadline - loop.time()))
+        except (iostream.StreamClosedError, asyncio.TimeoutError, OSError):
+            pass
+        finally:
+            self._inbox = None
+            self._disconnect_on_finish = True
+            self.close()
 
     async def _read_fixed_body(self, content_length: int, delegate) -> None:
         """Tornado's, but each piece is received straight into a buffer of its own (``read_into``: recv_into) and
         handed on as it is, instead of being copied into Tornado's read buffer and out of it again."""
         try:
             while content_length > 0:
-                if self._write_finished:
-                    return  # the answer is out (an upload refused mid-body): no more of the body is read
+                if self._write_finished:  # the answer is out (an upload refused mid-body): the rest is dropped
+                    await self._linger(content_length)
+                    return
                 piece = await self._receive(min(self.params.chunk_size, content_length))
                 content_length -= len(piece)
                 await self._deliver_body(delegate, piece)
@@ -128,8 +189,9 @@ class BodyConnection(HTTP1Connection):
         reader = ChunkedBody(self.params.chunk_size, self._max_body_size)
         try:
             while not reader.done:
-                if self._write_finished:
-                    return  # the answer is out (an upload refused mid-body): no more of the body is read
+                if self._write_finished:  # the answer is out (an upload refused mid-body): the rest is dropped
+                    await self._linger()
+                    return
                 data = await self._receive(self.params.chunk_size)
                 try:
                     pieces = reader.feed(data)
@@ -166,9 +228,10 @@ class BodyConnection(HTTP1Connection):
             raise httputil.HTTPInputError(refusal.message)
         self._refuse(refusal)
         # The handler answers (at once or after cleaning up); the connection closes after the answer. Until then
-        # the rest of the body is drained unparsed, which also notices a client that goes away.
+        # the rest of the body is drained unparsed, which also notices a client that goes away; then it lingers.
         while not self._write_finished and not self.stream.closed():
             await self.stream.read_bytes(self.params.chunk_size, partial=True)
+        await self._linger()
 
 
 class ChunkedBody:

@@ -24,7 +24,9 @@ from backup_repository.http.base import NO_BODY
 from backup_repository.http.connection import TINY_CHUNKS
 from backup_repository.process import TRIM_THRESHOLD
 from tests.integration.collections_config import PASSWORD, collection, version_path
-from tests.support import COLLECTIONS, GO_ADMIN_HASH, HEALTH_KEY, HEALTH_PROBER, free_port, read_http_answer
+from tests.support import (
+    COLLECTIONS, GO_ADMIN_HASH, HEALTH_KEY, HEALTH_PROBER, free_port, pgp_message, read_http_answer,
+)
 
 MIB = 1 << 20
 FLOOD = 8 * MIB
@@ -168,6 +170,7 @@ def server(make_backend, config, start_server):
     config.user("uploader", GO_ADMIN_HASH, roles=["systemAdmin"])
     for name in ["real", "big", *FLOOD_COLLECTIONS]:
         config.write(COLLECTIONS, name, collection(name, max_count=2, one="128M", total="512M"))
+    config.write(COLLECTIONS, "small", collection("small", max_count=1, one="1M", total="1M"))
     server = start_server(make_backend("sqlite", "local"), config, "--metrics-token=metrics-token-for-tests",
                           f"--probe-listen=127.0.0.1:{free_port()}", f"--metrics-listen=127.0.0.1:{free_port()}")
     server.token = server.login("uploader", PASSWORD)
@@ -329,6 +332,33 @@ def test_a_body_sent_where_none_is_read_is_refused_before_it_is_sent(server, fra
     assert status == 200
     status, _ = request(server.url, "GET", f"/ready?code={HEALTH_KEY}")
     assert status == 200
+
+
+# --- answers before the body ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("refusal", ["in prepare", "mid-body"])
+def test_a_client_that_sends_its_whole_body_first_still_reads_an_early_answer(server, refusal):
+    """An answer that comes before the body was read — a bad token (refused in prepare()) or an upload over its
+    size budget (refused mid-body) — reaches a client that sends its whole body before reading, as Python's
+    http.client and requests do, instead of a connection reset; the rest of the body is dropped unparsed, no further
+    request is read from the connection, and it closes (the lingering close of http/connection.py)."""
+    token, collection_id, status = ("not-a-token", "real", 401) if refusal == "in prepare" else (
+        server.token, "small", 413)
+    body = pgp_message(os.urandom(16 * MIB))
+    parts = urlsplit(server.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        head = (f"POST {version_path(collection_id)} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                f"Authorization: Bearer {token}\r\nContent-Type: application/octet-stream\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        sock.sendall(head + body)  # a reset here is what a client saw before: the answer lost with it
+        got, answer = read_http_answer(sock, timeout=30)
+        assert got == status, answer
+        began = time.monotonic()
+        sock.settimeout(10)
+        assert sock.recv(65536) == b""  # closed, with no second answer to a "request" made of body bytes
+        assert time.monotonic() - began < 5
+    assert "Malformed HTTP message" not in server.log()
+    assert upload(server, server.token, "real", real_like())[0] == 200  # and the server serves on
 
 
 # --- fairness -----------------------------------------------------------------------------------------------------
