@@ -481,8 +481,9 @@ class Upload:
                     continue
                 renewed = await self._db.renew_pending_upload(self.object_name, self.holder, now, lease)
                 # once the registration has begun, a record that is gone was registered, or the janitor has it and
-                # the registration fails on its own: nothing to judge here
-                if not renewed and not self._committing:
+                # the registration fails on its own; once the upload is being abandoned, its own clean-up removed it:
+                # nothing to judge then
+                if not renewed and not self._committing and not self._finished:
                     log.error("the upload of %s v%d was taken over by the janitor (its lease ran out)",
                               self.collection.id, self.number)
                     if not self._body_complete:
