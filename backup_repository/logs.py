@@ -19,6 +19,18 @@ _REQUEST = contextvars.ContextVar("backup_repository_request", default=None)
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: Libraries that are noisy at debug level and may print request details: kept at info or above.
 QUIET_LIBRARIES = ("asyncio", "libcloud", "urllib3")
+#: Characters no log line carries raw, whatever a client sent (docs/security.md): the C0 controls and DEL (a line
+#: feed forges a line), the C1 controls (U+0085 is a line break to Python's splitlines() and to many viewers) and
+#: the Unicode line and paragraph separators. The text format writes them as \xNN or \uNNNN; JSON as \uNNNN.
+UNSAFE = (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+TEXT_ESCAPES = {code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" for code in UNSAFE}
+JSON_ESCAPES = {code: f"\\u{code:04x}" for code in UNSAFE if code >= 0x7F}  # json.dumps escapes the C0 ones
+TRACEBACK_ESCAPES = {code: escape for code, escape in TEXT_ESCAPES.items() if code != 0x0A}
+
+
+def escape_text(text: str) -> str:
+    """``text`` with every UNSAFE character written as an escape (a message of the text format)."""
+    return text.translate(TEXT_ESCAPES)
 
 
 def serving(handler):
@@ -40,6 +52,14 @@ def _request_fields() -> dict:
 class TextFormatter(logging.Formatter):
     def __init__(self):
         super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record):
+        record.message = escape_text(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, exc_info):
+        # a traceback keeps its line feeds (its lines do not look like log lines); nothing else unsafe stays raw
+        return super().formatException(exc_info).translate(TRACEBACK_ESCAPES)
 
     def format(self, record):
         line = super().format(record)
@@ -65,7 +85,7 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
             entry["exception"] = record.exc_text
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return json.dumps(entry, ensure_ascii=False, default=str).translate(JSON_ESCAPES)
 
 
 def configure_logging(level: str, log_format: str = "text"):

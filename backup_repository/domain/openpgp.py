@@ -102,18 +102,17 @@ class PacketWalk:
         # the BEGIN line): from then on every fault is a "footer" fault.
         self.judged = False
 
-    def fail(self, detail: str, shown: bool = False):
+    def fail(self, detail: str, shown: bool = False, header: bool = False):
         """Refuse the body; ``shown``: the client is told ``detail`` too (a bound of docs/security.md, not a fault
-        of the data that the exact messages of the API already name)."""
-        message = NO_GPG_FOOTER if self.judged else NO_GPG_HEADER
+        of the data that the exact messages of the API already name); ``header``: with the GPG header message even
+        after the start was judged."""
+        message = NO_GPG_FOOTER if self.judged and not header else NO_GPG_HEADER
         raise refusal(f"{message} ({detail})" if shown else message, detail)
 
     def feed(self, data):
         pos, end = 0, len(data)
         while pos < end:
             if self._state == BODY:
-                if self._kind == TO_END:
-                    return
                 if self._skip > end - pos:
                     self._skip -= end - pos
                     return
@@ -154,8 +153,6 @@ class PacketWalk:
     def finish(self):
         if self._state == HEADER and not self._buf and self._phase == AFTER:
             return
-        if self._state == BODY and self._kind == TO_END:
-            return
         if self._state == HEADER and not self._buf and self._phase != DATA:
             self.fail("no encrypted data packet")
         self.fail(f"body ends inside a packet (tag {self._tag})")
@@ -173,8 +170,8 @@ class PacketWalk:
         tag, length, kind = header
         if kind == PARTIAL and tag not in ENCRYPTED_DATA:
             self.fail(f"partial body length on packet tag {tag} ({NAMES.get(tag)})")
-        if kind == TO_END and tag not in ENCRYPTED_DATA:
-            self.fail(f"indeterminate length on packet tag {tag} ({NAMES.get(tag)})")
+        if kind == TO_END:  # RFC 9580 §4.2.2.2 deprecates it; no current encoder writes it (docs/security.md)
+            self.fail(f"indeterminate length on packet tag {tag} ({NAMES.get(tag)})", header=True)
         if tag in SESSION_KEYS and not SESSION_KEYS[tag][0] <= length <= SESSION_KEYS[tag][1]:
             self.fail(f"packet tag {tag} ({NAMES[tag]}) of {length} octets")
         if tag == MARKER and length != 3:
@@ -209,7 +206,7 @@ class PacketWalk:
             self.fail(f"{name} where an encrypted session key or encrypted data was expected")
 
     def _body(self, length: int, kind: str):
-        """A packet header or partial length is complete: ``length`` body octets follow (all, if TO_END)."""
+        """A packet header or partial length is complete: ``length`` body octets follow."""
         first_chunk = self._state == HEADER
         # RFC 9580 requires only the first partial chunk to hold 512 octets or more; later ones may be as small as
         # 1 octet. Each costs a Python loop turn (~4 MB/s at 1 octet: an uploader could stall the event loop), and
@@ -218,7 +215,7 @@ class PacketWalk:
         if kind == PARTIAL and length < 512:
             self.fail(f"partial body length of {length} octets; at least 512 are required")
         self._buf.clear()
-        self._kind, self._skip = kind, (1 << 62 if kind == TO_END else length)
+        self._kind, self._skip = kind, length
         self._state = BODY
         if first_chunk and (self._tag == MARKER or ENCRYPTED_DATA.get(self._tag) or self._tag in SESSION_KEYS):
             self._state = PREFIX  # the version byte (or the marker's "PGP") comes first

@@ -61,3 +61,34 @@ def test_a_request_id_is_taken_from_trusted_proxies_only(make_backend, config, s
     for junk in ("two words", "x" * 201, "new\nline"):
         answer = behind_proxy.get("/health", headers={"X-Request-Id": junk.replace("\n", "%0A")})
         assert answer.headers["X-Request-Id"] != junk and len(answer.headers["X-Request-Id"]) == 32
+
+
+def test_no_client_byte_breaks_a_log_line(make_backend, config, start_server):
+    """A raw 0x85 octet in the request line, and U+2028 and U+0085 percent-encoded in a collection id, are written
+    escaped in both formats: Python's splitlines() (which breaks at U+0085, U+2028, U+2029 too) finds exactly the
+    lines the server wrote, and each JSON line parses (docs/security.md)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    write_collections_config(config)
+    for log_format in ("json", "text"):
+        server = start_server(make_backend("sqlite", "local"), config, f"--log-format={log_format}",
+                              "--log-level=debug")
+        token = server.login("writer", PASSWORD)
+        for collection_id in ("a%E2%80%A8b", "c%C2%85d", "e%E2%80%A9f"):
+            assert server.get(version_path(collection_id), token).status_code in (403, 404)
+        parts = urlsplit(server.url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+            sock.sendall(b"GET /api/stable/repository/collection/g\x85h/version HTTP/1.1\r\nHost: x\r\n"
+                         b"Authorization: Bearer " + token.encode() + b"\r\n\r\n")
+            sock.recv(65536)
+        assert wait_until(lambda: "g\\x85h" in server.raw_log() or "g\\u0085h" in server.raw_log()), log_format
+        raw = server.raw_log()
+        assert len(raw.splitlines()) == raw.count("\n"), log_format
+        for unsafe in ("\x85", "\u2028", "\u2029"):
+            assert unsafe not in raw, (log_format, unsafe)
+        if log_format == "json":
+            lines = [json.loads(line) for line in raw.splitlines()]
+            assert any(line.get("collection") == "a\u2028b" for line in lines)  # the value itself is kept
+        else:
+            assert "a\\u2028b" in raw or "a%E2%80%A8b" in raw

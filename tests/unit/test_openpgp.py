@@ -206,6 +206,13 @@ PLAIN = b"This is not encrypted at all, it is the plaintext of a backup: " * 10
     (bytes([0xC1, 0xE9]) + bytes(512) + b"\x00" + seipd(PLAIN), HEADER,
      "partial body length on packet tag 1 (public-key encrypted session key)"),
     (b"\x87" + bytes(100), HEADER, "indeterminate length on packet tag 1 (public-key encrypted session key)"),
+    # an indeterminate length would let the rest of the body through unseen: refused on every packet, encrypted data
+    # included (RFC 9580 deprecates it, no current encoder writes it), with the header message even after a
+    # session key packet
+    (b"\xa7", HEADER, "indeterminate length on packet tag 9 (symmetrically encrypted data)"),
+    (b"\xa7" + PLAIN, HEADER, "indeterminate length on packet tag 9 (symmetrically encrypted data)"),
+    (PKESK + b"\xa7" + PLAIN, HEADER, "indeterminate length on packet tag 9 (symmetrically encrypted data)"),
+    (b"\xa7" + bytes(100), HEADER, "indeterminate length on packet tag 9 (symmetrically encrypted data)"),
     (packet(1, b"\x03" + bytes(5)) + seipd(PLAIN), HEADER, "packet tag 1 (public-key encrypted session key) of "
                                                           "6 octets"),
     (packet(1, b"\x04" + bytes(20)) + seipd(PLAIN), HEADER, "packet tag 1 (public-key encrypted session key) of "
@@ -238,6 +245,9 @@ def test_refused(body, message, detail):
 def test_armored_refusals():
     message = armor(PKESK + seipd(PLAIN))
     assert verdict(message) == "ok"
+    for indeterminate in (b"\xa7" + PLAIN, PKESK + b"\xa7" + PLAIN):
+        assert verdict(armor(indeterminate)) == (HEADER, "indeterminate length on packet tag 9 (symmetrically "
+                                                         "encrypted data)")
     crc_line = message.split(b"\n")[-3]
     assert verdict(message.replace(b"\n=", b"\n=AAAA\n=")) == (FOOTER, "unexpected line before the END line: "
                                                                        + repr(crc_line))
@@ -271,7 +281,6 @@ def test_armor_headers_and_line_breaks():
     PKESK + packet(18, b"\x02" + PLAIN),  # SEIPD v2
     packet(1, b"\x06" + bytes(40)) + packet(3, b"\x05" + bytes(40)) + packet(3, b"\x06" + bytes(40)) + seipd(PLAIN),
     packet(9, PLAIN),  # SED, no session key packet
-    b"\xa7" + PLAIN,  # old-format SED with an indeterminate length
     b"\x8c\x0d\x04\x09\x03\x02" + bytes(8) + b"\xff" + b"\xa5\x01\x00" + bytes(256),  # old format, 2-octet length
     PKESK + bytes([0xD2, 0xC0, 0x10]) + b"\x01" + bytes(207),  # 2-octet new-format length
     PKESK + partial_packet(18, b"\x01" + os.urandom(100_000), 13) + packet(21, b"x"),
