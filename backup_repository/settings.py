@@ -83,6 +83,13 @@ def positive_int(text: str) -> int:
     return number
 
 
+def ipv6_prefix(text: str) -> int:
+    number = int(text)
+    if not 1 <= number <= 128:
+        raise ValueError("must be a prefix length from 1 to 128")
+    return number
+
+
 def positive_duration(text: str) -> float:
     seconds = parse_duration(text)
     if seconds <= 0:
@@ -162,6 +169,9 @@ OPTIONS = (
            "requests per minute per client IP on collection health"),
     Option("rate_server_health_limit", ("--rate-server-health-limit",), None, "160", positive_int,
            "requests per minute per client IP on /health and /ready"),
+    Option("rate_ipv6_prefix", ("--rate-ipv6-prefix",), "BR_RATE_IPV6_PREFIX", "64", ipv6_prefix,
+           "IPv6 clients share each rate limit and login budget per network of this prefix length (a host holds a "
+           "whole /64); IPv4 clients per address"),
     Option("listen", ("--listen",), None, ":8080", parse_listen,
            "address to listen on: :8080, 127.0.0.1:8080 or [::1]:8080"),
     Option("metrics_token", ("--metrics-token",), "BR_METRICS_TOKEN", "", str,
@@ -236,6 +246,7 @@ class Settings:
     rate_auth_limit: int
     rate_collection_health_limit: int
     rate_server_health_limit: int
+    rate_ipv6_prefix: int
     listen: tuple
     metrics_token: str
     metrics_listen: Optional[tuple]

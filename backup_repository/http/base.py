@@ -112,7 +112,10 @@ class BaseHandler(tornado.web.RequestHandler):
         retry = self.ctx.rate_limits.hit(rate_class, self.client_ip)
         if retry is not None:
             self.ctx.metrics.rate_limited(rate_class)
-            raise TooManyRequests(TOO_MANY_REQUESTS, max(1, math.ceil(retry)))
+            refusal = TooManyRequests(TOO_MANY_REQUESTS, max(1, math.ceil(retry)))
+            # the log says whose budget: an IPv6 client's is its network's (security/ratelimit.py)
+            refusal.detail = f"the {rate_class} budget of {self.ctx.rate_limits.key(self.client_ip)} is spent"
+            raise refusal
 
     def data_received(self, chunk: bytes):
         if self._finished:

@@ -1,11 +1,14 @@
 """Request rate limits per client address (docs/configuration.md#command-line): a token bucket per (endpoint
-class, address).
+class, address). An IPv6 client is one address per ``--rate-ipv6-prefix`` network (/64 by default): any host holds
+a whole /64, and a budget per exact address would give each of its 2**64 addresses a fresh one. An IPv4 client is
+its address (an IPv4-mapped IPv6 address too).
 
 A bucket holds ``limit`` tokens and refills ``limit`` tokens per ``period``. The table is bounded: it keeps at
 most ``max_entries`` addresses per class, dropping the least recently seen first, so a flood of distinct
 addresses cannot grow memory without limit (a dropped address simply starts again with a full bucket).
 """
 
+import ipaddress
 import time
 from collections import OrderedDict
 from typing import Optional
@@ -48,14 +51,32 @@ class RateLimiter:
         return retry
 
 
+def budget_key(address: str, ipv6_prefix: int = 64) -> str:
+    """The budget an address draws from: an IPv6 address's /``ipv6_prefix`` network (``2001:db8:1:2::/64``), an
+    IPv4 address itself; anything unparsable as it is."""
+    try:
+        parsed = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if parsed.version == 4:
+        return str(parsed)
+    if parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{parsed}/{ipv6_prefix}", strict=False))
+
+
 class RateLimits:
     """One limiter per endpoint class, built from the settings."""
 
     def __init__(self, settings, max_entries: int = MAX_ENTRIES):
+        self.ipv6_prefix = getattr(settings, "rate_ipv6_prefix", 64)
         self._limiters = {
             name: RateLimiter(getattr(settings, setting), period, max_entries)
             for name, (setting, period) in CLASSES.items()
         }
 
+    def key(self, address: str) -> str:
+        return budget_key(address, self.ipv6_prefix)
+
     def hit(self, endpoint_class: str, address: str) -> Optional[float]:
-        return self._limiters[endpoint_class].hit(address)
+        return self._limiters[endpoint_class].hit(self.key(address))

@@ -120,6 +120,22 @@ def test_forwarded_headers_from_an_untrusted_peer_change_nothing(backend, cfg, s
     assert server2.get(WHOAMI, token).json()["data"]["grantedAccess"]["requesterIP"] == "127.0.0.1"
 
 
+def test_the_login_budget_of_an_ipv6_client_is_its_64(backend, cfg, start_server):
+    """Any IPv6 host holds a whole /64: wrong logins from 25 of its addresses share one budget (--rate-ipv6-prefix,
+    64), another /64 has its own, and an IPv4 client is still its address."""
+    server = start_server(backend, cfg, "--trusted-proxies=127.0.0.1/32", "--rate-auth-limit=5")
+
+    def wrong(address):
+        return server.request("POST", LOGIN, json={"username": "admin", "password": "wrong"},
+                              headers={"X-Forwarded-For": address})
+
+    answers = [wrong(f"2001:db8:1:2::{index:x}").status_code for index in range(1, 26)]
+    assert answers[:5] == [401] * 5 and set(answers[5:]) == {429}, answers
+    assert wrong("2001:db8:1:3::1").status_code == 401  # the next /64
+    assert [wrong(f"198.51.100.{index}").status_code for index in range(1, 8)] == [401] * 7  # one address each
+    assert "the auth budget of 2001:db8:1:2::/64 is spent" in server.log()
+
+
 def test_trusted_proxy_forwards_the_client_address(backend, cfg, start_server):
     server = start_server(backend, cfg, "--trusted-proxies=127.0.0.1/32, 192.0.2.0/24", "--rate-auth-limit=3")
     # the right-most address that is not a trusted proxy is the client

@@ -116,3 +116,16 @@ def test_password_digests_are_compared_in_constant_time(monkeypatch):
     encoded = passwords.encode_password("right")
     assert passwords.verify_password("right", encoded) and not passwords.verify_password("wrong", encoded)
     assert len(calls) == 2
+
+
+def test_the_budget_key_of_an_address():
+    from backup_repository.security.ratelimit import budget_key
+
+    assert budget_key("2001:db8:1:2::19") == budget_key("2001:db8:1:2:ffff::1") == "2001:db8:1:2::/64"
+    assert budget_key("2001:db8:1:3::1") == "2001:db8:1:3::/64"
+    assert budget_key("2001:db8:1:2::19", 48) == "2001:db8:1::/48"
+    assert budget_key("2001:db8::1", 128) == "2001:db8::1/128"
+    assert budget_key("198.51.100.7") == "198.51.100.7"
+    assert budget_key("::ffff:198.51.100.7") == "198.51.100.7"  # IPv4-mapped: the IPv4 address
+    assert budget_key("fe80::1%eth0") == "fe80::/64"
+    assert budget_key("not an address") == "not an address"
