@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -37,14 +38,54 @@ async def run_checks(checks) -> list:
     return list(await asyncio.gather(*(one(name, check) for name, check in checks)))
 
 
+#: How long a storage check's result (pass or failure) answers every /ready, on every listener
+#: (docs/api.md#health): a round trip writes, reads and deletes an object (3 to 4 billed calls on S3), so N
+#: requests a second must not cost N of them.
+STORAGE_CHECK_REUSE = 5.0
+
+
+class SharedCheck:
+    """A check whose outcome every caller shares: reused for ``reuse`` seconds after it ends, and callers that come
+    while it runs wait for that run instead of starting another."""
+
+    def __init__(self, check, reuse: float, clock=time.monotonic):
+        self._check = check
+        self._reuse = reuse
+        self._clock = clock
+        self._running = None
+        self._ended_at = None
+        self._failure = None
+
+    async def __call__(self):
+        if self._ended_at is None or self._clock() - self._ended_at >= self._reuse:
+            if self._running is None:
+                self._running = asyncio.ensure_future(self._run())
+            await asyncio.shield(self._running)
+        if self._failure is not None:
+            raise self._failure
+
+    async def _run(self):
+        try:
+            await self._check()
+            self._failure = None
+        except Exception as exc:  # kept and raised to every caller until the next run
+            self._failure = exc
+        finally:
+            self._ended_at = self._clock()
+            self._running = None
+
+
 def readiness_checks(db, storage, config, storage_timeout: float) -> list:
-    """The three checks of ``/ready``, each given just what it checks."""
+    """The three checks of ``/ready``, each given just what it checks; the storage round trip is shared
+    (STORAGE_CHECK_REUSE)."""
 
     async def database():
         await db.ping()
 
-    async def store():
+    async def round_trip():
         await storage.health_check(storage_timeout)
+
+    store = SharedCheck(round_trip, STORAGE_CHECK_REUSE)
 
     async def configuration():
         try:

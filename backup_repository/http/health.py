@@ -45,6 +45,7 @@ class ProbeReadyHandler(BaseHandler):
 
     async def prepare(self):  # answers while stopping too: "not ready" takes the pod out of the Service
         self.refuse_unwanted_body()
+        self.check_rate("server_health")  # the bounds of the main listener (--rate-server-health-limit)
 
     async def get(self):
         if self.ctx.stopping:
@@ -66,6 +67,7 @@ class ProbeHealthHandler(HealthHandler):
 
     async def prepare(self):
         self.refuse_unwanted_body()
+        self.check_rate("server_health")
 
 
 def probe_routes(ctx):

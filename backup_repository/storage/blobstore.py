@@ -206,6 +206,7 @@ class BlobStore:
             finally:
                 await self.delete(name)
 
+        log.debug("storage check: a round trip through %s", name)
         try:
             await asyncio.wait_for(round_trip(), timeout)
         except asyncio.TimeoutError:

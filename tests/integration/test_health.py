@@ -5,7 +5,7 @@ import shutil
 import pytest
 import requests
 
-from tests.support import HEALTH_KEY
+from tests.support import HEALTH_KEY, wait_until
 
 INVALID = ("health code invalid. Should be provided withing 'Authorization' header or 'code' query string. "
            "Must match --health-check-code commandline switch value")
@@ -83,6 +83,8 @@ def test_the_probe_listener_answers_without_a_key_and_tells_no_details(make_back
 
     storage_dir = next(a for a in backend.args if a.startswith("--storage-url=")).split("file://", 1)[1]
     shutil.rmtree(storage_dir)
+    # the storage check's last outcome answers for up to 5 s (health/checks.py STORAGE_CHECK_REUSE)
+    assert wait_until(lambda: requests.get(probe + "/ready", timeout=10).status_code == 503, timeout=10)
     broken = requests.get(probe + "/ready", timeout=10)
     assert broken.status_code == 503
     assert broken.json() == {"status": False, "error": "not ready: StorageAvailabilityValidator",
@@ -107,3 +109,56 @@ def test_a_probe_address_in_use_stops_the_start(make_backend, config, start_serv
                                 capture_output=True, text=True, env=base_env(ROOT), cwd=str(ROOT), timeout=60)
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port} (--probe-listen)" in result.stderr
+
+
+def test_the_probe_listener_has_the_bounds_of_the_main_one(make_backend, config, start_server):
+    """--probe-listen keeps the main listener's bounds: its rate limit (--rate-server-health-limit), a body refused
+    and the connection closed at once, and /ready's storage round trip shared: 300 keyless requests cost a few round
+    trips, not 300 objects written, read and deleted (health/checks.py STORAGE_CHECK_REUSE)."""
+    import socket
+    import threading
+    import time
+
+    from tests.support import free_port
+
+    port = free_port()
+    server = start_server(make_backend("sqlite", "local"), config, f"--probe-listen=127.0.0.1:{port}",
+                          "--log-level=debug")
+    probe = f"http://127.0.0.1:{port}"
+    began = time.monotonic()
+    answers = []
+
+    def ask():
+        session = requests.Session()
+        for _ in range(60):
+            answers.append(session.get(probe + "/ready", timeout=10).status_code)
+
+    threads = [threading.Thread(target=ask) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    seconds = time.monotonic() - began
+    assert answers.count(200) == 300, answers
+    trips = server.log().count("storage check: a round trip")
+    assert 1 <= trips <= seconds / 5 + 2, (trips, seconds)
+
+    # a body to the probe's /health: refused, and the connection closed within seconds (not held open)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nx")
+        began = time.monotonic()
+        received = b""
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            received += data
+        assert time.monotonic() - began < 6
+    assert received.startswith(b"HTTP/1.1 40"), received[:100]
+
+    limited = start_server(make_backend("sqlite", "local"), config, f"--probe-listen=127.0.0.1:{free_port()}",
+                           "--rate-server-health-limit=5")
+    limited_probe = "http://127.0.0.1:" + next(a for a in limited.args if a.startswith("--probe-listen")).rsplit(
+        ":", 1)[1]
+    statuses = [requests.get(limited_probe + "/health", timeout=10).status_code for _ in range(8)]
+    assert statuses[:5] == [200] * 5 and 429 in statuses[5:], statuses
