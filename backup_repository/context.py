@@ -77,7 +77,8 @@ class AppContext:
         self.auth = AuthService(config, db, self.tokens, self.verifier, events=metrics)
         self.collections = CollectionService(config, db, storage)
         limits = UploadLimits(total=min(settings.http_upload_timeout, settings.storage_io_timeout),
-                              idle=settings.http_upload_idle_timeout, lease=settings.upload_lease)
+                              idle=settings.http_upload_idle_timeout, lease=settings.upload_lease,
+                              min_rate=settings.http_upload_min_rate, rate_window=settings.http_upload_rate_window)
         self.uploads = UploadService(config, db, storage, settings.max_uploads_per_user, events=metrics,
                                      limits=limits)
         self.readiness = readiness_checks(db, storage, config, settings.storage_health_timeout)

@@ -83,6 +83,13 @@ def positive_int(text: str) -> int:
     return number
 
 
+def non_negative_int(text: str) -> int:
+    number = int(text)
+    if number < 0:
+        raise ValueError("must be 0 or more")
+    return number
+
+
 def ipv6_prefix(text: str) -> int:
     number = int(text)
     if not 1 <= number <= 128:
@@ -159,6 +166,12 @@ OPTIONS = (
     Option("http_upload_idle_timeout", ("--http-upload-idle-timeout",), "BR_HTTP_UPLOAD_IDLE_TIMEOUT", "5m",
            positive_duration, "an upload that sends no body byte for this long is aborted (408) and its collection "
            "freed for the next upload"),
+    Option("http_upload_min_rate", ("--http-upload-min-rate",), "BR_HTTP_UPLOAD_MIN_RATE", "100", non_negative_int,
+           "an upload whose body averages fewer bytes per second than this over --http-upload-rate-window is "
+           "aborted (408) and its collection freed (0: no such rule)"),
+    Option("http_upload_rate_window", ("--http-upload-rate-window",), "BR_HTTP_UPLOAD_RATE_WINDOW", "5m",
+           positive_duration, "the window over which --http-upload-min-rate is averaged (time the storage makes "
+           "the upload wait does not count)"),
     Option("http_idle_timeout", ("--http-idle-timeout",), "BR_HTTP_IDLE_TIMEOUT", "60s", positive_duration,
            "a connection without a request, slow headers, or a slow body (except uploads) is closed after this"),
     Option("rate_default_limit", ("--rate-default-limit",), None, "5", positive_int,
@@ -241,6 +254,8 @@ class Settings:
     http_upload_timeout: float
     http_download_timeout: float
     http_upload_idle_timeout: float
+    http_upload_min_rate: int
+    http_upload_rate_window: float
     http_idle_timeout: float
     rate_default_limit: int
     rate_auth_limit: int

@@ -5,6 +5,7 @@ Plain Python over byte chunks: ``UploadBody.accept(chunk)`` returns the pieces o
 DomainError (400, 413) the moment a rule is broken; ``finish()`` runs the checks that need the whole body.
 """
 
+from collections import deque
 from typing import Optional
 
 from backup_repository.domain.errors import BadRequest, PayloadTooLarge
@@ -78,3 +79,51 @@ class UploadBody:
         if self.received == 0:
             raise BadRequest(STREAM_ERROR + EMPTY)
         self._message.finish()
+
+
+class MinimumRate:
+    """The minimum-rate rule of an upload (docs/security.md#slow-uploads): over the last ``window`` seconds of the
+    client's time, at least ``rate`` octets a second on average must have arrived. The client's time leaves out the
+    time the store made it wait (back-pressure never counts against the client). ``rate`` 0: no rule. Times are
+    the caller's clock (seconds)."""
+
+    def __init__(self, rate: float, window: float, now: float):
+        self.rate = rate
+        self.window = window
+        self.received = 0
+        self._began = now
+        self._waited = 0.0
+        self._waiting_since = None
+        self._samples = deque([(0.0, 0)])  # (client seconds, octets received then)
+
+    def add(self, count: int):
+        self.received += count
+
+    def store_waits(self, now: float):
+        if self._waiting_since is None:
+            self._waiting_since = now
+
+    def store_caught_up(self, now: float):
+        if self._waiting_since is not None:
+            self._waited += now - self._waiting_since
+            self._waiting_since = None
+
+    def client_time(self, now: float) -> float:
+        waiting = now - self._waiting_since if self._waiting_since is not None else 0.0
+        return now - self._began - self._waited - waiting
+
+    def too_slow(self, now: float) -> Optional[float]:
+        """The average rate of the last window when it is below the floor; None when it is not, while the store
+        makes the client wait, and before a whole window of the client's time has passed."""
+        if self.rate <= 0 or self._waiting_since is not None:
+            return None
+        moment = self.client_time(now)
+        samples = self._samples
+        samples.append((moment, self.received))
+        while len(samples) > 1 and samples[1][0] <= moment - self.window:
+            samples.popleft()
+        start, received_then = samples[0]
+        if moment - start < self.window:
+            return None
+        average = (self.received - received_then) / (moment - start)
+        return average if average < self.rate else None

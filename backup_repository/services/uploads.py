@@ -30,7 +30,7 @@ from backup_repository.domain.errors import (
 from backup_repository.domain.events import NO_EVENTS, UPLOAD_OUTCOMES
 from backup_repository.domain.names import is_object_name
 from backup_repository.domain.times import utcnow
-from backup_repository.domain.uploads import UploadBody, refuse_declared_length
+from backup_repository.domain.uploads import MinimumRate, UploadBody, refuse_declared_length
 from backup_repository.domain.versions import (
     Version, collection_full, object_name, retention_blocks_next_upload, rotate_out, upload_allowance,
 )
@@ -101,11 +101,14 @@ class UploadLimits:
     --http-upload-timeout and --storage-io-timeout), ``idle`` without a body byte (--http-upload-idle-timeout).
     ``lease`` (--upload-lease): the upload's lock and its pending-upload record are leases, renewed every third of
     it, that run out this long after the last renewal — so a crashed server blocks its collection, and leaves its
-    leftovers to the janitor, for at most this long."""
+    leftovers to the janitor, for at most this long. ``min_rate`` over ``rate_window``: the minimum-rate rule
+    (domain/uploads.MinimumRate)."""
 
     total: float = 3 * 3600.0
     idle: float = 300.0
     lease: float = 45.0
+    min_rate: float = 0.0  # octets a second (--http-upload-min-rate); 0: no rule
+    rate_window: float = 300.0  # seconds (--http-upload-rate-window)
 
 
 class UploadService:
@@ -215,6 +218,7 @@ class Upload:
         self._timers = []
         self._last_data = 0.0
         self._store_busy = None  # the future the body waits for while the store catches up
+        self._rate = None  # the minimum-rate rule, from start_deadlines()
         self._body_complete = False
         self._failure = None  # the task that cleans up after a failure and tells on_failed
         self._committing = False  # the version's registration has begun
@@ -276,8 +280,11 @@ class Upload:
         gap."""
         loop = asyncio.get_running_loop()
         self._last_data = loop.time()
+        self._rate = MinimumRate(self.limits.min_rate, self.limits.rate_window, loop.time())
         self._timers = [loop.call_later(self.limits.total, self._total_deadline),
                         loop.call_later(self.limits.idle, self._idle_check)]
+        if self.limits.min_rate > 0:
+            self._timers.append(loop.call_later(self._rate_tick(), self._rate_check))
 
     def feed(self, data) -> Optional[asyncio.Future]:
         """Take the next body chunk; returns a future to await when the store is behind, else None. The moment the
@@ -286,6 +293,8 @@ class Upload:
         if self._failure is not None or self._finished:
             return None
         self._last_data = asyncio.get_running_loop().time()
+        if self._rate is not None:
+            self._rate.add(len(data))
         waiting = None
         try:
             for piece in self.body.accept(data):
@@ -295,12 +304,34 @@ class Upload:
             return None
         if waiting is not None:  # the store is behind: the client is not idle while the server does not read
             self._store_busy = waiting
+            if self._rate is not None:
+                self._rate.store_waits(self._last_data)
             waiting.add_done_callback(self._store_caught_up)
         return waiting
 
     def _store_caught_up(self, _future):
         self._store_busy = None
         self._last_data = asyncio.get_running_loop().time()
+        if self._rate is not None:
+            self._rate.store_caught_up(self._last_data)
+
+    def _rate_tick(self) -> float:
+        return max(1.0, self.limits.rate_window / 10)
+
+    def _rate_check(self):
+        """The minimum-rate rule: a body that averages less than --http-upload-min-rate over the last
+        --http-upload-rate-window (the store's waits left out) is cut off, so that a trickle cannot hold the
+        collection's lock for the hours of --http-upload-timeout."""
+        if self._body_complete or self._failure is not None or self._finished:
+            return
+        loop = asyncio.get_running_loop()
+        average = self._rate.too_slow(loop.time())
+        if average is None:
+            self._timers.append(loop.call_later(self._rate_tick(), self._rate_check))
+            return
+        log.warning("upload to %s averaged %.1f bytes/s over the last %.0fs, less than %g (--http-upload-min-rate); "
+                    "aborting it", self.collection.id, average, self.limits.rate_window, self.limits.min_rate)
+        self.fail(RequestTimeout(REQUEST_TOO_LONG))
 
     def _total_deadline(self):
         if not self._body_complete:

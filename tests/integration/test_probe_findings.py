@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from urllib.parse import urlsplit
 
@@ -383,6 +384,44 @@ def test_a_stalled_upload_is_aborted_after_the_idle_bound(sqlite, cfg, start_ser
     slow.end()
     assert slow.response()[0] == 200
     slow.close()
+
+
+def test_a_trickled_upload_is_cut_off_by_the_minimum_rate(sqlite, cfg, start_server):
+    """A stolen upload key trickles a body one byte every 0.4 s: never silent, so the idle bound never fires; the
+    minimum-rate rule (--http-upload-min-rate over --http-upload-rate-window) cuts it with 408 once a whole window
+    averaged below the floor, nothing kept, and an administrator's upload succeeds while the trickler is still
+    connected (docs/security.md#slow-uploads)."""
+    server = start_server(sqlite, cfg, "--http-upload-idle-timeout=2s", "--http-upload-min-rate=100",
+                          "--http-upload-rate-window=3s", "--http-upload-timeout=10m")
+    stolen = server.login("keyed$up", PASSWORD)
+    admin = server.login("admin", PASSWORD)
+    trickle = RawUpload(server.url, version_path("docs"), stolen, chunked=True)
+    body = pgp_message(b"t" * 1000)
+    began = time.monotonic()
+    answered = []
+
+    def trickle_on():
+        try:
+            for octet in body:
+                trickle.send(bytes([octet]))
+                time.sleep(0.4)
+        except OSError:
+            answered.append(time.monotonic() - began)  # cut off
+
+    sender = threading.Thread(target=trickle_on, daemon=True)
+    sender.start()
+    time.sleep(1)
+    assert server.request("POST", version_path("docs"), admin, data=pgp_message(b"a")).status_code == 409
+    status, answer = trickle.response(timeout=20)
+    assert status == 408 and answer["error"] == "Request took too long"
+    assert 2.5 < time.monotonic() - began < 10
+    # the trickler is still connected, trying to send: the collection is free at once all the same
+    response = server.request("POST", version_path("docs"), admin, data=pgp_message(b"admin's backup"))
+    assert response.status_code == 200, response.text
+    assert sqlite.objects() == [f"docs/docs-{response.json()['data']['version']['versionNumber']}.gpg"]
+    assert "less than 100 (--http-upload-min-rate)" in server.log()
+    trickle.close()
+    sender.join(10)
 
 
 # --- 13: failed authentication is rate-limited everywhere --------------------------------------------------------

@@ -49,7 +49,8 @@ def test_environment_variables_and_flag_precedence():
              "BR_VERIFY_INTERVAL": "1h", "BR_PROBE_LISTEN": ":8081",
              "BR_METRICS_TOKEN": "mt", "BR_METRICS_LISTEN": "127.0.0.1:9102", "BR_LOG_FORMAT": "json",
              "BR_METRICS_REFRESH_INTERVAL": "3s", "BR_UPLOAD_LEASE": "20s",
-                 "BR_RATE_IPV6_PREFIX": "48"}.get(o.env))
+                 "BR_RATE_IPV6_PREFIX": "48", "BR_HTTP_UPLOAD_MIN_RATE": "0",
+                 "BR_HTTP_UPLOAD_RATE_WINDOW": "2m"}.get(o.env))
         for o in OPTIONS if o.env]}
     assert None not in env.values(), "every BR_* variable is exercised"
     _, s = parse_settings([], environ=env)
@@ -64,7 +65,7 @@ def test_environment_variables_and_flag_precedence():
     assert s.http_upload_idle_timeout == 90
     assert (s.kubeconfig, s.kube_start_timeout, s.kube_stale_after) == ("/etc/kube.conf", 9, 120)
     assert (s.shutdown_grace, s.janitor_interval, s.verify_interval, s.upload_lease) == (5, 60, 3600, 20)
-    assert s.rate_ipv6_prefix == 48
+    assert (s.rate_ipv6_prefix, s.http_upload_min_rate, s.http_upload_rate_window) == (48, 0, 120)
     assert [str(n) for n in s.trusted_proxies] == ["10.0.0.0/8", "fd00::/8"]
     assert s.probe_listen == ("", 8081)
     assert (s.metrics_token, s.metrics_listen, s.metrics_refresh_interval) == ("mt", ("127.0.0.1", 9102), 3)

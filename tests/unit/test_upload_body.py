@@ -173,3 +173,34 @@ def test_parse_range(header, expected):
 def test_unsatisfiable_ranges(header):
     with pytest.raises(RangeNotSatisfiable):
         parse_range(header, 100)
+
+
+def test_the_minimum_rate_rule():
+    from backup_repository.domain.uploads import MinimumRate
+
+    trickle = MinimumRate(100, 10, now=0.0)
+    verdicts = []
+    for second in range(1, 15):
+        trickle.add(2)
+        verdicts.append(trickle.too_slow(float(second)))
+    assert verdicts[:9] == [None] * 9 and verdicts[9] == 2.0  # judged once a whole window has passed
+
+    steady = MinimumRate(100, 10, now=0.0)
+    for second in range(1, 100):
+        steady.add(150)
+        assert steady.too_slow(float(second)) is None
+
+    # a pause of minutes is fine when the window's average holds (a dump waiting for a lock, then data)
+    bursty = MinimumRate(100, 300, now=0.0)
+    for second in range(1, 1000):
+        bursty.add(40_000 if second % 240 == 0 else 0)
+        assert bursty.too_slow(float(second)) is None, second
+
+    # the store's back-pressure never counts against the client
+    held = MinimumRate(100, 10, now=0.0)
+    held.add(5000)
+    held.store_waits(1.0)
+    assert all(held.too_slow(float(second)) is None for second in range(2, 120))
+    held.store_caught_up(120.0)
+    assert held.client_time(121.0) == 2.0
+    assert MinimumRate(0, 10, now=0.0).too_slow(1000.0) is None  # 0: no rule
