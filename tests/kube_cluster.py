@@ -459,7 +459,7 @@ class ControlPlane:
 
     # talking to it
     def api(self, method: str, path: str, json=None, token: Optional[str] = None, *, cert=None, params=None,
-            headers=None, timeout: float = 30) -> requests.Response:
+            headers=None, timeout: float = 30, data=None) -> requests.Response:
         """One request to the API server, as the admin unless ``token`` (another bearer token) or ``cert`` (a
         (certificate, key) pair of files, as from mint_client_cert()) says otherwise. PATCH sends a JSON merge
         patch unless headers say another Content-Type. Returns the response whatever its status."""
@@ -469,8 +469,8 @@ class ControlPlane:
         if method.upper() == "PATCH":
             all_headers["Content-Type"] = "application/merge-patch+json"
         all_headers.update(headers or {})
-        return self._session.request(method, self.url + path, json=json, params=params, headers=all_headers,
-                                     cert=cert, verify=self.ca_path, timeout=timeout)
+        return self._session.request(method, self.url + path, json=json, data=data, params=params,
+                                     headers=all_headers, cert=cert, verify=self.ca_path, timeout=timeout)
 
     def create_crd(self, manifest: dict, timeout: float = 30) -> dict:
         """Create a CustomResourceDefinition and wait until its resources are served (Established, and a list of
@@ -478,6 +478,22 @@ class ControlPlane:
         response = self.api("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=manifest)
         if response.status_code != 201:
             raise RuntimeError(f"creating the CRD failed: {response.status_code} {response.text}")
+        return self._served(manifest, timeout)
+
+    def apply_crd(self, text: str, timeout: float = 30) -> dict:
+        """Install or upgrade a CustomResourceDefinition from its YAML file the way ``kubectl apply --server-side``
+        does — server-side apply with strict field validation, so that a field the schema language does not know
+        is an error, not silently dropped — and wait until its resources are served."""
+        manifest = yaml.safe_load(text)
+        response = self.api(
+            "PATCH", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{manifest['metadata']['name']}",
+            data=text.encode(), params={"fieldManager": "kubectl", "fieldValidation": "Strict", "force": "true"},
+            headers={"Content-Type": "application/apply-patch+yaml"})
+        if response.status_code not in (200, 201):
+            raise RuntimeError(f"applying the CRD failed: {response.status_code} {response.text}")
+        return self._served(manifest, timeout)
+
+    def _served(self, manifest: dict, timeout: float) -> dict:
         spec = manifest["spec"]
         version = next(v["name"] for v in spec["versions"] if v.get("served", True))
         plural = spec["names"]["plural"]

@@ -93,7 +93,7 @@ def kube(tmp_path_factory):
     plane.start()
     try:
         for path in sorted(CRDS.glob("*.yaml")):
-            plane.create_crd(yaml.safe_load(path.read_text()))
+            plane.apply_crd(path.read_text())  # as users install them: kubectl apply --server-side, strict
         created = plane.api("POST", "/api/v1/namespaces", json={"metadata": {"name": NS}})
         assert created.status_code == 201, created.text
         yield plane
@@ -104,6 +104,17 @@ def kube(tmp_path_factory):
 def create(kube, document: dict):
     plural = USERS if document["kind"] == "BackupUser" else COLLECTIONS
     return kube.api("POST", plural, json=document, params=STRICT)
+
+
+def test_the_crds_apply_again_server_side_and_strictly(kube):
+    """An upgrade applies the same way (server-side apply, strict field validation: kubectl's defaults): a field
+    the CRD schema language does not know — an unquoted comma in a flow mapping once made one — is refused."""
+    for path in sorted(CRDS.glob("*.yaml")):
+        kube.apply_crd(path.read_text())
+    broken = (CRDS / "backupcollections.backups.riotkit.org.yaml").read_text().replace(
+        "message: {type: string,", "message: {type: string, e.g. 1.5GiB,", 1)
+    with pytest.raises(RuntimeError, match="e.g. 1.5GiB"):
+        kube.apply_crd(broken)
 
 
 def test_the_crds_keep_the_go_servers_names(kube):
