@@ -25,6 +25,8 @@ BODY_LIMIT = 64 << 10
 #: Tornado's own body limit is lifted per request: the handler enforces its limit and answers in JSON.
 UNLIMITED_BODY = 1 << 62
 TOO_MANY_REQUESTS = "too many requests, retry later"
+#: The challenge of every 401 answer, as the Go server sends it.
+WWW_AUTHENTICATE = "JWT realm=backup-repository"
 NO_BODY = "this endpoint takes no request body"
 #: The methods that may carry a body, on the handlers that implement them (login and upload).
 BODY_METHODS = ("POST",)
@@ -197,6 +199,8 @@ class BaseHandler(tornado.web.RequestHandler):
         answer = answer_for(kwargs.get("exc_info", (None, None, None))[1], status_code)
         if answer.status == 405:
             self.set_header("Allow", ", ".join(self.allowed_methods()))
+        if answer.status == 401:  # RFC 9110 §11.6.1: every 401 names its scheme; the Go server's value
+            self.set_header("WWW-Authenticate", WWW_AUTHENTICATE)
         if answer.retry_after is not None:
             self.set_header("Retry-After", str(answer.retry_after))
         self.set_status(answer.status)

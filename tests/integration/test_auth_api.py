@@ -122,7 +122,12 @@ def test_garbage_and_forged_tokens_are_401(api):
         forged({**claims, "jti": "other"}): "token was revoked or has expired",  # valid signature, no session
     }
     for token, message in cases.items():
-        assert_error(api.get("/api/stable/auth/whoami", headers={"Authorization": f"Bearer {token}"}), 401, message)
+        answer = api.get("/api/stable/auth/whoami", headers={"Authorization": f"Bearer {token}"})
+        assert_error(answer, 401, message)
+        # RFC 9110 wants a challenge on every 401; the Go server's, so that clients see the same
+        assert answer.headers["WWW-Authenticate"] == "JWT realm=backup-repository"
+    assert api.get("/api/stable/auth/whoami").headers["WWW-Authenticate"] == "JWT realm=backup-repository"
+    assert "WWW-Authenticate" not in api.get("/api/stable/auth/whoami", good).headers
 
 
 def test_whoami(api):
