@@ -240,14 +240,30 @@ class AuthenticatedHandler(BaseHandler):
 
 
 class NotFoundHandler(BaseHandler):
-    """Unknown paths: a JSON 404 instead of Tornado's HTML page."""
+    """Unknown paths: a JSON 404 instead of Tornado's HTML page — except a known route written with a trailing
+    slash, which is redirected to the route without it, as the Go server does (docs/api.md): 301 for GET and HEAD,
+    308 (the method and body kept) otherwise."""
 
     def refuse_unwanted_body(self, refused=None):
+        self.redirect_a_trailing_slash()
         raise NotFound("not found")  # whatever the method and the body: nothing is here, no byte of it is read
 
     async def prepare(self):
         await super().prepare()
         raise NotFound("not found")
+
+    def redirect_a_trailing_slash(self):
+        path = self.request.path
+        if not path.endswith("/") or path == "/":
+            return
+        bare = path.rstrip("/")
+        probe = tornado.httputil.HTTPServerRequest(method=self.request.method, uri=bare)
+        if not any(rule.matcher.match(probe) is not None for rule in self.application.wildcard_router.rules):
+            return
+        query = self.request.query
+        status = 301 if self.request.method in ("GET", "HEAD") else 308
+        self.redirect(bare + (f"?{query}" if query else ""), status=status)
+        raise tornado.web.Finish()
 
 
 def has_body(headers) -> bool:

@@ -253,3 +253,16 @@ def test_go_hash_in_the_examples_is_the_contract_vector():
     from tests.support import EXAMPLES
     text = (EXAMPLES / "backup-repository" / USERS / "admin.yaml").read_text()
     assert GO_ADMIN_HASH in text
+
+
+def test_a_known_route_with_a_trailing_slash_is_redirected(api):
+    """As the Go server does: 301 to the route without the slash for GET and HEAD (the query kept), 308 otherwise;
+    an unknown path with a slash stays 404."""
+    answer = api.get("/health/?x=1", allow_redirects=False)
+    assert answer.status_code == 301 and answer.headers["Location"] == "/health?x=1"
+    assert api.request("HEAD", "/api/stable/auth/whoami/", allow_redirects=False).status_code == 301
+    login = api.request("POST", "/api/stable/auth/login/", json={"username": "admin", "password": "admin"},
+                        allow_redirects=False)
+    assert login.status_code == 308 and login.headers["Location"] == "/api/stable/auth/login"
+    assert api.get("/health/", allow_redirects=True).status_code == 200
+    assert_error(api.get("/no/such/route/", allow_redirects=False), 404, "not found")
