@@ -169,7 +169,9 @@ def _roles(value, field_name: str, document: Document) -> tuple:
         role = str(role)
         if not R.is_known_role(role):
             document.warn(f"{field_name}[{index}]", f"unknown role {role!r}; it grants nothing")
-        result.append(sys.intern(R.normalize_role(role)))  # one copy of each role name for all documents
+        # kept as the document spells it (answers echo it, as the Go server does); every decision normalizes
+        # (domain/roles.py); one copy of each role name for all documents
+        result.append(sys.intern(role))
     return tuple(result)
 
 

@@ -153,6 +153,9 @@ def test_user_profiles(api):
     assert api.get("/api/stable/auth/user/admin", manager).json()["data"]["permissions"] == ["systemAdmin"]
     assert api.get("/api/stable/auth/user/plain", admin).status_code == 200
     assert_error(api.get("/api/stable/auth/user/nobody", manager), 404, "cannot find specified user")
+    # a role is echoed as the document spells it (the Go examples' usersManager), and means the same
+    assert api.get("/api/stable/auth/whoami", manager).json()["data"]["permissions"] == ["usersManager"]
+    assert api.get("/api/stable/auth/user/manager", admin).json()["data"]["permissions"] == ["usersManager"]
 
 
 def test_session_listing(api):
