@@ -3,7 +3,7 @@ and finishes the deletions of rotated versions that the store refused or that a 
 (docs/scaling.md#what-is-guaranteed).
 
 An upload records its object name in ``pending_uploads`` before writing a byte, with a lease that it renews while
-it runs (every 15 s, for 45 s), and removes the record in the transaction that registers its version — but only
+it runs (every third of --upload-lease, 45 s by default), and removes the record in the transaction that registers its version — but only
 while the record is still its own. The janitor takes over (claims) a record only once its lease has run out, and
 a claimed record can no longer be committed: whichever of the two reaches the database first wins, so an object
 the janitor deletes is never one whose version was acknowledged, however long a commit stalls. The janitor then

@@ -419,8 +419,7 @@ class Upload:
             self._committing = True
             try:
                 await self._db.insert_version(version, pending_object=self.object_name, holder=self.holder)
-            except LeaseLost:
-                await self._storage.delete(stored.name)
+            except LeaseLost:  # the object goes with the abort below (and the janitor's pass)
                 raise ServiceUnavailable(LEASE_LOST, retry_after=60, reason="storage_error") from None
             except BaseException:
                 await self._storage.delete(stored.name)
@@ -474,9 +473,10 @@ class Upload:
                 await self._writer.abort()
             if self.object_name is not None:
                 # the pending row goes only when the store confirms that nothing is left; otherwise the
-                # janitor retries later (the store may be down right now)
-                if await self._storage.size(self.object_name) is not None:
-                    await self._storage.delete(self.object_name)
+                # janitor retries later (the store may be down or refusing right now)
+                refusal = await self._storage.remove(self.object_name)
+                if refusal is not None:
+                    raise StorageError(refusal)
                 await self._db.remove_pending_upload(self.object_name, self.holder)
             if self.number is not None:
                 await self._db.release_version_number(self.collection.id, self.number)
