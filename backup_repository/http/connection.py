@@ -111,6 +111,11 @@ class BodyConnection(HTTP1Connection):
         """The connection ends with this request (its answer said so, or the answer left the body unread)."""
         return self._disconnect_on_finish or self.stream is None or self.stream.closed()
 
+    def write_headers(self, start_line, headers, chunk=None):
+        if not self._read_finished:  # an answer before the request was read: the connection ends with it, and
+            self._disconnect_on_finish = True  # Tornado says so (Connection: close), so that no client reuses it
+        return super().write_headers(start_line, headers, chunk)
+
     def _can_keep_alive(self, start_line, headers) -> bool:
         # called once the request's headers are parsed, before the handler sees them
         self._declares_body = ("chunked" in headers.get("Transfer-Encoding", "").lower()
