@@ -266,13 +266,28 @@ def create_pg_database(dsn: str) -> dict:
 
 
 def drop_pg_database(dsn: str, name: str):
+    """Drops a test database, ending the sessions still on it.
+
+    FORCE may only end the sessions of roles this one acts for: an autovacuum worker busy in the database at that
+    moment refuses it to a role without pg_signal_backend. Such a worker ends by itself within moments, so the drop
+    is tried again rather than failing the test that owned the database.
+    """
     import psycopg2
 
     conn = psycopg2.connect(**pg_params(dsn))
     conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn.close()
+    try:
+        for attempt in range(40):
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                return
+            except psycopg2.errors.InsufficientPrivilege:
+                if attempt == 39:
+                    raise
+                time.sleep(0.25)
+    finally:
+        conn.close()
 
 
 def pg_flags(params: dict) -> list:
