@@ -24,9 +24,6 @@ setup(
         # base64 of ASCII-armored uploads with SIMD (docs/performance.md): ~5 GB/s of armor text here with its line
         # breaks removed, where binascii's strict decoder does ~0.85 GB/s on the event loop
         "pybase64>=1.3",
-        # --provider=kubernetes: an async client that reads kubeconfig contexts, client certificates, exec credential
-        # plugins and the in-cluster service account (re-reading its rotating token) — code we should not write
-        "kubernetes_asyncio>=30.0",
         # /metrics: the reference implementation of Prometheus' text format, histograms and process metrics
         "prometheus_client>=0.20",
     ],

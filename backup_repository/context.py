@@ -36,7 +36,8 @@ def make_configuration(settings):
         from backup_repository.config.kubernetes import KubernetesProvider
 
         return KubernetesProvider(settings.namespace, settings.kubeconfig, settings.kube_start_timeout,
-                                  settings.kube_stale_after)
+                                  settings.kube_stale_after, settings.kube_request_timeout,
+                                  settings.kube_watch_timeout)
     return FilesystemProvider(settings.config_local_path, settings.namespace,
                               reload_interval=settings.config_reload_interval)
 

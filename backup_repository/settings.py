@@ -208,6 +208,12 @@ OPTIONS = (
     Option("kube_stale_after", ("--kube-stale-after",), "BR_KUBE_STALE_AFTER", "60s", positive_duration,
            "--provider=kubernetes: /ready reports the configuration not usable once the API server has been "
            "unreachable or refusing for this long (the last configuration read is served meanwhile)"),
+    Option("kube_request_timeout", ("--kube-request-timeout",), "BR_KUBE_REQUEST_TIMEOUT", "10s",
+           positive_duration, "--provider=kubernetes: the longest a request to the API server may take, from "
+           "connecting to the last byte of the answer (watches excepted)"),
+    Option("kube_watch_timeout", ("--kube-watch-timeout",), "BR_KUBE_WATCH_TIMEOUT", "60s", positive_duration,
+           "--provider=kubernetes: each watch asks the API server to end it after this long and is opened again; "
+           "one that hears nothing, not even a bookmark, for 10s longer is cut and counts as a failure"),
     Option("config_local_path", ("--config-local-path",), "BR_CONFIG_LOCAL_PATH", DATA_HOME, str,
            "root of the filesystem configuration ({path}/{namespace}/...)"),
     Option("config_reload_interval", ("--config-reload-interval",), "BR_CONFIG_RELOAD_INTERVAL", "5s",
@@ -271,6 +277,8 @@ class Settings:
     kubeconfig: str
     kube_start_timeout: float
     kube_stale_after: float
+    kube_request_timeout: float
+    kube_watch_timeout: float
     config_local_path: str
     config_reload_interval: float
     password_check_concurrency: int

@@ -409,7 +409,7 @@ class RawUpload:
 class TcpProxy:
     """A TCP relay on loopback that a test can stop (the service "goes away": new connections are refused and open
     ones are cut) and start again on the same port (the service "is back"); ``pause()`` stalls every byte in both
-    directions until ``resume()`` (the service, or the network to it, hangs); ``hold_requests(prefix)`` holds for
+    directions, and the closing of connections, until ``resume()`` (the service, or the network to it, hangs); ``hold_requests(prefix)`` holds for
     good each request that starts with ``prefix`` (an HTTP method: ``b"DELETE "``) and sets ``held``, and
     ``cut_requests(prefix)`` cuts the connection of each such request instead, counting them in ``cut``."""
 
@@ -491,9 +491,9 @@ class TcpProxy:
         try:
             while True:
                 data = source.recv(65536)
+                self._flowing.wait()  # paused: the data, and the end of the connection too, are held
                 if not data:
                     break
-                self._flowing.wait()
                 if requests_flow and self._hold and data.startswith(self._hold):
                     self.held.set()
                     self._released.wait()

@@ -2,12 +2,15 @@
 reference, read from one namespace of a cluster (docs/kubernetes.md).
 
 A watched cache in the pattern of client-go's informer: list each kind, then watch from the list's
-``resourceVersion`` (bookmarks on), reconnect with backoff, list again on ``410 Gone``. Requests never wait for the
-API server: they read the last Snapshot, which the same parser as for files (config/provider.build_snapshot)
-builds from the cached objects whenever one of them changes, parsing again only the objects that changed. Only the
-Secrets that the configuration references are read: each is watched by name (as the kubelet watches the Secrets
-of its pods), or, when the Role allows only ``get``, read again every 1.5 s; a rotated secret applies like any
-edit.
+``resourceVersion`` (bookmarks on), open the watch again when the API server ends it, list again on ``410 Gone``,
+back off on failures. Every request is bounded in time (``--kube-request-timeout``), and a watch that hears
+nothing, not even a bookmark, for 10 s longer than it asked the API server to keep it open
+(``--kube-watch-timeout``) is cut and counts as a failure: a network that silently drops packets is noticed.
+Requests never wait for the API server: they read the last Snapshot, which the same parser as for files
+(config/provider.build_snapshot) builds from the cached objects whenever one of them changes, parsing again only
+the objects that changed. Only the Secrets that the configuration references are read: each is watched by name
+(as the kubelet watches the Secrets of its pods), or, when the Role allows only ``get``, read again every 1.5 s; a
+rotated secret applies like any edit.
 """
 
 import asyncio
@@ -15,10 +18,11 @@ import base64
 import binascii
 import json
 import logging
-import os
+import ssl
 import time
 
 from backup_repository.config import documents as D
+from backup_repository.config import kube_api
 from backup_repository.config.provider import ConfigurationUnavailable as ClusterUnavailable
 from backup_repository.config.provider import Parser, SnapshotSource, Source
 
@@ -32,41 +36,23 @@ SECRET_INTERVAL = 1.5
 #: Seconds of reading a Secret by ``get`` before trying again to watch it (the Role may have been widened).
 WATCH_RETRY = 60.0
 #: With more referenced Secrets than this, one watch of the namespace's Secrets replaces a watch per Secret (a
-#: watch holds a connection, about 1 MiB of memory each), when the Role allows it.
+#: watch holds a connection), when the Role allows it.
 SECRET_WATCHES_MAX = 8
 #: Secrets per page when listing the namespace's (they can be large: Helm keeps its releases in Secrets).
 SECRETS_PAGE = 50
 #: Seconds a change waits for a Secret it newly refers to before it applies without it.
 SECRET_WAIT = 2.0
-#: Seconds a watch stays open before the server ends it and it is opened again from the last resourceVersion.
-WATCH_SECONDS = 240
+#: Seconds a watch may stay silent beyond the timeout it asked the API server for before it is cut.
+WATCH_GRACE = 10.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 15.0
 #: Objects per page when listing.
 LIST_PAGE = 500
 
 
-async def api_client(kubeconfig: str = ""):
-    """An API client the way users of the Go server expect: --kubeconfig, then KUBECONFIG, then in-cluster (the
-    service-account token is re-read as the kubelet rotates it), then ~/.kube/config."""
-    from kubernetes_asyncio import client, config
-
-    path = kubeconfig or os.environ.get("KUBECONFIG", "")
-    configuration = client.Configuration()
-    if not path and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config(client_configuration=configuration, try_refresh_token=True)
-    else:
-        await config.load_kube_config(config_file=path or os.path.expanduser("~/.kube/config"),
-                                      client_configuration=configuration)
-    # watches hold their connection: one per kind and per referenced Secret, so no limit of 100
-    configuration.connection_pool_maxsize = 0
-    return client.ApiClient(configuration)
-
-
 def describe_failure(exc: BaseException, namespace: str, what: str) -> str:
-    """One line naming the cause: unreachable, TLS, 401, or 403 with verb, resource and namespace."""
-    from kubernetes_asyncio.client.exceptions import ApiException
-
-    if isinstance(exc, ApiException):
+    """One line naming the cause: unreachable, silent, TLS, credentials, 401, or 403 with verb, resource and
+    namespace."""
+    if isinstance(exc, kube_api.ApiError):
         if exc.status == 401:
             return "the API server refused the credentials (401 Unauthorized): check the token or certificate"
         if exc.status == 403:
@@ -76,12 +62,12 @@ def describe_failure(exc: BaseException, namespace: str, what: str) -> str:
             return (f"not found (404) while trying to {what} in namespace {namespace!r}: are the CRDs of "
                     "packaging/kubernetes/crds installed?")
         return f"the API server answered {exc.status} {exc.reason} while trying to {what}"
-    import ssl
-
-    import aiohttp
-
     text = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, (aiohttp.ClientSSLError, ssl.SSLError)):
+    if isinstance(exc, kube_api.ConfigError):
+        return f"no credentials for the API server: {text}"
+    if isinstance(exc, kube_api.Unanswered):
+        return f"the API server did not answer while trying to {what}: {text}"
+    if isinstance(exc, ssl.SSLError):
         return f"TLS failed while connecting to the API server: {text}"
     return f"the API server cannot be reached: {text}"
 
@@ -89,14 +75,17 @@ def describe_failure(exc: BaseException, namespace: str, what: str) -> str:
 class KubernetesProvider(SnapshotSource):
     """Serves the current Snapshot of one namespace's custom resources; see the module docstring."""
 
-    def __init__(self, namespace: str, kubeconfig: str = "", start_timeout: float = 30.0, stale_after: float = 60.0):
+    def __init__(self, namespace: str, kubeconfig: str = "", start_timeout: float = 30.0, stale_after: float = 60.0,
+                 request_timeout: float = 10.0, watch_timeout: float = 60.0):
         super().__init__()
         self.namespace = namespace
         self.root = f"namespace {namespace!r} of the Kubernetes cluster"
         self.kubeconfig = kubeconfig
         self.start_timeout = start_timeout
         self.stale_after = stale_after
-        self._client = None
+        self.request_timeout = request_timeout
+        self.watch_timeout = max(1, round(watch_timeout))  # timeoutSeconds is a whole number
+        self._api = None
         self._objects = {plural: {} for plural in KINDS}
         self._versions = {plural: None for plural in KINDS}
         self._secrets = {}  # name -> (resourceVersion, decoded entries) of the referenced secrets
@@ -113,30 +102,33 @@ class KubernetesProvider(SnapshotSource):
         self._failures = {}  # source (a plural, "secrets" or "secret <name>") -> why it is out of sync
         self._failing_since = 0.0
 
+    def _path(self, plural: str, *rest: str) -> str:
+        base = (f"/api/v1/namespaces/{self.namespace}/secrets" if plural == "secrets"
+                else f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{plural}")
+        return "/".join((base, *rest))
+
     # --- life cycle -------------------------------------------------------------------------------
     async def open(self):
         """Connect and list everything once, within ``start_timeout``; raise ClusterUnavailable naming the cause."""
         try:
-            self._client = await api_client(self.kubeconfig)
-        except Exception as exc:
-            raise ClusterUnavailable(f"cannot load the cluster configuration: {' '.join(str(exc).split())}") \
-                from None
+            self._api = kube_api.Client(kube_api.load(self.kubeconfig), self.request_timeout)
+        except kube_api.ConfigError as exc:
+            raise ClusterUnavailable(f"cannot load the cluster configuration: {exc}") from None
         try:
             await asyncio.wait_for(self._list_everything(), self.start_timeout)
-        except BaseException as exc:
-            await self._client.close()
-            self._client = None
-            if isinstance(exc, asyncio.TimeoutError):
-                raise ClusterUnavailable(f"the first list of {self.root} did not finish within "
-                                         f"{self.start_timeout:g}s: the API server is unreachable or too slow") \
-                    from None
-            raise
+        except asyncio.TimeoutError:
+            raise ClusterUnavailable(f"the first list of {self.root} did not finish within "
+                                     f"{self.start_timeout:g}s: the API server is unreachable or too slow") from None
         self._rebuild()
 
     async def _list_everything(self):
         for plural in KINDS:
-            await self._list(plural)
-        await self._read_secrets()
+            try:
+                await self._list(plural)
+            except Exception as exc:
+                raise ClusterUnavailable(describe_failure(exc, self.namespace, f"list {plural}")) from None
+        for name in sorted(self._referenced_secrets()):
+            self._set_secret(name, await self._get_secret(name))
 
     def start(self):
         loop = asyncio.get_running_loop()
@@ -146,101 +138,94 @@ class KubernetesProvider(SnapshotSource):
 
     async def stop(self):
         await super().stop()
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._secret_tasks.values(), *([self._namespace_task] if self._namespace_task else [])]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
-        followers = [*self._secret_tasks.values(), *([self._namespace_task] if self._namespace_task else [])]
-        for task in followers:
-            task.cancel()
-        for task in followers:
+        for task in tasks:
             try:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
         self._tasks, self._secret_tasks, self._namespace_task = [], {}, None
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
 
     def check(self):
         """Raise OSError (for /ready) when the cache has been out of sync for longer than ``stale_after``."""
         if self._failures and time.monotonic() - self._failing_since > self.stale_after:
             raise OSError("; ".join(sorted(set(self._failures.values()))))
 
-    # --- reading ------------------------------------------------------------------------------------
-    def _custom_objects(self):
-        from kubernetes_asyncio import client
-
-        return client.CustomObjectsApi(self._client)
-
-    async def _list(self, plural: str):
-        """List every object of a kind, in pages (so that ten thousand objects never sit in memory as one
-        answer), and keep them as compact cache entries."""
-        objects, token = {}, None
-        try:
-            while True:
-                listed = await self._custom_objects().list_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, plural, limit=LIST_PAGE, **({"_continue": token} if token else {}))
-                for item in listed.get("items", []):
-                    objects[item["metadata"]["name"]] = _Cached.of(item)
-                token = listed["metadata"].get("continue")
-                if not token:
-                    break
-        except Exception as exc:
-            raise ClusterUnavailable(describe_failure(exc, self.namespace, f"list {plural}")) from None
-        self._objects[plural] = objects
-        self._versions[plural] = listed["metadata"]["resourceVersion"]
-        self._in_sync(plural)
-        self._changed.set()
-
-    async def _watch(self, plural: str):
-        from kubernetes_asyncio import watch
-        from kubernetes_asyncio.client.exceptions import ApiException
-
-        backoff = BACKOFF_FIRST
+    # --- list and watch -----------------------------------------------------------------------------
+    async def _list_pages(self, path: str, params: dict, page: int, keep) -> str:
+        """List in pages (ten thousand objects never sit in memory as one answer), each item to ``keep``; returns
+        the list's resourceVersion."""
+        token = None
         while True:
-            stream = watch.Watch()
+            listed = await self._api.json("GET", path, {**params, "limit": page, "continue": token})
+            for item in listed.get("items") or ():
+                keep(item)
+            token = listed["metadata"].get("continue")
+            if not token:
+                return listed["metadata"]["resourceVersion"]
+
+    async def _informer(self, source: str, what: str, path: str, params: dict, listed, event,
+                        version: str = None, give_up_when_forbidden: bool = False):
+        """Follow ``path`` the way client-go's informers do: ``listed()`` (a list, returning its resourceVersion)
+        unless ``version`` is known, then watches from the last version seen, each event to ``event(type,
+        object)``; a list again after 410 Gone; backoff after failures, each reported once under ``source``.
+        Returns only when ``give_up_when_forbidden`` and the list or watch is forbidden (403)."""
+        backoff, seen = BACKOFF_FIRST, {"version": version}
+
+        def on_event(message: dict):
+            kind, obj = message.get("type"), message.get("object") or {}
+            if kind == "ERROR":  # in the stream: 410 Gone when the version is too old
+                raise kube_api.ApiError(obj.get("code") or 500, obj.get("reason") or "Error",
+                                        json.dumps(obj).encode())
+            seen["version"] = (obj.get("metadata") or {}).get("resourceVersion") or seen["version"]
+            self._in_sync(source)  # a bookmark, too, shows the watch is alive
+            if kind != "BOOKMARK":
+                event(kind, obj)
+
+        while True:
             try:
-                if self._versions[plural] is None:
-                    await self._list(plural)
-                async for event in stream.stream(
-                        self._custom_objects().list_namespaced_custom_object, GROUP, VERSION, self.namespace,
-                        plural, resource_version=self._versions[plural], allow_watch_bookmarks=True,
-                        timeout_seconds=WATCH_SECONDS):
-                    self._apply(plural, event["type"], event["raw_object"])
-                    backoff = BACKOFF_FIRST
-                self._in_sync(plural)
+                if seen["version"] is None:
+                    seen["version"] = await listed()
+                    self._in_sync(source)
+                await self._api.watch(path, {**params, "resourceVersion": seen["version"],
+                                             "allowWatchBookmarks": "true", "timeoutSeconds": self.watch_timeout},
+                                      on_event, silence=self.watch_timeout + WATCH_GRACE)
+                self._in_sync(source)
+                backoff = BACKOFF_FIRST
             except asyncio.CancelledError:
                 raise
-            except ApiException as exc:
-                if exc.status == 410:  # the resourceVersion is too old: list again, nothing is lost
-                    log.info("configuration: the watch of %s expired; listing again", plural)
-                    self._versions[plural] = None
-                    continue
-                await self._out_of_sync(plural, describe_failure(exc, self.namespace, f"watch {plural}"), backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
-            except ClusterUnavailable as exc:  # from the list
-                await self._out_of_sync(plural, str(exc), backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
             except Exception as exc:
-                await self._out_of_sync(plural, describe_failure(exc, self.namespace, f"watch {plural}"), backoff)
+                status = getattr(exc, "status", None)
+                if status == 410:  # the resourceVersion is too old: list again, nothing is lost
+                    log.info("configuration: the watch of %s expired; listing again", source)
+                    seen["version"] = None
+                    continue
+                if status == 403 and give_up_when_forbidden:
+                    return
+                await self._out_of_sync(source, describe_failure(exc, self.namespace, what), backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
-            finally:
-                stream.stop()
-                await stream.close()
+
+    async def _list(self, plural: str) -> str:
+        """List every object of a kind and keep them as compact cache entries; returns the resourceVersion."""
+        objects = {}
+        version = await self._list_pages(self._path(plural), {}, LIST_PAGE,
+                                         lambda item: objects.__setitem__(item["metadata"]["name"], _Cached.of(item)))
+        self._objects[plural], self._versions[plural] = objects, version
+        self._changed.set()
+        return version
+
+    async def _watch(self, plural: str):
+        def event(kind: str, obj: dict):
+            self._versions[plural] = obj["metadata"].get("resourceVersion") or self._versions[plural]
+            self._apply(plural, kind, obj)
+
+        await self._informer(plural, f"watch {plural}", self._path(plural), {}, lambda: self._list(plural), event,
+                             version=self._versions[plural])
 
     def _apply(self, plural: str, kind: str, obj: dict):
-        version = (obj.get("metadata") or {}).get("resourceVersion")
-        if version:
-            self._versions[plural] = version
-        if kind == "BOOKMARK":
-            return
         name = obj["metadata"]["name"]
-        self._in_sync(plural)
         if kind == "DELETED":
             self._objects[plural].pop(name, None)
             self._changed.set()
@@ -253,7 +238,7 @@ class KubernetesProvider(SnapshotSource):
         self._changed.set()
 
     def _in_sync(self, source: str):
-        """``source`` (a plural, or "secrets") was read successfully."""
+        """``source`` (a plural, "secrets" or "secret <name>") was read successfully."""
         if self._failures.pop(source, None) is not None and not self._failures:
             log.info("configuration: in sync with the API server again")
 
@@ -274,27 +259,36 @@ class KubernetesProvider(SnapshotSource):
         entry = self._objects["backupcollections"].get(collection_id)
         return entry is not None and entry.status == status_text(status)
 
-    async def write_status(self, collection_id: str, status: dict) -> bool:
+    async def write_status(self, collection_id: str, status: dict):
         """Apply ``status`` to the BackupCollection's status subresource (server-side apply, field manager
-        ``backup-repository``); False when the identity may not (then status is off), True when written."""
-        from kubernetes_asyncio.client.exceptions import ApiException
-
+        ``backup-repository``): True when written (or the resource is gone), False when the identity may not,
+        None when the resource has no status subresource (CRDs of the Go server: see can_show_status)."""
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "BackupCollection",
                 "metadata": {"name": collection_id}, "status": status}
-        response = await self._custom_objects().patch_namespaced_custom_object_status(
-            GROUP, VERSION, self.namespace, "backupcollections", collection_id, body,
-            field_manager=FIELD_MANAGER, force=True, _content_type="application/apply-patch+yaml",
-            _preload_content=False)  # the object it answers with is not needed
-        async with response:
-            if response.status == 403:
-                return False
-            if response.status == 404:  # deleted meanwhile
-                return True
-            if response.status >= 300:
-                raise ApiException(status=response.status, reason=response.reason)
+        code, answer = await self._api.request(
+            "PATCH", self._path("backupcollections", collection_id, "status"),
+            {"fieldManager": FIELD_MANAGER, "force": "true"}, body, "application/apply-patch+yaml")
+        if code == 403:
+            return False
+        if code == 404:  # deleted meanwhile, or no status subresource: the API server says the same of both
+            exists, _ = await self._api.request("GET", self._path("backupcollections", collection_id))
+            return None if exists == 200 else True
+        if code >= 300:
+            raise kube_api.ApiError(code, "Error", answer)
         entry = self._objects["backupcollections"].get(collection_id)
         if entry is not None:  # what it shows now, before the watch says so
             entry.status = status_text(status)
+        return True
+
+    async def can_show_status(self) -> bool:
+        """Whether BackupCollections have a status subresource now (the CRDs may be upgraded while the server
+        runs): a GET of a collection's status (and of the collection, when that is 404)."""
+        for name in self._objects["backupcollections"]:
+            code, _ = await self._api.request("GET", self._path("backupcollections", name, "status"))
+            if code == 404:
+                exists, _ = await self._api.request("GET", self._path("backupcollections", name))
+                return exists != 200
+            return True
         return True
 
     # --- secrets ------------------------------------------------------------------------------------
@@ -305,45 +299,13 @@ class KubernetesProvider(SnapshotSource):
                 names.update(entry.secrets)
         return names
 
-    async def _watch_secret_events(self, core, version: str, **selector):
-        """Watch Secrets from ``version`` (the namespace's, or one with a field selector) until the watch ends,
-        recording what the referenced ones hold."""
-        from kubernetes_asyncio import watch
-
-        stream = watch.Watch()
-        try:
-            async for event in stream.stream(core.list_namespaced_secret, self.namespace, resource_version=version,
-                                             allow_watch_bookmarks=True, timeout_seconds=WATCH_SECONDS, **selector):
-                obj = event["raw_object"]
-                name = (obj.get("metadata") or {}).get("name")
-                if name not in self._wanted_secrets:
-                    continue
-                if event["type"] == "DELETED":
-                    self._set_secret(name, None)
-                elif event["type"] in ("ADDED", "MODIFIED"):
-                    self._set_secret(name, (obj["metadata"].get("resourceVersion"), _decode(obj)))
-        finally:
-            stream.stop()
-            await stream.close()
-
     async def _get_secret(self, name: str):
         """GET one Secret: (resourceVersion, decoded entries), or None when it does not exist."""
-        from kubernetes_asyncio import client
-        from kubernetes_asyncio.client.exceptions import ApiException
-
         try:
-            # the raw answer (no model objects); without preloading, the client leaves its status to us
-            response = await client.CoreV1Api(self._client).read_namespaced_secret(
-                name, self.namespace, _preload_content=False)
-            async with response:
-                if response.status == 404:
-                    return None
-                if response.status != 200:
-                    raise ApiException(status=response.status, reason=response.reason)
-                body = await response.json()
+            body = await self._api.json("GET", self._path("secrets", name), missing_ok=True)
         except Exception as exc:
             raise ClusterUnavailable(describe_failure(exc, self.namespace, f"get secret {name}")) from None
-        return body["metadata"].get("resourceVersion"), _decode(body)
+        return None if body is None else _secret_entry(body)
 
     def _set_secret(self, name: str, entry) -> bool:
         """Record what a Secret holds now (None: it does not exist); True when that changed."""
@@ -356,11 +318,6 @@ class KubernetesProvider(SnapshotSource):
             self._secrets[name] = entry
         self._changed.set()
         return True
-
-    async def _read_secrets(self):
-        """Read every referenced Secret once (at start-up)."""
-        for name in sorted(self._referenced_secrets()):
-            self._set_secret(name, await self._get_secret(name))
 
     def _follow_secrets(self):
         """Follow the referenced Secrets: one watch per Secret, or — when there are more than SECRET_WATCHES_MAX and
@@ -398,106 +355,65 @@ class KubernetesProvider(SnapshotSource):
     async def _watch_namespace_secrets(self):
         """One list and watch of the namespace's Secrets, keeping only the referenced ones (the others are skipped
         unread). When the Role does not allow it, the Secrets are followed one by one instead."""
-        from kubernetes_asyncio import client
-        from kubernetes_asyncio.client.exceptions import ApiException
+        async def listed():
+            found = {}
 
-        core, backoff = client.CoreV1Api(self._client), BACKOFF_FIRST
-        while True:
-            try:
-                found, token = {}, None
-                while True:
-                    response = await core.list_namespaced_secret(
-                        self.namespace, limit=SECRETS_PAGE, _preload_content=False,
-                        **({"_continue": token} if token else {}))
-                    async with response:
-                        if response.status != 200:
-                            raise ApiException(status=response.status, reason=response.reason)
-                        page = await response.json()
-                    for item in page.get("items") or ():
-                        if item["metadata"]["name"] in self._wanted_secrets:
-                            found[item["metadata"]["name"]] = (item["metadata"].get("resourceVersion"),
-                                                               _decode(item))
-                    token = page["metadata"].get("continue")
-                    if not token:
-                        break
-                for name in self._wanted_secrets:
-                    self._set_secret(name, found.get(name))
-                self._in_sync("secrets")
-                backoff = BACKOFF_FIRST
-                await self._watch_secret_events(core, page["metadata"]["resourceVersion"])
-            except asyncio.CancelledError:
-                raise
-            except ApiException as exc:
-                if exc.status == 410:
-                    continue
-                if exc.status == 403:
-                    log.info("configuration: %d Secrets are referenced and the Role does not allow list and watch "
-                             "on the namespace's secrets: each is followed on its own "
-                             "(docs/kubernetes.md#the-role-it-needs)", len(self._wanted_secrets))
-                    self._namespace_refused_until = time.monotonic() + WATCH_RETRY
-                    self._namespace_task = None
-                    self._failures.pop("secrets", None)
-                    self._changed.set()  # _follow_secrets starts the followers
-                    return
-                await self._out_of_sync("secrets", describe_failure(exc, self.namespace, "watch secrets"), backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
-            except Exception as exc:
-                await self._out_of_sync("secrets", describe_failure(exc, self.namespace, "watch secrets"), backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
+            def keep(item):
+                if item["metadata"]["name"] in self._wanted_secrets:
+                    found[item["metadata"]["name"]] = _secret_entry(item)
+
+            version = await self._list_pages(self._path("secrets"), {}, SECRETS_PAGE, keep)
+            for name in self._wanted_secrets:
+                self._set_secret(name, found.get(name))
+            return version
+
+        def event(kind: str, obj: dict):
+            name = obj["metadata"].get("name")
+            if name in self._wanted_secrets:
+                self._set_secret(name, None if kind == "DELETED" else _secret_entry(obj))
+
+        await self._informer("secrets", "watch secrets", self._path("secrets"), {}, listed, event,
+                             give_up_when_forbidden=True)
+        log.info("configuration: %d Secrets are referenced and the Role does not allow list and watch on the "
+                 "namespace's secrets: each is followed on its own (docs/kubernetes.md#the-role-it-needs)",
+                 len(self._wanted_secrets))
+        self._namespace_refused_until = time.monotonic() + WATCH_RETRY
+        self._namespace_task = None
+        self._failures.pop("secrets", None)
+        self._changed.set()  # _follow_secrets starts the followers
 
     async def _follow_secret(self, name: str):
         """Watch one Secret (list and watch with a ``metadata.name`` field selector, as the kubelet does); when the
         Role allows only ``get``, read it every SECRET_INTERVAL instead and try watching again later."""
-        from kubernetes_asyncio import client
-        from kubernetes_asyncio.client.exceptions import ApiException
+        source, params = f"secret {name}", {"fieldSelector": f"metadata.name={name}"}
 
-        core, selector, source = client.CoreV1Api(self._client), f"metadata.name={name}", f"secret {name}"
-        backoff, poll_until = BACKOFF_FIRST, 0.0
+        async def listed():
+            items = []
+            version = await self._list_pages(self._path("secrets"), params, SECRETS_PAGE, items.append)
+            self._set_secret(name, _secret_entry(items[0]) if items else None)
+            return version
+
+        def event(kind: str, obj: dict):
+            self._set_secret(name, None if kind == "DELETED" else _secret_entry(obj))
+
         while True:
-            try:
-                if time.monotonic() < poll_until:
-                    self._set_secret(name, await self._get_secret(name))
-                    self._in_sync(source)
-                    await asyncio.sleep(SECRET_INTERVAL)
-                    continue
+            await self._informer(source, f"watch secret {name}", self._path("secrets"), params, listed, event,
+                                 give_up_when_forbidden=True)
+            if not self._polling_said:
+                log.info("configuration: the Role allows get but not list and watch on secrets: the referenced "
+                         "Secrets are read every %gs (docs/kubernetes.md#the-role-it-needs)", SECRET_INTERVAL)
+                self._polling_said = True
+            backoff, until = BACKOFF_FIRST, time.monotonic() + WATCH_RETRY
+            while time.monotonic() < until:
                 try:
-                    listed = await core.list_namespaced_secret(self.namespace, field_selector=selector,
-                                                               _preload_content=False)
-                    async with listed:
-                        if listed.status != 200:
-                            raise ApiException(status=listed.status, reason=listed.reason)
-                        body = await listed.json()
-                except ApiException as exc:
-                    if exc.status != 403:
-                        raise
-                    if not self._polling_said:
-                        log.info("configuration: the Role allows get but not list and watch on secrets: the "
-                                 "referenced Secrets are read every %gs (docs/kubernetes.md#the-role-it-needs)",
-                                 SECRET_INTERVAL)
-                        self._polling_said = True
-                    poll_until = time.monotonic() + WATCH_RETRY
+                    self._set_secret(name, await self._get_secret(name))
+                except ClusterUnavailable as exc:
+                    await self._out_of_sync(source, str(exc), backoff)
+                    backoff = min(backoff * 2, BACKOFF_MAX)
                     continue
-                items = body.get("items") or []
-                self._set_secret(name, (items[0]["metadata"].get("resourceVersion"), _decode(items[0]))
-                                 if items else None)
                 self._in_sync(source)
                 backoff = BACKOFF_FIRST
-                await self._watch_secret_events(core, body["metadata"]["resourceVersion"], field_selector=selector)
-            except asyncio.CancelledError:
-                raise
-            except ClusterUnavailable as exc:
-                await self._out_of_sync(source, str(exc), backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
-            except ApiException as exc:
-                if exc.status == 410:
-                    continue  # list again
-                await self._out_of_sync(source, describe_failure(exc, self.namespace, f"watch secret {name}"),
-                                        backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
-            except Exception as exc:
-                await self._out_of_sync(source, describe_failure(exc, self.namespace, f"watch secret {name}"),
-                                        backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                await asyncio.sleep(SECRET_INTERVAL)
 
     # --- the snapshot -------------------------------------------------------------------------------
     async def _rebuild_on_change(self):
@@ -573,6 +489,11 @@ def _secrets_of(spec) -> tuple:
     refs = [spec.get("passwordFromRef"), spec.get("healthSecretRef")]
     refs += [key.get("passwordFromRef") for key in spec.get("accessKeys") or () if isinstance(key, dict)]
     return tuple(sorted({ref["name"] for ref in refs if isinstance(ref, dict) and isinstance(ref.get("name"), str)}))
+
+
+def _secret_entry(secret: dict) -> tuple:
+    """What is kept of a Secret: (resourceVersion, decoded entries)."""
+    return secret["metadata"].get("resourceVersion"), _decode(secret)
 
 
 def _decode(secret: dict) -> dict:

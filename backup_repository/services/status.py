@@ -3,7 +3,9 @@ latest backup and whether the collection is healthy, written by the server to th
 
 The values come from the shared database, so several replicas write the same ones; each writes a collection's
 status only when it changed, at most once per ``interval`` — a few writes per collection per minute at most.
-A server that may not write status keeps working and says so once.
+A server that may not write status keeps working and says so once. Resources without a status subresource (the
+Go server's CRDs) are waited for: one cheap check per interval until the CRDs are upgraded, then every status is
+written.
 """
 
 import asyncio
@@ -22,16 +24,22 @@ STATUS_INTERVAL = 10.0
 class StatusPublisher:
     def __init__(self, collections, writer, interval: float = STATUS_INTERVAL):
         self._collections = collections  # services.collections.CollectionService
-        # has write_status(collection_id, status) -> bool and shows_status(collection_id, status) -> bool (the
-        # Kubernetes provider)
+        # the Kubernetes provider: write_status(collection_id, status) -> True (written), False (not allowed) or
+        # None (no status subresource); shows_status(collection_id, status) -> bool; can_show_status() -> bool
         self._writer = writer
         self._interval = interval
         self._known = {}  # what CollectionService.statuses computed each status from
         self.enabled = True
+        self._waiting = False  # for a status subresource
 
     async def publish_once(self) -> int:
         """Write the statuses that changed; returns how many were written."""
         written = 0
+        if self._waiting:
+            if not await self._writer.can_show_status():
+                return 0
+            self._waiting = False
+            log.info("status of BackupCollections: the status subresource exists now; writing every status")
         for collection_id, status in (await self._collections.statuses(self._known)).items():
             if self._writer.shows_status(collection_id, status):
                 continue  # shown already (written before a restart, or by another replica)
@@ -40,6 +48,13 @@ class StatusPublisher:
             except BaseException:
                 self._known.pop(collection_id, None)  # computed again, and written, next time
                 raise
+            if allowed is None:
+                self._waiting = True
+                self._known.clear()  # nothing computed this pass was shown: all of it again once it can be
+                log.warning("status of BackupCollections is not written: the BackupCollection CRD has no status "
+                            "subresource (the Go server's CRDs?); it is written once the CRDs of "
+                            "packaging/kubernetes/crds are installed (docs/kubernetes.md#status)")
+                return written
             if not allowed:
                 self.enabled = False
                 log.warning("status of BackupCollections is off: the identity may not patch "

@@ -1,9 +1,12 @@
 """The Kubernetes control plane of tests/kube_cluster.py: a real kube-apiserver over a real etcd, started once for
 this module, serves a CRD and its custom resources, authenticates tokens and client certificates, authorizes by
-RBAC, and keeps its data when the API server goes away and comes back."""
+RBAC, and keeps its data when the API server goes away and comes back; the server's own client
+(backup_repository/config/kube_api.py) reads kubeconfigs, exec plugins and a pod's service account as kubectl
+does."""
 
 import asyncio
 import base64
+import sys
 import time
 
 import pytest
@@ -168,19 +171,120 @@ def test_a_client_certificate_made_with_the_openssl_command_authenticates(kube, 
     assert {"br-testers", "second-group"} <= set(user["groups"])
 
 
-def test_a_kubeconfig_works_with_kubernetes_asyncio(kube, widget, tmp_path):
-    client = pytest.importorskip("kubernetes_asyncio.client")
-    config = pytest.importorskip("kubernetes_asyncio.config")
-    path = kube.write_kubeconfig(str(tmp_path / "kubeconfig"), namespace=NAMESPACE)
+def names_with(connection) -> list:
+    """The widgets' names, listed through the server's own client (backup_repository/config/kube_api.py)."""
+    from backup_repository.config import kube_api
 
     async def names():
-        api_client = await config.new_client_from_config(config_file=path)
-        async with api_client:
-            widgets = await client.CustomObjectsApi(api_client).list_namespaced_custom_object(
-                GROUP, VERSION, NAMESPACE, PLURAL)
-        return [item["metadata"]["name"] for item in widgets["items"]]
+        answer = await kube_api.Client(connection, timeout=10).json("GET", WIDGETS)
+        return [item["metadata"]["name"] for item in answer["items"]]
 
-    assert asyncio.run(names()) == ["first"]
+    return asyncio.run(names())
+
+
+def test_the_servers_client_reads_a_kubeconfig_with_a_token_or_a_client_certificate(kube, widget, tmp_path):
+    from backup_repository.config import kube_api
+
+    assert names_with(kube_api.load(kube.write_kubeconfig(str(tmp_path / "token"), namespace=NAMESPACE))) == ["first"]
+    cert = kube.mint_client_cert("widget-reader", groups=["system:masters"])
+    inline = kube.write_kubeconfig(str(tmp_path / "inline"), client_cert=cert)
+    assert names_with(kube_api.load(inline)) == ["first"]
+    # the same with files named relative to the kubeconfig, as kubectl resolves them
+    config = yaml.safe_load(open(inline))
+    user = config["users"][0]["user"]
+    (tmp_path / "pki").mkdir()
+    for field, name in (("client-certificate", "reader.crt"), ("client-key", "reader.key")):
+        (tmp_path / "pki" / name).write_bytes(base64.b64decode(user.pop(field + "-data")))
+        user[field] = f"pki/{name}"
+    (tmp_path / "files").write_text(yaml.safe_dump(config))
+    assert names_with(kube_api.load(str(tmp_path / "files"))) == ["first"]
+    # a refused identity is a 401 the provider names, not a hang
+    config["users"][0]["user"] = {"token": "not-a-known-token"}
+    (tmp_path / "refused").write_text(yaml.safe_dump(config))
+    with pytest.raises(kube_api.ApiError) as refused:
+        names_with(kube_api.load(str(tmp_path / "refused")))
+    assert refused.value.status == 401
+
+
+def test_the_servers_client_merges_kubeconfigs_and_follows_the_current_context(kube, widget, tmp_path, monkeypatch):
+    from backup_repository.config import kube_api
+
+    good = yaml.safe_load(open(kube.write_kubeconfig(str(tmp_path / "good"), namespace=NAMESPACE)))
+    bad = {**good, "current-context": "elsewhere",
+           "contexts": [{"name": "elsewhere", "context": {"cluster": "br-test", "user": "nobody"}}],
+           "users": [{"name": "nobody", "user": {"token": "not-a-known-token"}}]}
+    (tmp_path / "bad").write_text(yaml.safe_dump(bad))
+    # the first file to set current-context wins; names defined in either are found
+    monkeypatch.setenv("KUBECONFIG", f"{tmp_path / 'good'}:{tmp_path / 'bad'}")
+    assert names_with(kube_api.load()) == ["first"]
+    monkeypatch.setenv("KUBECONFIG", f"{tmp_path / 'bad'}:{tmp_path / 'good'}")
+    with pytest.raises(kube_api.ApiError):
+        names_with(kube_api.load())
+    bad["current-context"] = "missing"
+    (tmp_path / "bad").write_text(yaml.safe_dump(bad))
+    with pytest.raises(kube_api.ConfigError, match="has no context 'missing'"):
+        kube_api.load(str(tmp_path / "bad"))
+
+
+EXEC_PLUGIN = """#!{python}
+import json, os, sys
+info = json.loads(os.environ["KUBERNETES_EXEC_INFO"])
+with open({calls!r}, "a") as f:
+    f.write(info["apiVersion"] + " " + os.environ.get("PLUGIN_SAYS", "") + "\\n")
+status = {status}
+print(json.dumps({{"apiVersion": info["apiVersion"], "kind": "ExecCredential", "status": status}}))
+"""
+
+
+def exec_kubeconfig(kube, tmp_path, name: str, api_version: str, status: str) -> str:
+    script = tmp_path / f"{name}.py"
+    script.write_text(EXEC_PLUGIN.format(python=sys.executable, calls=str(tmp_path / f"{name}.calls"), status=status))
+    script.chmod(0o755)
+    config = yaml.safe_load(open(kube.write_kubeconfig(str(tmp_path / name), namespace=NAMESPACE)))
+    config["users"][0]["user"] = {"exec": {"apiVersion": api_version, "command": f"./{name}.py",
+                                           "env": [{"name": "PLUGIN_SAYS", "value": "hello"}]}}
+    (tmp_path / name).write_text(yaml.safe_dump(config))
+    return str(tmp_path / name)
+
+
+def test_the_servers_client_runs_exec_credential_plugins_again_when_their_credential_expires(kube, widget, tmp_path):
+    """An exec plugin (relative to the kubeconfig, with its env and KUBERNETES_EXEC_INFO) gives a token; run again
+    once it has expired; a v1beta1 plugin that gives a client certificate works too."""
+    from backup_repository.config import kube_api
+
+    expired = '{"token": %r, "expirationTimestamp": "2000-01-01T00:00:00Z"}' % kube.admin_token
+    connection = kube_api.load(exec_kubeconfig(kube, tmp_path, "token-plugin", "client.authentication.k8s.io/v1",
+                                               expired))
+    assert names_with(connection) == ["first"]
+    assert names_with(connection) == ["first"]
+    assert (tmp_path / "token-plugin.calls").read_text().splitlines() == [
+        "client.authentication.k8s.io/v1 hello"] * 2  # expired at once: asked again for the second request
+
+    certificate, key = kube.mint_client_cert("exec-user", groups=["system:masters"])
+    status = "{'clientCertificateData': %r, 'clientKeyData': %r}" % (open(certificate).read(), open(key).read())
+    connection = kube_api.load(exec_kubeconfig(kube, tmp_path, "cert-plugin", "client.authentication.k8s.io/v1beta1",
+                                               status))
+    assert names_with(connection) == ["first"] and names_with(connection) == ["first"]
+    assert len((tmp_path / "cert-plugin.calls").read_text().splitlines()) == 1  # no expiry: kept
+
+
+def test_the_servers_client_in_a_pod_reads_the_rotated_service_account_token(kube, widget, tmp_path):
+    from backup_repository.config import kube_api
+
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    (account / "ca.crt").write_bytes(open(kube.ca_path, "rb").read())
+    (account / "token").write_text("an-old-token-the-kubelet-replaced")
+    environ = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(kube.port)}
+    connection = kube_api.load("", environ=environ, service_account=str(account))
+    with pytest.raises(kube_api.ApiError) as refused:
+        names_with(connection)  # read at once, refused: read again at once, refused again
+    assert refused.value.status == 401
+    (account / "token").write_text(kube.admin_token + "\n")  # rotated by the kubelet
+    connection.credentials._read_at -= kube_api.TOKEN_FILE_REREAD + 1
+    assert names_with(connection) == ["first"]
+    with pytest.raises(kube_api.ConfigError, match="automountServiceAccountToken"):
+        kube_api.load("", environ=environ, service_account=str(tmp_path / "none"))
 
 
 def test_the_resource_outlives_an_apiserver_restart(kube, widget):

@@ -15,7 +15,7 @@ from backup_repository.security.passwords import encode_password
 from tests import kube_cluster
 from tests.integration.collections_config import PASSWORD, version_path
 from tests.support import (
-    GO_ADMIN_HASH, HEALTH_KEY, ROOT, ConfigDir, assert_error, base_env, pgp_message, wait_until,
+    GO_ADMIN_HASH, HEALTH_KEY, ROOT, ConfigDir, TcpProxy, assert_error, base_env, pgp_message, wait_until,
 )
 
 TOOLS = kube_cluster.require_tools(module_level=True)
@@ -230,6 +230,44 @@ def test_the_api_server_going_away_and_coming_back(kube, server):
     assert "in sync with the API server again" in server.log()
     assert wait_until(lambda: configuration_check(server)["status"] is True, timeout=5)
     delete(kube, "BackupUser", "carol")
+
+
+def test_a_silent_network_is_noticed_and_healed(kube, tmp_path, make_backend, start_server):
+    """The API server's packets dropped, its connections left open (a partition, not a stopped process): logins
+    keep working from the cache, the silent watches are cut after --kube-watch-timeout + 10 s and every request is
+    bounded by --kube-request-timeout, so /ready says so; once the network is back, changes apply again."""
+    proxy = TcpProxy("127.0.0.1", kube.port).start()
+    try:
+        kubeconfig = yaml.safe_load(open(kube.write_kubeconfig(str(tmp_path / "kubeconfig"), token=kube.limited_token,
+                                                               namespace=NS)))
+        kubeconfig["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+        (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+        apply(kube, "Secret", "passwords", secret(admin=GO_ADMIN_HASH))
+        apply(kube, "BackupUser", "admin", user("admin"))
+        apply(kube, "BackupCollection", "docs", collection())
+        server = start_server(make_backend("sqlite", "local"), ConfigDir(tmp_path / "unused", copy_examples=False),
+                              "--provider=kubernetes", f"--kubeconfig={tmp_path / 'kubeconfig'}", f"--namespace={NS}",
+                              "--kube-stale-after=2s", "--kube-watch-timeout=3s", "--kube-request-timeout=2s")
+        assert configuration_check(server)["status"] is True
+        proxy.pause()
+        try:
+            assert logs_in(server, "admin", PASSWORD)
+            assert wait_until(lambda: configuration_check(server)["status"] is False, timeout=40, interval=0.5)
+            message = configuration_check(server)["message"]
+            assert message.startswith("configuration provider is not usable: the API server did not answer"), message
+            assert wait_until(lambda: "the watch heard nothing for 13s" in server.log(), timeout=30)
+        finally:
+            proxy.resume()
+        apply(kube, "Secret", "passwords", secret(admin=GO_ADMIN_HASH, dave=encode_password("dave")))
+        apply(kube, "BackupUser", "dave", user("dave"))
+        assert wait_until(lambda: logs_in(server, "dave", "dave"), timeout=30, interval=0.2)
+        assert wait_until(lambda: configuration_check(server)["status"] is True, timeout=10)
+        assert "in sync with the API server again" in server.log()
+        server.stop()
+        assert server.proc.returncode == 0 and "Traceback" not in server.log(), server.log()[-3000:]
+    finally:
+        proxy.stop()
+        kube.api("DELETE", f"{API}/backupusers/dave")
 
 
 def test_many_secrets_are_watched_with_one_watch_of_the_namespace(kube, tmp_path, make_backend, start_server):

@@ -41,7 +41,8 @@ def test_environment_variables_and_flag_precedence():
              "BR_STORAGE_HEALTH_TIMEOUT": "7s", "BR_STORAGE_IO_TIMEOUT": "1h", "BR_HTTP_UPLOAD_TIMEOUT": "10m",
              "BR_HTTP_DOWNLOAD_TIMEOUT": "20m", "BR_HTTP_IDLE_TIMEOUT": "30s",
              "BR_HTTP_UPLOAD_IDLE_TIMEOUT": "90s", "BR_KUBECONFIG": "/etc/kube.conf", "BR_KUBE_START_TIMEOUT": "9s",
-             "BR_KUBE_STALE_AFTER": "2m", "BR_CONFIG_PROVIDER": "filesystem",
+             "BR_KUBE_STALE_AFTER": "2m", "BR_KUBE_REQUEST_TIMEOUT": "4s", "BR_KUBE_WATCH_TIMEOUT": "30s",
+             "BR_CONFIG_PROVIDER": "filesystem",
              "BR_CONFIG_LOCAL_PATH": "/etc/br", "BR_DB_PATH": "/var/lib/br.db", "BR_JWT_EXPIRY": "1h",
              "BR_CONFIG_RELOAD_INTERVAL": "2s", "BR_PASSWORD_CHECK_CONCURRENCY": "3",
              "BR_PASSWORD_CHECK_QUEUE": "5", "BR_TRUSTED_PROXIES": "10.0.0.0/8, fd00::/8",
@@ -64,6 +65,7 @@ def test_environment_variables_and_flag_precedence():
     assert (s.password_check_queue, s.max_uploads_per_user, s.http_idle_timeout) == (5, 2, 30)
     assert s.http_upload_idle_timeout == 90
     assert (s.kubeconfig, s.kube_start_timeout, s.kube_stale_after) == ("/etc/kube.conf", 9, 120)
+    assert (s.kube_request_timeout, s.kube_watch_timeout) == (4, 30)
     assert (s.shutdown_grace, s.janitor_interval, s.verify_interval, s.upload_lease) == (5, 60, 3600, 20)
     assert (s.rate_ipv6_prefix, s.http_upload_min_rate, s.http_upload_rate_window) == (48, 0, 120)
     assert [str(n) for n in s.trusted_proxies] == ["10.0.0.0/8", "fd00::/8"]
