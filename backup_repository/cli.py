@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="re-read every stored version and check its sha256; print one line per corrupt or "
                                "missing object and a summary; exit 1 if any")
     commands.add_argument("--validate-config", action="store_true",
-                          help="check every configuration document, print one line per problem; exit 1 if any")
+                          help="check every configuration document, print one line per problem and per warning "
+                               "(a setting that works differently from the Go server); exit 1 if any problem")
     commands.add_argument("--version", action="version", version=f"backup-repository {__version__}")
     return parser
 
@@ -88,7 +89,8 @@ def main(argv=None) -> int:
 
 def validate_config(settings: Settings) -> int:
     """``--validate-config``: every problem of the configuration (a directory, or a namespace of a cluster with
-    --provider=kubernetes), one per line; exit status 1 when there is any, 2 when the source cannot be read."""
+    --provider=kubernetes), one per line, then every warning, one per line starting ``warning:``; exit status 1
+    when there is any problem (warnings alone: 0), 2 when the source cannot be read."""
     import asyncio
 
     from backup_repository.config.provider import ConfigurationUnavailable
@@ -109,8 +111,10 @@ def validate_config(settings: Settings) -> int:
         return 2
     for problem in snapshot.problems:
         print(problem)
+    for warning in snapshot.warnings:
+        print(f"warning: {warning}")
     print(f"{root}: {len(snapshot.users)} users, {len(snapshot.collections)} collections, "
-          f"{len(snapshot.problems)} problems", file=sys.stderr)
+          f"{len(snapshot.problems)} problems, {len(snapshot.warnings)} warnings", file=sys.stderr)
     return 1 if snapshot.problems else 0
 
 

@@ -3,9 +3,15 @@
 Every problem is reported as a ``Problem`` naming the file and the field, and breaks only the object that the
 document describes: a user whose password secret is missing is loaded but cannot log in, a collection with an
 unparsable size is left out, and all other objects keep working.
+
+A warning (also a ``Problem``, kept apart) is a valid setting whose effect a user coming from the Go server may not
+expect: ``restrictByIP`` and ``deactivated`` are enforced here, and a health code entry that no code can match
+refuses every health request. Warnings break nothing; ``--validate-config`` prints them
+(docs/migrating.md#what---validate-config-warns-about).
 """
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 
@@ -55,9 +61,15 @@ class Document:
     path: str
     body: dict
     problems: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
 
     def warn(self, field_name: str, message: str):
+        """Record a problem: something in the document is wrong and is ignored or breaks the object."""
         self.problems.append(Problem(self.path, field_name, message))
+
+    def caution(self, field_name: str, message: str):
+        """Record a warning: the setting is valid and applied, but may not do what its author expects."""
+        self.warnings.append(Problem(self.path, field_name, message))
 
 
 @dataclass(frozen=True)
@@ -242,6 +254,27 @@ def _key_objects(item: dict, where: str, document: Document) -> tuple:
                  for name in _list(item.get("collections"), f"{where}.collections"))
 
 
+#: what the health endpoint compares an entry with: sha256 hex of the code (services/collections.py)
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def _caution_user(document: Document, spec: dict, deactivated: bool, networks: tuple):
+    """Warnings for the user fields the Go server ignored and this server enforces (CONTRACT.md section 2)."""
+    if deactivated:
+        document.caution("spec.deactivated", (
+            f"user {document.id!r} is deactivated: its logins (password and access keys) are refused with 401 "
+            "'incorrect Username or Password' and its tokens get 401; the Go server ignored deactivated and let it "
+            "in. Remove deactivated (or set it to false) if this user must keep working"))
+    if networks:
+        allowed = ", ".join(str(value).strip() for value in spec.get("restrictByIP"))
+        document.caution("spec.restrictByIP", (
+            f"user {document.id!r} may log in and use its tokens only from {allowed}; from any other address the "
+            "login is refused with 401 'incorrect Username or Password' and its tokens get 401. The Go server "
+            "ignored restrictByIP and let it in from anywhere. List every address or network the user connects "
+            "from, as this server sees it (behind a reverse proxy, name the proxy in --trusted-proxies), or remove "
+            "restrictByIP"))
+
+
 def parse_user(document: Document, secrets: dict) -> User:
     spec = _mapping(document.body.get("spec"), "spec")
     keys = {}
@@ -261,7 +294,7 @@ def parse_user(document: Document, secrets: dict) -> User:
             objects=_key_objects(item, where, document),
             restrict_by_ip=_networks(item.get("restrictByIP"), f"{where}.restrictByIP"),
         )
-    return User(
+    user = User(
         name=document.id,
         email=_string(spec.get("email"), "spec.email"),
         deactivated=_bool(spec.get("deactivated"), "spec.deactivated"),
@@ -272,6 +305,8 @@ def parse_user(document: Document, secrets: dict) -> User:
         restrict_by_ip=_networks(spec.get("restrictByIP"), "spec.restrictByIP"),
         access_keys=keys,
     )
+    _caution_user(document, spec, user.deactivated, user.restrict_by_ip)
+    return user
 
 
 def _size(value, field_name: str) -> int:
@@ -361,5 +396,13 @@ def _health_code(spec: dict, secrets: dict, document: Document):
     if value is None:
         # A missing secret must not open the health endpoint to everyone: no code can match this.
         return "!unresolved"
-    return value.strip().lower()
+    digest = value.strip().lower()
+    if not SHA256_HEX.fullmatch(digest):
+        ref = spec["healthSecretRef"]
+        what = "is empty" if not digest else "is not a sha256 hex digest (64 characters 0-9, a-f)"
+        document.caution("spec.healthSecretRef", (
+            f"entry {str(ref.get('entry'))!r} of secret {str(ref.get('name'))!r} {what}: no code can match it, so "
+            "every request to the collection health endpoint is refused with 403; put the sha256 hex of the health "
+            "code in it (echo -n 'the code' | sha256sum), not the code itself"))
+    return digest
 

@@ -33,6 +33,8 @@ class Snapshot:
     user_files: Optional[frozenset] = None
     #: {user name: ids (sorted) of the collections whose accessControl names the user}
     granted: Optional[dict] = None
+    #: valid settings a user coming from the Go server may not expect (config/documents.py); they break nothing
+    warnings: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class _Parsed:
     uses: tuple  # ((secret name, the parsed Secret the document saw, or None), ...)
     result: object
     problems: tuple
+    warnings: tuple
 
 
 class _SecretsSeen:
@@ -113,19 +116,20 @@ class Parser:
     def build(self, secrets, users, collections, problems=(), stamp=(), user_names=None) -> Snapshot:
         """Sources of each kind -> a Snapshot. A bad document breaks only its own object; ``problems`` already holds
         what went wrong while listing the sources."""
-        problems = list(problems)
+        problems, warnings = list(problems), []
         previous, self._parsed = self._parsed, {}
-        parsed_secrets = {source.id: self._parse("Secret", source, D.parse_secret, None, previous, problems)
+        parsed_secrets = {source.id: self._parse("Secret", source, D.parse_secret, None, previous, problems,
+                                                 warnings)
                           for source in secrets}
         parsed_users = {}
         for source in users:
-            user = self._parse("BackupUser", source, D.parse_user, parsed_secrets, previous, problems)
+            user = self._parse("BackupUser", source, D.parse_user, parsed_secrets, previous, problems, warnings)
             if user is not None:
                 parsed_users[user.name] = user
         parsed_collections, paths, grants = {}, {}, {}
         for source in collections:
             collection = self._parse("BackupCollection", source, D.parse_collection, parsed_secrets, previous,
-                                     problems)
+                                     problems, warnings)
             if collection is not None:
                 parsed_collections[collection.id] = collection
                 paths[collection.id] = source.location
@@ -139,26 +143,27 @@ class Parser:
                                               f"unknown user {grant.name!r}"))
                 grants.setdefault(grant.name, set()).add(collection.id)
         return Snapshot(parsed_users, parsed_collections, tuple(problems), stamp, user_names,
-                        {name: tuple(sorted(ids)) for name, ids in grants.items()})
+                        {name: tuple(sorted(ids)) for name, ids in grants.items()}, tuple(warnings))
 
-    def _parse(self, kind, source, parser, secrets, previous, problems):
+    def _parse(self, kind, source, parser, secrets, previous, problems, warnings):
         key = (kind, source.id)
         entry = previous.get(key)
         if (entry is None or source.version is None or entry.version != source.version
                 or any(secrets.get(name) is not seen for name, seen in entry.uses)):
-            found = []
+            found, noted = [], []
             document = source.load(found)
             result, uses = None, ()
             if document is not None:
                 if secrets is None:
-                    result = _parse(document, parser, (), found)
+                    result = _parse(document, parser, (), found, noted)
                 else:
                     seen = _SecretsSeen(secrets)
-                    result = _parse(document, parser, (seen,), found)
+                    result = _parse(document, parser, (seen,), found, noted)
                     uses = tuple(seen.used.items())
-            entry = _Parsed(source.version, uses, result, tuple(found))
+            entry = _Parsed(source.version, uses, result, tuple(found), tuple(noted))
         self._parsed[key] = entry
         problems.extend(entry.problems)
+        warnings.extend(entry.warnings)
         return entry.result
 
 
@@ -220,14 +225,18 @@ def _sources(root: str, sub: str, kind: str, names: list, problems: list):
         yield Source(doc_id, path, version, lambda found, path=path: D.load_document(path, kind, found))
 
 
-def _parse(document, parser, args, problems):
+def _parse(document, parser, args, problems, warnings):
+    """Parse one document; its problems go to ``problems``, and its warnings to ``warnings`` when the object is
+    loaded (a warning about an object that is not loaded would say nothing useful)."""
     try:
-        return parser(document, *args)
+        result = parser(document, *args)
     except D.DocumentError as exc:
         document.problems.append(D.Problem(document.path, exc.field, exc.message + "; the object is not loaded"))
         return None
     finally:
         problems.extend(document.problems)
+    warnings.extend(document.warnings)
+    return result
 
 
 class SnapshotSource:

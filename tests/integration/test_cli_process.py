@@ -167,6 +167,118 @@ def test_validate_config(tmp_path, config):
     assert any("stranger.yaml: spec.accessControl[0]:" in line and "ghost" in line for line in lines)
 
 
+#: The Go server's example configuration directory (docs/examples-filesystem/backup-repository of
+#: riotkit-org/backup-repository), as a migrating user brings it: its admin has restrictByIP: [1.2.3.4].
+GO_EXAMPLE_ADMIN = """---
+apiVersion: backups.riotkit.org/v1alpha1
+kind: BackupUser
+metadata:
+    name: admin
+spec:
+    email: riotkit@riseup.net
+    deactivated: false
+    organization: "Riotkit"
+    about: "System administrator"
+    password: "hashed"
+    passwordFromRef:  # alternatively, fetch from `kind: Secret`
+        name: backup-repository-passwords
+        entry: admin
+    restrictByIP:
+        - 1.2.3.4
+    roles:
+        - collectionManager
+        - usersManager
+        - systemAdmin
+"""
+GO_EXAMPLE_COLLECTION = """---
+apiVersion: backups.riotkit.org/v1alpha1
+kind: BackupCollection
+metadata:
+    name: iwa-ait
+    namespace: backup-repository
+spec:
+    description: IWA-AIT website files
+    filenameTemplate: iwa-ait-${version}.tar.gz
+    maxBackupsCount: 5
+    maxOneVersionSize: 1M
+    maxCollectionSize: 10M
+    windows:
+        - from: "*/30 * * * *"
+          duration: 30m
+    strategyName: fifo
+    strategySpec:
+        keepLastOlderNotMoreThan: 5d
+        maxOlderCopies: 2
+    healthSecretRef:
+        name: backup-repository-collection-secrets
+        entry: iwa-ait
+    accessControl:
+        - userName: admin
+          roles:
+              - collectionManager
+"""
+
+
+def secret_document(name: str, **entries) -> str:
+    data = "".join(f'\n    {key}: "{value}"' for key, value in entries.items())
+    return f"apiVersion: v1\nkind: Secret\nmetadata:\n    name: {name}\ntype: Opaque\ndata:{data}\n"
+
+
+def test_validate_config_warns_that_the_go_examples_admin_is_locked_to_1_2_3_4(tmp_path):
+    """The Go server's own example passes with one warning, exit 0: its admin may log in only from 1.2.3.4 now."""
+    config = support.ConfigDir(tmp_path / "config", copy_examples=False)
+    admin = config.write(support.USERS, "admin", GO_EXAMPLE_ADMIN)
+    config.write(support.COLLECTIONS, "iwa-ait", GO_EXAMPLE_COLLECTION)
+    config.write(support.SECRETS, "backup-repository-passwords", secret_document(
+        "backup-repository-passwords", admin=support.GO_ADMIN_HASH))
+    config.write(support.SECRETS, "backup-repository-collection-secrets", secret_document(
+        "backup-repository-collection-secrets", **{"iwa-ait": hashlib.sha256(b"admin").hexdigest()}))
+    result = run_cli("--validate-config", f"--config-local-path={config.root}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        f"warning: {admin}: spec.restrictByIP: user 'admin' may log in and use its tokens only from 1.2.3.4; "
+        "from any other address the login is refused with 401 'incorrect Username or Password' and its tokens get "
+        "401. The Go server ignored restrictByIP and let it in from anywhere. List every address or network the "
+        "user connects from, as this server sees it (behind a reverse proxy, name the proxy in --trusted-proxies), "
+        "or remove restrictByIP"]
+    assert "1 users, 1 collections, 0 problems, 1 warnings" in result.stderr
+
+
+def test_validate_config_warnings_leave_the_exit_status_to_problems(tmp_path):
+    """A deactivated user, health code entries that no code can match: warnings, exit 0; a problem next to them
+    still makes it 1, and the warnings are printed all the same."""
+    config = support.ConfigDir(tmp_path / "config", copy_examples=False)
+    config.user("admin", support.GO_ADMIN_HASH, roles=["systemAdmin"])
+    gone = config.user("gone", support.GO_ADMIN_HASH, extra="  deactivated: true\n")
+    config.write(support.SECRETS, "health", secret_document(
+        "health", empty="", plain="the-code", good=hashlib.sha256(b"the-code").hexdigest().upper()))
+    paths = {name: config.write(support.COLLECTIONS, name, collection(name, extra=f"""  healthSecretRef:
+    name: health
+    entry: {name}
+""")) for name in ("empty", "plain", "good")}
+    result = run_cli("--validate-config", f"--config-local-path={config.root}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    health_hint = ("no code can match it, so every request to the collection health endpoint is refused with "
+                   "403; put the sha256 hex of the health code in it (echo -n 'the code' | sha256sum), not the code "
+                   "itself")
+    warnings = [
+        f"warning: {gone}: spec.deactivated: user 'gone' is deactivated: its logins (password and access keys) are "
+        "refused with 401 'incorrect Username or Password' and its tokens get 401; the Go server ignored deactivated "
+        "and let it in. Remove deactivated (or set it to false) if this user must keep working",
+        f"warning: {paths['empty']}: spec.healthSecretRef: entry 'empty' of secret 'health' is empty: {health_hint}",
+        f"warning: {paths['plain']}: spec.healthSecretRef: entry 'plain' of secret 'health' is not a sha256 hex "
+        f"digest (64 characters 0-9, a-f): {health_hint}",
+    ]
+    assert result.stdout.splitlines() == warnings
+    assert "2 users, 3 collections, 0 problems, 3 warnings" in result.stderr
+
+    config.write(support.COLLECTIONS, "bad", collection("bad", max_count=2, one="1M", total="1M"))
+    result = run_cli("--validate-config", f"--config-local-path={config.root}")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[1:] == warnings and "bad.yaml: spec.maxCollectionSize:" in lines[0], result.stdout
+
+
 @pytest.mark.parametrize("db", ["sqlite", "postgres"])
 def test_a_database_of_the_go_server_is_refused_not_mixed(db, tmp_path, config, make_backend):
     """Pointed at a database holding the Go server's tables, the server exits 1 saying so (no traceback)."""

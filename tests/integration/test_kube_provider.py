@@ -191,6 +191,28 @@ def test_a_bad_resource_breaks_only_itself_and_validate_config_names_it(kube, se
     delete(kube, "BackupCollection", "too-small")
 
 
+def test_validate_config_warns_naming_the_resource(kube, kubeconfig):
+    """Warnings name namespace/Kind/name and leave the exit status at 0; a Secret's data is read decoded."""
+    apply(kube, "BackupUser", "guarded", {"spec": {"email": "g@example.org", "password": GO_ADMIN_HASH,
+                                                   "restrictByIP": ["1.2.3.4"]}})
+    apply(kube, "Secret", "health", secret(plain="the-code"))
+    apply(kube, "BackupCollection", "watched", collection(filenameTemplate="watched-${version}.gpg",
+                                                          healthSecretRef={"name": "health", "entry": "plain"}))
+    try:
+        result = subprocess.run([sys.executable, "-m", "backup_repository", "--provider=kubernetes",
+                                 f"--kubeconfig={kubeconfig}", f"--namespace={NS}", "--validate-config"],
+                                capture_output=True, text=True, env=base_env(ROOT), cwd=str(ROOT), timeout=60)
+    finally:
+        delete(kube, "BackupUser", "guarded")
+        delete(kube, "BackupCollection", "watched")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith(f"warning: {NS}/BackupUser/guarded: spec.restrictByIP: user 'guarded' may log in "
+                               "and use its tokens only from 1.2.3.4;") for line in lines), result.stdout
+    assert any(line.startswith(f"warning: {NS}/BackupCollection/watched: spec.healthSecretRef: entry 'plain' of "
+                               "secret 'health' is not a sha256 hex digest") for line in lines), result.stdout
+
+
 def test_an_identity_that_may_not_read_stops_the_start_with_the_cause(kube, tmp_path, make_backend):
     cert = kube.mint_client_cert("nobody-in-particular")
     kubeconfig = kube.write_kubeconfig(str(tmp_path / "kubeconfig"), client_cert=cert, namespace=NS)

@@ -267,6 +267,37 @@ def test_problems_of_unchanged_documents_are_still_reported(cfg):
     assert len(first) == 2 and first == second
 
 
+def test_warnings_are_kept_apart_from_problems_and_survive_an_incremental_read(cfg):
+    """A restricted user and a health entry that is not a sha256 digest are warnings (the objects load); an unchanged
+    document still reports its warnings on the next read; a collection that is not loaded gives no warning."""
+    from backup_repository.config.provider import Parser
+
+    cfg.user("alice", GO_ADMIN_HASH, extra="  restrictByIP: [1.2.3.4, 10.0.0.0/8]\n")
+    cfg.write(COLLECTIONS, "c1", collection())  # health entry "abc123": not a sha256 digest
+    cfg.write(COLLECTIONS, "c2", collection(name="c2", template="d-${{version}}.gpg", total="1M"))  # not loaded
+    parser = Parser()
+    first = read_snapshot(str(cfg.ns), parser)
+    assert set(first.users) == {"alice"} and set(first.collections) == {"c1"}
+    assert [p.split(": ")[0].rsplit("/", 1)[-1] for p in problems_of(first)] == ["c2.yaml"]
+    shown = [str(w) for w in first.warnings]
+    assert [w.split(": ", 2)[1] for w in shown] == ["spec.restrictByIP", "spec.healthSecretRef"]
+    assert "only from 1.2.3.4, 10.0.0.0/8;" in shown[0] and "'health' of secret 'passwords' is not a sha256" in shown[1]
+
+    cfg.user("bob", GO_ADMIN_HASH)
+    second = read_snapshot(str(cfg.ns), parser)
+    assert second.users["alice"] is first.users["alice"] and [str(w) for w in second.warnings] == shown
+
+
+def test_warnings_from_any_source_name_the_object():
+    from backup_repository.config.documents import make_document
+    from backup_repository.config.provider import build_snapshot
+
+    user = make_document("gone", "backups/BackupUser/gone", {
+        "kind": "BackupUser", "spec": {"password": GO_ADMIN_HASH, "deactivated": True}}, "BackupUser", [])
+    [warning] = build_snapshot([], [user], []).warnings
+    assert str(warning).startswith("backups/BackupUser/gone: spec.deactivated: user 'gone' is deactivated: ")
+
+
 @pytest.mark.parametrize("text, seconds, fragment", [
     ("7d", 7 * 86400, None),
     ("168h", 168 * 3600, None),
