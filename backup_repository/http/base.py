@@ -7,6 +7,7 @@ No traceback ever reaches a client: every failure is answered through the one ta
 
 import json
 import math
+import time
 import uuid
 
 import tornado.escape
@@ -44,6 +45,8 @@ class BaseHandler(tornado.web.RequestHandler):
     #: The rate-limit class of the endpoint (security/ratelimit.py), or None for no request-rate limit.
     rate_class = "default"
     body_limit = BODY_LIMIT
+    #: The X-RateLimit-* headers of the budget this request drew from (kept when an error answer clears headers).
+    _rate_headers = ()
 
     def initialize(self, ctx):
         self.ctx = ctx
@@ -107,14 +110,20 @@ class BaseHandler(tornado.web.RequestHandler):
             raise tornado.web.HTTPError(405)
         raise BadRequest(NO_BODY)
 
-    def check_rate(self, rate_class: str = None):
+    def check_rate(self, rate_class: str = None, shown: bool = True):
+        """Draw one request from the client's budget of ``rate_class`` (default: the endpoint's); 429 when it is
+        spent. The answer shows the budget in the ``X-RateLimit-*`` headers (docs/api.md#rate-limits); a draw with
+        ``shown=False`` (the login budget a failed authentication takes from) shows it only when it refuses."""
         rate_class = rate_class or self.rate_class
         if rate_class is None:
             return
-        retry = self.ctx.rate_limits.hit(rate_class, self.client_ip)
-        if retry is not None:
+        budget = self.ctx.rate_limits.hit(rate_class, self.client_ip)
+        if shown or not budget.allowed:
+            self._rate_headers = rate_limit_headers(budget, time.time())
+            self.set_rate_limit_headers()
+        if not budget.allowed:
             self.ctx.metrics.rate_limited(rate_class)
-            refusal = TooManyRequests(TOO_MANY_REQUESTS, max(1, math.ceil(retry)))
+            refusal = TooManyRequests(TOO_MANY_REQUESTS, max(1, math.ceil(budget.retry_after)))
             # the log says whose budget: an IPv6 client's is its network's (security/ratelimit.py)
             refusal.detail = f"the {rate_class} budget of {self.ctx.rate_limits.key(self.client_ip)} is spent"
             raise refusal
@@ -166,6 +175,11 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
         if getattr(self, "request_id", None):  # an error answer starts the headers again
             self.set_header("X-Request-Id", self.request_id)
+        self.set_rate_limit_headers()
+
+    def set_rate_limit_headers(self):
+        for name, value in self._rate_headers:
+            self.set_header(name, value)
 
     @property
     def client_ip(self) -> str:
@@ -228,7 +242,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def count_failed_authentication(self):
         """A failed authentication anywhere (token, health code) counts against the client's login budget
         (``--rate-auth-limit``): past it the answer is 429 instead of 401/403 (docs/security.md)."""
-        self.check_rate("auth")
+        self.check_rate("auth", shown=False)
 
 
 class AuthenticatedHandler(BaseHandler):
@@ -264,6 +278,18 @@ class NotFoundHandler(BaseHandler):
         status = 301 if self.request.method in ("GET", "HEAD") else 308
         self.redirect(bare + (f"?{query}" if query else ""), status=status)
         raise tornado.web.Finish()
+
+
+def rate_limit_headers(budget, now: float) -> tuple:
+    """The ``X-RateLimit-*`` headers of an answer whose request drew from ``budget`` (security/ratelimit.Budget) at
+    Unix time ``now``. ``Limit`` and ``Remaining`` mean what the Go server's limiter (gin-limiter) sends: the
+    requests a period allows, and the whole requests left after this one. ``Reset`` (the Go server has none) is the
+    Unix time, in whole seconds, at which the budget is full again."""
+    return (
+        ("X-RateLimit-Limit", str(budget.limit)),
+        ("X-RateLimit-Remaining", str(budget.remaining)),
+        ("X-RateLimit-Reset", str(math.ceil(now + budget.full_in))),
+    )
 
 
 def has_body(headers) -> bool:

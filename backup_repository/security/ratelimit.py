@@ -6,11 +6,16 @@ its address (an IPv4-mapped IPv6 address too).
 A bucket holds ``limit`` tokens and refills ``limit`` tokens per ``period``. The table is bounded: it keeps at
 most ``max_entries`` addresses per class, dropping the least recently seen first, so a flood of distinct
 addresses cannot grow memory without limit (a dropped address simply starts again with a full bucket).
+
+Each request learns what it left of its budget (``Budget``): the HTTP layer shows it in the ``X-RateLimit-*``
+headers (docs/api.md#rate-limits).
 """
 
 import ipaddress
+import math
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Optional
 
 #: Endpoint classes and the settings that hold their limits: (setting, period in seconds).
@@ -21,6 +26,25 @@ CLASSES = {
     "server_health": ("rate_server_health_limit", 60.0),
 }
 MAX_ENTRIES = 20_000
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one request found of its client's budget.
+
+    ``limit`` requests per period; ``remaining`` whole requests left after this one (0 when it was refused);
+    ``full_in`` seconds until the bucket holds ``limit`` again; ``retry_after`` seconds until the next request is
+    allowed when this one was refused, None when it was allowed.
+    """
+
+    limit: int
+    remaining: int
+    full_in: float
+    retry_after: Optional[float] = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.retry_after is None
 
 
 class RateLimiter:
@@ -34,8 +58,8 @@ class RateLimiter:
     def __len__(self):
         return len(self._buckets)
 
-    def hit(self, address: str) -> Optional[float]:
-        """Take one token; None when allowed, else the seconds until the next token."""
+    def hit(self, address: str) -> Budget:
+        """Take one token: the budget left, with ``retry_after`` set when there was no token to take."""
         now = self._clock()
         rate = self.limit / self.period
         tokens, last = self._buckets.pop(address, (float(self.limit), now))
@@ -48,7 +72,7 @@ class RateLimiter:
         self._buckets[address] = (tokens, now)
         while len(self._buckets) > self.max_entries:
             self._buckets.popitem(last=False)
-        return retry
+        return Budget(self.limit, math.floor(tokens + 1e-9), (self.limit - tokens) / rate, retry)
 
 
 def budget_key(address: str, ipv6_prefix: int = 64) -> str:
@@ -78,5 +102,5 @@ class RateLimits:
     def key(self, address: str) -> str:
         return budget_key(address, self.ipv6_prefix)
 
-    def hit(self, endpoint_class: str, address: str) -> Optional[float]:
+    def hit(self, endpoint_class: str, address: str) -> Budget:
         return self._limiters[endpoint_class].hit(self.key(address))

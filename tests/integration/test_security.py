@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.integration.collections_config import PASSWORD, write_collections_config, version_path
-from tests.support import GO_ADMIN_HASH, HEALTH_PROBER, RawUpload, pgp_message
+from tests.support import GO_ADMIN_HASH, HEALTH_KEY, HEALTH_PROBER, RawUpload, pgp_message
 
 LOGIN = "/api/stable/auth/login"
 WHOAMI = "/api/stable/auth/whoami"
@@ -74,6 +74,61 @@ def test_rate_limits_per_endpoint_class(backend, cfg, start_server):
     assert_429(server.get(health))
     assert [server.get("/health").status_code for _ in range(6)] == [200] * 6
     assert_429(server.get("/health"))
+
+
+RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+
+
+def shown_budget(response):
+    """(limit, remaining, reset) of an answer's X-RateLimit-* headers."""
+    return tuple(int(response.headers[name]) for name in RATE_HEADERS)
+
+
+def test_answers_show_the_budget_they_drew_from(backend, cfg, start_server):
+    """The Go server's limiter sends X-RateLimit-Limit (requests per period) and X-RateLimit-Remaining (whole
+    requests left after this one) on every answer past it; ours too, plus X-RateLimit-Reset (docs/api.md)."""
+    server = start_server(backend, cfg, "--rate-default-limit=5", "--rate-auth-limit=4",
+                          "--rate-collection-health-limit=3", "--rate-server-health-limit=6")
+    before = time.time()
+    first = login(server, "admin")
+    token = first.json()["data"]["token"]
+    limit, remaining, reset = shown_budget(first)
+    assert (limit, remaining) == (4, 3)
+    assert before + 14 <= reset <= time.time() + 16  # one of 4 per minute is back in 15 s
+    wrong = server.request("POST", LOGIN, json={"username": "admin", "password": "wrong"})
+    assert wrong.status_code == 401  # the login itself failed: the budget was drawn all the same, as in Go
+    assert shown_budget(wrong)[:2] == (4, 2)
+    assert shown_budget(wrong)[2] >= reset
+    assert shown_budget(login(server, "admin"))[:2] == (4, 1)
+    assert shown_budget(login(server, "admin"))[:2] == (4, 0)
+    spent = login(server, "admin")
+    assert_429(spent)  # our 429 keeps its envelope and Retry-After, and says the budget too
+    assert shown_budget(spent)[:2] == (4, 0)
+    assert shown_budget(spent)[2] >= time.time() + 55
+
+    # every answer past the limit shows it, an error too (Go's limiter runs before the handler)
+    whoami = server.get(WHOAMI, token)
+    assert whoami.status_code == 200 and shown_budget(whoami)[0] == 5
+    assert 0 <= shown_budget(whoami)[1] <= 4
+    unknown = server.get(version_path("no-such-collection"), token)
+    assert unknown.status_code == 404 and shown_budget(unknown)[0] == 5
+
+    health = "/api/stable/repository/collection/docs/health"
+    answers = [server.get(health) for _ in range(3)]
+    assert [shown_budget(answer)[:2] for answer in answers] == [(3, 2), (3, 1), (3, 0)]
+    resets = [shown_budget(answer)[2] for answer in answers]
+    assert resets == sorted(resets)  # an emptier bucket is full later
+    assert_429(server.get(health))
+
+    # /health and /ready share one budget, as in Go
+    probes = [server.get("/health"), server.get("/ready", headers={"Authorization": HEALTH_KEY}),
+              server.get("/health")]
+    assert [shown_budget(answer)[:2] for answer in probes] == [(6, 5), (6, 4), (6, 3)]
+
+    # uploads have no request-rate limit, in Go neither: nothing to show
+    upload = server.request("POST", version_path("docs"), token, data=pgp_message(b"x"))
+    assert upload.status_code == 200
+    assert not set(RATE_HEADERS) & set(upload.headers)
 
 
 def test_uploads_have_no_request_rate_but_a_per_user_bound(backend, cfg, start_server):

@@ -22,13 +22,26 @@ class Clock:
 def test_token_bucket_refills_at_its_rate():
     clock = Clock()
     limiter = RateLimiter(limit=3, period=60.0, clock=clock)
-    assert [limiter.hit("a") for _ in range(3)] == [None, None, None]
-    retry = limiter.hit("a")
+    assert [limiter.hit("a").retry_after for _ in range(3)] == [None, None, None]
+    retry = limiter.hit("a").retry_after
     assert retry == pytest.approx(20.0, abs=0.01)  # one token every 20 s
-    assert limiter.hit("b") is None  # another address has its own bucket
+    assert limiter.hit("b").allowed  # another address has its own bucket
     clock.now += 20.0
-    assert limiter.hit("a") is None
-    assert limiter.hit("a") is not None
+    assert limiter.hit("a").allowed
+    assert not limiter.hit("a").allowed
+
+
+def test_a_budget_says_what_is_left_and_when_it_is_full_again():
+    clock = Clock()
+    limiter = RateLimiter(limit=3, period=60.0, clock=clock)
+    first = limiter.hit("a")
+    assert (first.limit, first.remaining, first.full_in) == (3, 2, pytest.approx(20.0))
+    assert [limiter.hit("a").remaining for _ in range(2)] == [1, 0]
+    refused = limiter.hit("a")
+    assert (refused.remaining, refused.full_in, refused.allowed) == (0, pytest.approx(60.0), False)
+    clock.now += 30.0  # a token and a half back: one whole request
+    again = limiter.hit("a")
+    assert (again.remaining, again.full_in) == (0, pytest.approx(50.0))
 
 
 def test_the_table_is_bounded_under_a_flood_of_addresses():
@@ -38,7 +51,7 @@ def test_the_table_is_bounded_under_a_flood_of_addresses():
         limiter.hit(str(ipaddress.ip_address(index + 1)))
     assert len(limiter) == 1000
     # the most recent addresses are the ones kept
-    assert limiter.hit(str(ipaddress.ip_address(100_000))) is None
+    assert limiter.hit(str(ipaddress.ip_address(100_000))).allowed
 
 
 TRUSTED = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.0/8"),
