@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -117,6 +118,22 @@ def test_logins_and_uploads_from_custom_resources(server):
     response = server.request("POST", version_path("docs"), token, data=pgp_message(b"from the cluster"))
     assert response.status_code == 200, response.text
     assert server.get(version_path("docs", "/latest"), token).content == pgp_message(b"from the cluster")
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+def test_the_provider_costs_little_memory_beyond_files(server, tmp_path, make_backend, start_server):
+    """The provider's client is a few hundred lines on asyncio (docs/performance.md#configuration-at-scale): a
+    server on the Kubernetes provider holds about what one on files does (a library client cost 45 MiB more)."""
+    files = start_server(make_backend("sqlite", "local"), ConfigDir(tmp_path / "files"))
+    for running in (server, files):
+        assert running.get("/health").status_code == 200
+    time.sleep(3)  # past the first passes of the background work
+    kubernetes_rss, files_rss = rss_mib(server.proc.pid), rss_mib(files.proc.pid)
+    assert kubernetes_rss - files_rss <= 12, (kubernetes_rss, files_rss)
 
 
 def test_edits_apply_within_two_seconds(kube, server):
