@@ -17,9 +17,8 @@
 # cache (0.8 GB) is kept: a later pin bump downloads only what changed. What stays is about 0.9 GB; deleting any
 # of it, or the whole directory, is always safe.
 #
-# A cold build takes 4 to 7 minutes on 2 cores (etcd under 1, kube-apiserver 2.5 to 4, helm 1 to 2; downloads
-# some 20 s)
-# and up to 1.8 GB of memory.
+# A cold build takes 6 to 9 minutes on 2 cores (etcd under 1, kube-apiserver 2.5 to 4, helm 1 to 2, MinIO about 2;
+# downloads some 20 s) and up to 1.8 GB of memory; more on a machine busy with other work.
 # Needs Go >= 1.26 (the etcd pin requires it) and the Go module proxy; nothing else is downloaded.
 set -euo pipefail
 
