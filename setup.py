@@ -31,7 +31,7 @@ setup(
         # hypothesis drives the API fuzz test from docs/openapi.yaml; openapi-spec-validator checks that file;
         # pyinstaller builds the single executable that the packaging tests run; schemathesis probes the live
         # server from the same spec; import-linter holds the layers of docs/architecture.md
-        "test": ["pytest>=7.4", "requests>=2.28", "moto[server]>=5.0", "boto3>=1.28", "hypothesis>=6.100",
+        "test": ["pytest>=7.4", "requests>=2.28", "cryptography>=41", "boto3>=1.28", "hypothesis>=6.100",
                  "openapi-spec-validator>=0.7", "pyinstaller>=6.0",
                  "schemathesis>=4.0", "import-linter>=2.0"],
         "build": ["pyinstaller>=6.0"],

@@ -1,10 +1,7 @@
-"""Fixtures: real server processes over every database × storage backend, PostgreSQL and an S3 server."""
+"""Fixtures: real server processes over every database × storage backend, PostgreSQL and real object stores
+(MinIO for S3)."""
 
 import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 
 import pytest
@@ -55,32 +52,9 @@ def no_secret_in_any_server_log():
 
 
 @pytest.fixture(scope="session")
-def s3_server(tmp_path_factory):
-    """moto in server mode on loopback: a real S3-protocol HTTP server."""
-    port = support.free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=log)
-    endpoint = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError("moto server exited")
-            time.sleep(0.2)
-    yield endpoint
-    proc.terminate()
-    proc.wait(10)
-    log.close()
-
-
-@pytest.fixture(scope="session")
 def minio_server(tmp_path_factory):
-    """MinIO on loopback (tests/minio.py): a real S3 server, for what moto cannot show (signatures, concurrency,
-    refused deletions of locked objects); the ``MinioServer``, so that a test can freeze it."""
+    """MinIO on loopback (tests/minio.py): the S3 server of every s3 backend; the ``MinioServer``, so that a test
+    can freeze it."""
     from tests.minio import MinioServer, require_minio
 
     server = MinioServer(tmp_path_factory.mktemp("minio"), require_minio()).start()
@@ -105,8 +79,8 @@ def make_backend(request, tmp_path_factory):
     made = []
 
     def make(db: str, storage: str, object_lock: str = None) -> support.Backend:
-        """``storage``: local, s3 (moto) or minio; ``object_lock`` (s3 and minio): governance or compliance — a
-        bucket with Object Lock, and objectLock= in the storage URL."""
+        """``storage``: local or s3 (a bucket on MinIO; ``minio`` is the same); ``object_lock`` (s3): governance or
+        compliance — a bucket with Object Lock, and objectLock= in the storage URL."""
         backend = support.Backend(db, storage)
         work = tmp_path_factory.mktemp(f"{db}-{storage}")
         if db == "sqlite":
@@ -123,8 +97,7 @@ def make_backend(request, tmp_path_factory):
             backend.storage_path = work / "storage"
             backend.args.append(f"--storage-url=file://{work / 'storage'}")
         else:
-            endpoint = (request.getfixturevalue("minio_server").endpoint if storage == "minio"
-                        else request.getfixturevalue("s3_server"))
+            endpoint = request.getfixturevalue("minio_server").endpoint
             bucket = create_bucket(endpoint, object_lock=object_lock is not None)
             backend.bucket, backend.s3_endpoint = bucket, endpoint
             backend.args.append(

@@ -23,7 +23,7 @@ otherwise); ``write_kubeconfig()`` writes a kubeconfig for the admin, another to
 minted by ``mint_client_cert()``; ``stop_apiserver()`` / ``start_apiserver()`` take the API server away and
 bring it back on the same port, over the same etcd.
 
-Certificates are made with the ``cryptography`` package (a dependency of the test extras, through moto), or
+Certificates are made with the ``cryptography`` package (a dependency of the test extras), or
 with the ``openssl`` command when that package is missing.
 """
 

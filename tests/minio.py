@@ -1,9 +1,9 @@
 """A real S3 server for tests: MinIO on 127.0.0.1, from the binary scripts/build-test-tools.sh builds once into
 ``$BR_TEST_TOOLS/bin/minio``.
 
-moto answers the S3 protocol but checks no signature, shares no state between concurrent requests the way a
-store does, and refuses no deletion of a locked object the way a real store does; MinIO does all three (the
-faults of docs/scaling.md#what-is-guaranteed were found on it). ``MinioServer(workdir).start()`` serves a fresh
+Every s3 backend of the tests is a bucket on it: a mock of S3 (moto, used before) checks no signature, shares no
+state between concurrent requests the way a store does, and refuses no deletion of a locked object the way a real
+store does; MinIO does all three (the faults of docs/scaling.md#what-is-guaranteed were found on it). ``MinioServer(workdir).start()`` serves a fresh
 data directory with the test credentials of tests/support.py in region eu-central-1; ``freeze()`` and ``thaw()``
 stop and continue the process (SIGSTOP/SIGCONT: the store hangs, as a store under load or across a network
 partition does), ``stop()`` ends it. Its log is ``workdir/minio.log``.

@@ -1,8 +1,8 @@
 """Helpers for tests that run the real server: processes, configuration directories, backends.
 
 Nothing here is mocked: a server is ``python -m backup_repository`` in its own process, PostgreSQL is the one named
-by ``BR_TEST_PG_DSN`` or a throwaway cluster the session starts (tests/pg_cluster.py), S3 is moto in server mode on
-loopback.
+by ``BR_TEST_PG_DSN`` or a throwaway cluster the session starts (tests/pg_cluster.py), S3 is MinIO on loopback
+(tests/minio.py).
 """
 
 import json

@@ -97,9 +97,10 @@ def test_unreachable_dependencies_exit_1_saying_what_to_check(tmp_path, config):
     assert "Traceback" not in result.stderr
 
 
-def test_the_contracts_typical_command_line_serves(tmp_path, config, s3_server, pg_dsn):
-    """The contract's command line, flag for flag, with this machine's PostgreSQL and S3 server filled in."""
+def test_the_contracts_typical_command_line_serves(tmp_path, config, minio_server, pg_dsn):
+    """The contract's command line, flag for flag, with this machine's PostgreSQL and S3 server (MinIO) filled in."""
     params = support.create_pg_database(pg_dsn)
+    s3_server = minio_server.endpoint
     bucket = create_bucket(s3_server)
     args = [
         f"--db-hostname={params['host']}", f"--db-port={params['port']}", f"--db-user={params['user']}",

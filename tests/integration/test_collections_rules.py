@@ -247,22 +247,18 @@ def test_one_upload_per_collection_across_servers_sharing_a_database(make_backen
 
 
 def test_a_storage_failure_mid_upload_is_a_503_and_leaves_no_version(tmp_path, config, start_server):
-    """S3 goes away while the body streams: the client gets the storage error at once, no version is registered
-    and the collection's lock is released (a dedicated moto server, so that stopping it harms no other test)."""
-    import socket
-    import subprocess
-    import sys
+    """S3 goes away while the body streams (MinIO killed): the client gets the storage error at once, no version is
+    registered and the collection's lock is released (a MinIO of its own, so that killing it harms no other test)."""
     import time
 
     from tests.conftest import create_bucket
-    from tests.support import S3_KEY, S3_SECRET, Backend, free_port
+    from tests.minio import MinioServer, require_minio
+    from tests.support import S3_KEY, S3_SECRET, Backend
 
-    port = free_port()
-    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    (tmp_path / "minio").mkdir()
+    store = MinioServer(tmp_path / "minio", require_minio()).start()
     try:
-        assert wait_until(lambda: _listening(socket, port), timeout=30)
-        endpoint = f"127.0.0.1:{port}"
+        endpoint = store.endpoint
         bucket = create_bucket(endpoint)
         backend = Backend("sqlite", "s3", args=[
             f"--db-path={tmp_path / 'm.sqlite3'}",
@@ -276,8 +272,8 @@ def test_a_storage_failure_mid_upload_is_a_503_and_leaves_no_version(tmp_path, c
         message = pgp_message(b"x" * (24 << 20))
         raw.send(message[:100_000])
         time.sleep(0.5)
-        moto.kill()
-        moto.wait(10)
+        store.proc.kill()
+        store.proc.wait(10)
         status, body = None, None
         for index in range(20):  # libcloud notices when it sends the first 5 MiB part
             try:
@@ -294,16 +290,7 @@ def test_a_storage_failure_mid_upload_is_a_503_and_leaves_no_version(tmp_path, c
         assert again.status_code == 503, again.text
         assert "Traceback" not in server.log()
     finally:
-        moto.kill()
-        moto.wait(10)
-
-
-def _listening(socket, port) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
+        store.stop()
 
 
 def test_a_version_whose_object_vanished_is_an_error_in_the_envelope(api):

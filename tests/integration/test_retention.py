@@ -1,6 +1,6 @@
 """minimumRetention (docs/configuration.md#minimum-retention): a floor that no stolen credential can cut short.
 
-Real servers on SQLite and PostgreSQL, a local directory and moto's S3 server with Object Lock; uploads with an
+Real servers on SQLite and PostgreSQL, a local directory and MinIO with Object Lock; uploads with an
 upload-only access key, as a stolen one would be used; the bucket attacked with its own credentials through boto3.
 """
 
@@ -223,7 +223,8 @@ def test_s3_object_lock_protects_each_version_in_the_bucket_until_its_floor(make
     # the bucket's own credentials cannot delete the version while it is protected
     with pytest.raises(ClientError) as refused:
         client.delete_object(Bucket=backend.bucket, Key="vault/vault-1.gpg", VersionId=head["VersionId"])
-    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    # AWS answers 403 AccessDenied; MinIO, the store here, 400 InvalidRequest (docs/scaling.md#what-is-guaranteed)
+    assert refused.value.response["Error"]["Code"] in ("AccessDenied", "InvalidRequest"), refused.value.response
     # a version of a collection without a floor is not locked
     assert upload(server, owner, "plain", pgp_message(b"plain" * 1000)).status_code == 200
     assert "ObjectLockMode" not in client.head_object(Bucket=backend.bucket, Key="plain/plain-1.gpg")

@@ -1,7 +1,6 @@
 """The object store used from many threads at once (docs/scaling.md): each storage thread has its own libcloud
 driver and connection, so concurrent calls get their own answers. With one driver shared by every thread, this
-test saw empty bodies and StreamConsumedError within seconds on moto, and on MinIO (a real S3 server, which checks
-signatures) also wrong sizes and refused signatures."""
+test saw empty bodies, StreamConsumedError, wrong sizes and refused signatures within seconds on MinIO."""
 
 import os
 import sys
@@ -15,15 +14,12 @@ from tests.conftest import create_bucket
 from tests.support import S3_KEY, S3_SECRET
 
 THREADS = 8
-#: seconds of forced switching per store: MinIO's 20 s is the soak's finding (docs/scaling.md), moto's 8 s the
-#: earlier test's
-SECONDS = {"moto": 8.0, "minio": 20.0}
+#: seconds of forced switching: the soak's finding (docs/scaling.md)
+SECONDS = 20.0
 
 
-@pytest.mark.parametrize("server", ["moto", "minio"])
-def test_concurrent_calls_from_eight_threads_get_their_own_answers(server, request, monkeypatch):
-    endpoint = (request.getfixturevalue("minio_server").endpoint if server == "minio"
-                else request.getfixturevalue("s3_server"))
+def test_concurrent_calls_from_eight_threads_get_their_own_answers(minio_server, monkeypatch):
+    endpoint = minio_server.endpoint
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
     bucket = create_bucket(endpoint)
@@ -35,7 +31,7 @@ def test_concurrent_calls_from_eight_threads_get_their_own_answers(server, reque
         backend.put_bytes(name, data)
     backend.check()
     wrong, calls, connections = [], [0] * THREADS, set()
-    deadline = time.monotonic() + SECONDS[server]
+    deadline = time.monotonic() + SECONDS
 
     def work(index: int):
         name = f"c/object-{index}"
@@ -68,7 +64,7 @@ def test_concurrent_calls_from_eight_threads_get_their_own_answers(server, reque
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join(SECONDS[server] + 60)
+            thread.join(SECONDS + 60)
     finally:
         sys.setswitchinterval(switch)
     assert min(calls) >= 70, calls
