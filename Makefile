@@ -48,9 +48,10 @@ soak: $(STAMP)
 	$(BIN)/python -m tests.soak
 
 ## make bench: upload/download throughput against a private nginx (WebDAV PUT, GET), runs alternating, and the
-## server's memory, on loopback; some rows: benchmarks/bench.py --only ROW,... (figures: docs/performance.md)
+## server's memory, on loopback; some rows: benchmarks/bench.py --only ROW,... (figures: docs/performance.md);
+## make bench BENCH_ARGS="--storage s3 --size-mib 1024": on a bucket of MinIO against curl's direct transfers
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
 ## make bench-metrics: GET /metrics with 10,000 collections, the cost of computing the collection metrics, and
 ## request latency while they are computed (figures: docs/performance.md#metrics)

@@ -47,6 +47,13 @@ the whole object. Our server runs with ``--rate-default-limit=1000`` (the defaul
 address would refuse 8 parallel downloads). Run it on an otherwise idle machine: alternating makes both servers
 meet the same disturbance, but other work on the same CPUs or disk still moves every figure.
 
+``--storage s3`` measures the same against an S3 store: a MinIO (the test tools' binary, built by
+scripts/build-test-tools.sh when missing) on loopback serves our server's bucket (``s3://...``), and the reference
+is a direct transfer to the same MinIO with curl's own SigV4 signing (``curl --aws-sigv4``: one PUT of the file,
+one GET of the object), the same client program as for our server. Rows: binary-cl, download,
+parallel-binary-cl and parallel-download (an armored body is stored decoded: no S3 reference transfers the same
+bytes), ratio >= 0.8 each.
+
 ``--metrics on`` starts our server with ``--metrics-listen`` and scrapes /metrics every second while the rows run
 (a tenfold busier Prometheus than usual); ``off`` (the default) starts it without metrics.
 
@@ -109,6 +116,14 @@ ROWS = (
     Row("parallel-armored-chunked", "upload", "armored", True, True, 1.0, 100),
     Row("parallel-binary-cl", "upload", "binary", False, True, 1.0, 100),
     Row("parallel-download", "download", "binary", False, True, 1.0, 100),
+)
+
+#: --storage s3: the rows whose reference transfers the same bytes (an armored body is stored decoded)
+S3_ROWS = (
+    Row("binary-cl", "upload", "binary", False, False, 0.8, 64),
+    Row("download", "download", "binary", False, False, 0.8, 64),
+    Row("parallel-binary-cl", "upload", "binary", False, True, 0.8, 100),
+    Row("parallel-download", "download", "binary", False, True, 0.8, 100),
 )
 
 
@@ -244,9 +259,10 @@ class Bench:
 
     label = "ours"
 
-    def __init__(self, server_cmd, work: Path, metrics: bool = False, started=None):
+    def __init__(self, server_cmd, work: Path, metrics: bool = False, started=None, storage_url: str = None,
+                 env: dict = None):
         """``started(self)`` is called once the process runs, so that the caller stops it even if starting
-        fails later."""
+        fails later; ``storage_url`` (default: a directory in ``work``) and ``env`` for an S3 store."""
         self.work = work
         self.stored = {}  # slot -> the body its collection holds
         work.mkdir()
@@ -260,10 +276,11 @@ class Bench:
         self.proc = subprocess.Popen(
             [*server_cmd, "--listen=127.0.0.1:0", "--jwt-secret-key=benchmark-secret-key-benchmark-secret-key",
              f"--config-local-path={work / 'config'}", f"--db-path={work / 'metadata.sqlite3'}",
-             f"--storage-url=file://{work / 'storage'}", "--log-level=warning", "--rate-default-limit=1000",
+             f"--storage-url={storage_url or 'file://' + str(work / 'storage')}", "--log-level=warning",
+             "--rate-default-limit=1000",
              *([f"--metrics-listen=127.0.0.1:{metrics_port}"] if metrics else [])],
             stdout=subprocess.PIPE, stderr=self.log, cwd=str(ROOT),
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         )
         if started:
             started(self)
@@ -420,6 +437,87 @@ http {{
 
     def logs(self) -> str:
         return tail(self.error_log) + tail(self.work / "nginx.out")
+
+
+class MinioStore:
+    """A MinIO on loopback for --storage s3 (tests/minio.py starts it), with a bucket per client."""
+
+    label = "minio"
+
+    def __init__(self, work: Path):
+        sys.path.insert(0, str(ROOT))
+        from tests import minio, support
+
+        binary = minio.find_minio()
+        if binary is None:
+            subprocess.run(["bash", str(ROOT / "scripts" / "build-test-tools.sh")], check=True)
+            binary = minio.find_minio()
+        work.mkdir()
+        self.server = minio.MinioServer(work, binary)
+        self.key, self.secret, self.region = support.S3_KEY, support.S3_SECRET, minio.REGION
+        self._support = support
+        self.server.start()
+        self.version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+        self.credentials = {"AWS_ACCESS_KEY_ID": self.key, "AWS_SECRET_ACCESS_KEY": self.secret}
+
+    @property
+    def endpoint(self) -> str:
+        return self.server.endpoint
+
+    def bucket(self, name: str) -> str:
+        bucket = f"bench-{name}"
+        self._support.s3_client(self.endpoint).create_bucket(
+            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": self.region})
+        return bucket
+
+    def url_for(self, bucket: str) -> str:
+        return f"s3://{bucket}?endpoint={self.endpoint}&disableSSL=true&s3ForcePathStyle=true&region={self.region}"
+
+    def object_size(self, bucket: str, key: str) -> int:
+        return self._support.s3_client(self.endpoint).head_object(Bucket=bucket, Key=key)["ContentLength"]
+
+    def close(self):
+        self.server.stop()
+
+
+class S3Direct:
+    """The reference of --storage s3: curl's own SigV4 PUT and GET of an object in a bucket of the same MinIO."""
+
+    label = "s3-direct"
+
+    def __init__(self, store: MinioStore, started=None):
+        self.store = store
+        self.stored = {}
+        self.pid = None  # MinIO's RSS is not ours: not sampled
+        self.bucket = store.bucket("direct")
+        if started:
+            started(self)
+
+    def close(self):
+        pass
+
+    def cpu_pid(self) -> int:
+        return self.store.server.proc.pid
+
+    def _args(self, slot: int) -> list:
+        return ["--aws-sigv4", f"aws:amz:{self.store.region}:s3", "--user", f"{self.store.key}:{self.store.secret}",
+                "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+                f"http://{self.store.endpoint}/{self.bucket}/bench{slot}/backup.gpg"]
+
+    def upload_args(self, slot: int) -> list:
+        return self._args(slot)  # curl -T: PUT
+
+    def download_args(self, slot: int) -> list:
+        return self._args(slot)
+
+    def check_upload(self, slot: int, code: str, answer: bytes, size: int) -> Optional[str]:
+        if code != "200":
+            return f"HTTP {code} {answer[:300].decode(errors='replace')}"
+        stored = self.store.object_size(self.bucket, f"bench{slot}/backup.gpg")
+        return None if stored == size else f"stored {stored} bytes of {size}"
+
+    def logs(self) -> str:
+        return tail(Path(self.store.server.workdir) / "minio.log")
 
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -645,8 +743,9 @@ def summarize(row: Row, name: str, wire: int, runs: dict) -> dict:
         result[label] = {"mbs": speeds, "median_mbs": statistics.median(speeds), "best_mbs": max(speeds),
                          "cpu_s_per_gb": statistics.median(run["cpu_seconds"] / (wire / 1e9) for run in measured),
                          "machine_busy": statistics.median(run["machine_busy"] for run in measured)}
-    ours = runs["ours"]
-    result["ratio"] = result["ours"]["median_mbs"] / result["nginx"]["median_mbs"]
+    ours, reference = runs["ours"], next(label for label in runs if label != "ours")
+    result["reference"] = reference
+    result["ratio"] = result["ours"]["median_mbs"] / result[reference]["median_mbs"]
     result["rss_before_mib"] = ours[0]["rss_before_mib"]
     result["rss_peak_mib"] = max(run["rss_peak_mib"] for run in ours)
     result["ratio_ok"] = result["ratio"] >= row.ratio_target
@@ -665,13 +764,14 @@ def up(value: float, digits: int) -> float:
 
 
 def show(result: dict, width: int):
-    ours, nginx = result["ours"], result["nginx"]
+    label = result["reference"]
+    ours, nginx = result["ours"], result[label]
     print(f"{result['title']:<{width}}   ours {ours['median_mbs']:5.0f} MB/s (best {ours['best_mbs']:5.0f})   "
-          f"nginx {nginx['median_mbs']:5.0f} MB/s (best {nginx['best_mbs']:5.0f})   {down(result['ratio'], 2):4.2f}x "
+          f"{label} {nginx['median_mbs']:5.0f} MB/s (best {nginx['best_mbs']:5.0f})   {down(result['ratio'], 2):4.2f}x "
           f"(target >= {result['ratio_target']:.2f}: {'ok' if result['ratio_ok'] else 'BELOW'})   "
           f"RSS peak {up(result['rss_peak_mib'], 1):5.1f} MiB (<= {result['rss_limit_mib']:.0f}: "
           f"{'ok' if result['rss_ok'] else 'ABOVE'})", flush=True)
-    print(f"{'':<{width}}   server CPU per GB: ours {ours['cpu_s_per_gb']:.2f} s, nginx {nginx['cpu_s_per_gb']:.2f} s; "
+    print(f"{'':<{width}}   server CPU per GB: ours {ours['cpu_s_per_gb']:.2f} s, {label} {nginx['cpu_s_per_gb']:.2f} s; "
           f"machine busy (both CPUs, clients included): {ours['machine_busy'] * 100:.0f}% / "
           f"{nginx['machine_busy'] * 100:.0f}%", flush=True)
 
@@ -700,17 +800,21 @@ def parse_args(argv):
                         help="record our server with py-spy during its runs: DIR/ROW.speedscope.json and "
                         "DIR/ROW.collapsed.txt per row")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write every row to this JSON file")
+    parser.add_argument("--storage", choices=("local", "s3"), default="local",
+                        help="our server's store: a local directory against nginx (default), or a bucket on MinIO "
+                        "against curl's direct transfers to the same MinIO")
     args = parser.parse_args(argv)
-    names = {row.name for row in ROWS}
+    rows = S3_ROWS if args.storage == "s3" else ROWS
+    names = {row.name for row in rows}
     if args.only:
         wanted = [name.strip() for name in args.only.split(",") if name.strip()]
         unknown = [name for name in wanted if name not in names]
         if unknown or not wanted:
             parser.error(f"--only: unknown row {', '.join(unknown) or '(none given)'}; rows: "
-                         f"{', '.join(row.name for row in ROWS)}")
-        args.rows = [row for row in ROWS if row.name in wanted]
+                         f"{', '.join(row.name for row in rows)}")
+        args.rows = [row for row in rows if row.name in wanted]
     else:
-        args.rows = list(ROWS)
+        args.rows = list(rows)
     if args.runs < 1 or args.size_mib < 2 or args.parallel_mib < 2:
         parser.error("--runs must be at least 1, --size-mib and --parallel-mib at least 2")
     return args
@@ -721,7 +825,7 @@ def main(argv=None) -> int:
     if not shutil.which("curl"):
         raise SystemExit("curl is needed for the benchmark (apt-get install curl)")
     nginx = args.nginx or shutil.which("nginx") or "/usr/sbin/nginx"
-    if not os.access(nginx, os.X_OK):
+    if args.storage == "local" and not os.access(nginx, os.X_OK):
         raise SystemExit(f"nginx is needed as the reference: install Debian's {NGINX_PACKAGE} "
                          f"(apt-get install {NGINX_PACKAGE})")
     py_spy = None
@@ -732,7 +836,7 @@ def main(argv=None) -> int:
 
     server_cmd = [args.server] if args.server else [sys.executable, "-m", "backup_repository"]
     work = Path(tempfile.mkdtemp(prefix="br-bench-"))
-    servers, results = [], []
+    servers, results, stores = [], [], []
     profiler = None
     try:
         needed = {(row.body, row.parallel) for row in args.rows}
@@ -750,8 +854,17 @@ def main(argv=None) -> int:
         sizes = {key: path.stat().st_size for key, path in bodies.items()}
         if args.profile:
             profiler = Profiler(py_spy, Path(args.profile).resolve(), work / "profiles")
-        ours = Bench(server_cmd, work / "ours", args.metrics == "on", started=servers.append)
-        Nginx(nginx, work / "nginx", started=servers.append)
+        if args.storage == "s3":
+            minio = MinioStore(work / "minio")
+            stores.append(minio)
+            ours = Bench(server_cmd, work / "ours", args.metrics == "on", started=servers.append,
+                         storage_url=minio.url_for(minio.bucket("ours")), env=minio.credentials)
+            S3Direct(minio, started=servers.append)
+            reference = f"curl --aws-sigv4 to {minio.version}"
+        else:
+            ours = Bench(server_cmd, work / "ours", args.metrics == "on", started=servers.append)
+            Nginx(nginx, work / "nginx", started=servers.append)
+            reference = f"{nginx_version(nginx)} ({nginx})"
         driver = Driver(work, bodies, profiler)
 
         sized = ", ".join(f"{'8 x ' if parallel else ''}{kind} {size // MIB} MiB"
@@ -759,10 +872,10 @@ def main(argv=None) -> int:
         print(f"bench.py {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs: {sized}; median and best of "
               f"{args.runs} run{'s' if args.runs > 1 else ''} per server, alternating; ours: "
               f"{' '.join(server_cmd)} (metrics {args.metrics}{', profiled by py-spy' if profiler else ''}); "
-              f"{nginx_version(nginx)} ({nginx})", flush=True)
+              f"{reference}", flush=True)
         width = max(len(title(row, sizes)) for row in args.rows)
         for row in args.rows:
-            runs = {"ours": [], "nginx": []}
+            runs = {server.label: [] for server in servers}
             for run in range(args.runs):
                 for server in (servers if run % 2 == 0 else servers[::-1]):
                     runs[server.label].append(driver.measure(server, row))
@@ -775,7 +888,7 @@ def main(argv=None) -> int:
             show(result, width)
 
         below = [f"  {r['name']:<26} {down(r['ratio'], 2):.2f}x < {r['ratio_target']:.2f} (ours "
-                 f"{r['ours']['median_mbs']:.0f}, nginx {r['nginx']['median_mbs']:.0f} MB/s)"
+                 f"{r['ours']['median_mbs']:.0f}, {r['reference']} {r[r['reference']]['median_mbs']:.0f} MB/s)"
                  for r in results if not r["ratio_ok"]]
         above = [f"  {r['name']:<26} {up(r['rss_peak_mib'], 1):.1f} MiB > {r['rss_limit_mib']:.0f} MiB"
                  for r in results if not r["rss_ok"]]
@@ -790,12 +903,14 @@ def main(argv=None) -> int:
     finally:
         if profiler:
             profiler.stop()
-        for server in servers:
+        for server in [*servers, *stores]:
             server.close()
         if args.json:
             Path(args.json).write_text(json.dumps({
                 "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpus": os.cpu_count(), "runs": args.runs,
-                "server": server_cmd, "metrics": args.metrics, "nginx": nginx, "profiled": bool(args.profile),
+                "server": server_cmd, "metrics": args.metrics, "storage": args.storage,
+                "reference": nginx if args.storage == "local" else "curl --aws-sigv4 to MinIO",
+                "profiled": bool(args.profile),
                 "rows": results}, indent=2))
         shutil.rmtree(work, ignore_errors=True)
     return 0
