@@ -90,7 +90,7 @@ class AzureBlobDriver(AzureBlobsStorageDriver):
     """libcloud's Azure Blobs driver on a ``ServiceAddress``, authorised by the account key or by a SAS token."""
 
     def __init__(self, address: ServiceAddress, key: str = None, sas_token: str = None, **kwargs):
-        self._address = address
+        self.address = address
         self._sas_params = parse_qsl(sas_token.lstrip("?"), keep_blank_values=True) if sas_token else None
         if self._sas_params is not None:
             self.connectionCls = SasConnection
@@ -98,9 +98,9 @@ class AzureBlobDriver(AzureBlobsStorageDriver):
                          **kwargs)
 
     def _ex_connection_class_kwargs(self):
-        kwargs = {"host": self._address.host}
-        if self._address.account_in_path:
-            kwargs["account_prefix"] = self._address.account
+        kwargs = {"host": self.address.host}
+        if self.address.account_in_path:
+            kwargs["account_prefix"] = self.address.account
         if self._sas_params is not None:
             kwargs["sas_params"] = self._sas_params
         return kwargs

@@ -123,3 +123,28 @@ def test_azblob_location_describes_itself():
     local = parse_storage_url("azblob://backups?domain=127.0.0.1:10000")
     assert local.describe() == "azblob://backups at 127.0.0.1:10000"
     assert parse_storage_url("azblob://backups").describe() == "azblob://backups"
+
+
+def documented_azure_forms() -> list:
+    """The rows of docs/configuration.md's table of azblob:// forms: (URL, environment, service address)."""
+    import re
+
+    from tests.support import ROOT
+
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    section = text.split("### Azure Blob Storage", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(azblob://[^`]*)` \| `([^`]*)` \| `([^`]*)` \|$", section, re.M)
+    return [(url, dict(pair.split("=", 1) for pair in env.split()), address) for url, env, address in rows]
+
+
+def test_every_documented_azblob_form_reaches_the_documented_address():
+    forms = documented_azure_forms()
+    assert len(forms) >= 7
+    for url, env, address in forms:
+        driver, _ = make_driver(parse_storage_url(url), environ={"AZURE_STORAGE_KEY": AZURITE["AZURE_STORAGE_KEY"],
+                                                                 **env})
+        assert driver.address.url == address, url
+        connection = driver.connection
+        prefix = f"/{connection.account_prefix}" if connection.account_prefix else ""
+        port = "" if connection.port == (443 if connection.secure else 80) else f":{connection.port}"
+        assert f"{'https' if connection.secure else 'http'}://{connection.host}{port}{prefix}" == address, url
