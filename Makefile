@@ -36,10 +36,12 @@ run: $(STAMP)
 	  $(BIN)/backup-repository --provider=filesystem --config-local-path=docs/examples --log-level=info
 
 ## make test: the whole suite (PostgreSQL cases on BR_TEST_PG_DSN, or on a throwaway cluster the tests start);
-## the test tools (kube-apiserver, etcd, helm, MinIO) are built first when missing (scripts/build-test-tools.sh)
+## the test tools (kube-apiserver, etcd, helm, MinIO) are built first when missing (scripts/build-test-tools.sh),
+## and Azurite is installed from npm when missing (scripts/install-azurite.sh): its tests then fail, never skip
 test: $(STAMP)
 	bash scripts/build-test-tools.sh
-	$(BIN)/python -m pytest
+	bash scripts/install-azurite.sh
+	BR_TEST_REQUIRE_AZURITE=1 $(BIN)/python -m pytest
 
 ## make soak: two instances on one PostgreSQL and MinIO, 6 clients for 6 minutes with faults every 20-40 s (kill -9,
 ## database and store frozen, uploads cut), then the end state checked; about 10 minutes (docs/scaling.md#the-soak)

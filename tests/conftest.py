@@ -12,6 +12,8 @@ from tests import pg_cluster, support
 NO_RATE_LIMITS = ("--rate-default-limit=1000000", "--rate-auth-limit=1000000",
                   "--rate-collection-health-limit=1000000", "--rate-server-health-limit=1000000")
 BACKENDS = [("sqlite", "local"), ("sqlite", "s3"), ("postgres", "local"), ("postgres", "s3")]
+#: The collection suite's backends: Azure (Azurite) once, since the databases were shown alike on the others
+STORES = BACKENDS + [("sqlite", "azure")]
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +66,18 @@ def minio_server(tmp_path_factory):
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def azurite_server(tmp_path_factory):
+    """Azurite's Blob service on loopback (tests/azurite.py): a real Azure Blob Storage protocol server."""
+    from tests.azurite import AzuriteServer, require_azurite
+
+    server = AzuriteServer(tmp_path_factory.mktemp("azurite"), require_azurite()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def create_bucket(endpoint: str, object_lock: bool = False) -> str:
     """A new bucket; with ``object_lock``, one created with S3 Object Lock enabled (versioning comes with it)."""
     name = f"br-test-{uuid.uuid4().hex[:12]}"
@@ -79,8 +93,9 @@ def make_backend(request, tmp_path_factory):
     made = []
 
     def make(db: str, storage: str, object_lock: str = None) -> support.Backend:
-        """``storage``: local or s3 (a bucket on MinIO; ``minio`` is the same); ``object_lock`` (s3): governance or
-        compliance — a bucket with Object Lock, and objectLock= in the storage URL."""
+        """``storage``: local, s3 (a bucket on MinIO; ``minio`` is the same) or azure (a fresh container on
+        Azurite); ``object_lock`` (s3): governance or compliance — a bucket with Object Lock, and objectLock= in the
+        storage URL."""
         backend = support.Backend(db, storage)
         work = tmp_path_factory.mktemp(f"{db}-{storage}")
         if db == "sqlite":
@@ -96,6 +111,14 @@ def make_backend(request, tmp_path_factory):
             (work / "storage").mkdir()
             backend.storage_path = work / "storage"
             backend.args.append(f"--storage-url=file://{work / 'storage'}")
+        elif storage == "azure":
+            from tests.azurite import Blobs
+
+            azurite = request.getfixturevalue("azurite_server")
+            backend.blobs = Blobs.create(azurite)
+            backend.bucket = backend.blobs.container_name
+            backend.args.append(f"--storage-url={azurite.storage_url(backend.bucket)}")
+            backend.env.update(AZURE_STORAGE_ACCOUNT=support.AZURE_ACCOUNT, AZURE_STORAGE_KEY=support.AZURE_KEY)
         else:
             endpoint = request.getfixturevalue("minio_server").endpoint
             bucket = create_bucket(endpoint, object_lock=object_lock is not None)

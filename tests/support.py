@@ -2,7 +2,7 @@
 
 Nothing here is mocked: a server is ``python -m backup_repository`` in its own process, PostgreSQL is the one named
 by ``BR_TEST_PG_DSN`` or a throwaway cluster the session starts (tests/pg_cluster.py), S3 is MinIO on loopback
-(tests/minio.py).
+(tests/minio.py), Azure Blob Storage is Azurite (tests/azurite.py).
 """
 
 import json
@@ -29,6 +29,9 @@ SECRETS = Path("v1/secrets")
 JWT_SECRET = "test-secret-key-that-is-long-enough-for-hs256"
 HEALTH_KEY = "health-key-for-tests"
 S3_KEY, S3_SECRET = "test-access-key", "test-secret-key"
+#: Azurite's development account (tests/azurite.py): the name and key its documentation publishes
+AZURE_ACCOUNT = "devstoreaccount1"
+AZURE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 GO_ADMIN_HASH = (
     "JGFyZ29uMmlkJHY9MTkkbT02NTUzNix0PTEscD00JHpuVy9IT2Y4Q3RkdStvNSttYlR2REE9PSRaZlVpRGl2QWV2T2RZNndKYWJBb0FQ"
     "dmM1a1hsemxDNkg2OFY2dGVmNUY0PQ=="
@@ -92,6 +95,7 @@ class Backend:
     storage_path: Path = None  # local storage
     bucket: str = ""  # S3 storage
     s3_endpoint: str = ""
+    blobs: object = None  # Azure storage: tests.azurite.Blobs of the container
     db_params: dict = None  # PostgreSQL
     db_path: Path = None  # SQLite
 
@@ -104,18 +108,34 @@ class Backend:
         if self.storage == "local":
             (self.storage_path / name).parent.mkdir(parents=True, exist_ok=True)
             (self.storage_path / name).write_bytes(data)
+        elif self.blobs is not None:
+            self.blobs.put(name, data)
         else:
             s3_client(self.s3_endpoint).put_object(Bucket=self.bucket, Key=name, Body=data)
 
     def get_object(self, name: str) -> bytes:
         if self.storage == "local":
             return (self.storage_path / name).read_bytes()
+        if self.blobs is not None:
+            return self.blobs.get(name)
         return s3_client(self.s3_endpoint).get_object(Bucket=self.bucket, Key=name)["Body"].read()
 
+    def delete_object(self, name: str):
+        """Delete an object behind the server's back (as an operator's mistake or a failing disk would)."""
+        if self.storage == "local":
+            (self.storage_path / name).unlink()
+        elif self.blobs is not None:
+            self.blobs.delete(name)
+        else:
+            s3_client(self.s3_endpoint).delete_object(Bucket=self.bucket, Key=name)
+
     def objects(self) -> list:
-        """Every object name in the store, plus ``multipart:<name>`` for each unfinished S3 multipart upload."""
+        """Every object name in the store, plus ``multipart:<name>`` for each unfinished S3 multipart upload
+        (``uncommitted:<name>`` for Azure's blocks staged and never committed)."""
         if self.storage == "local":
             return sorted(str(p.relative_to(self.storage_path)) for p in self.storage_path.rglob("*") if p.is_file())
+        if self.blobs is not None:
+            return self.blobs.names()
         client = s3_client(self.s3_endpoint)
         names = [o["Key"] for o in client.list_objects_v2(Bucket=self.bucket).get("Contents", [])]
         uploads = client.list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])
@@ -131,7 +151,7 @@ def with_args(backend, replace: dict):
         args.append(arg)
     return Backend(backend.db, backend.storage, args=args, env=dict(backend.env),
                    storage_path=backend.storage_path, bucket=backend.bucket, s3_endpoint=backend.s3_endpoint,
-                   db_params=backend.db_params, db_path=backend.db_path)
+                   blobs=backend.blobs, db_params=backend.db_params, db_path=backend.db_path)
 
 
 def s3_client(endpoint: str):
@@ -143,7 +163,7 @@ def s3_client(endpoint: str):
 
 #: Secrets every test server knows; no server log may contain them (checked when each server stops).
 STATIC_SECRETS = {"JWT secret": JWT_SECRET, "health-check key": HEALTH_KEY, "password hash": GO_ADMIN_HASH,
-                  "S3 secret key": S3_SECRET}
+                  "S3 secret key": S3_SECRET, "Azure account key": AZURE_KEY}
 #: Servers whose log carried a secret: (log path, what); the session fails at its end when this is not empty.
 LEAKS = []
 
@@ -239,7 +259,7 @@ class Server:
 
 
 def base_env(home: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BR_") and not k.startswith("AWS_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BR_", "AWS_", "AZURE_"))}
     env["HOME"] = str(home)
     env["PYTHONPATH"] = str(ROOT)
     return env

@@ -1,7 +1,9 @@
-"""Objects in an object store (S3 and S3-compatible servers, Google Cloud Storage) through apache-libcloud.
+"""Objects in an object store (S3 and S3-compatible servers, Google Cloud Storage, Azure Blob Storage) through
+apache-libcloud.
 
 A streamed write is an S3 multipart upload: the object appears only when the upload is completed, and libcloud
-aborts the multipart upload when the chunk iterator raises, so a failed upload leaves nothing visible.
+aborts the multipart upload when the chunk iterator raises, so a failed upload leaves nothing visible. On Azure it
+is a block blob written block by block and committed at the end (storage/azure.py): nothing is visible before.
 Every method blocks and runs on the store's thread pool.
 """
 
@@ -10,6 +12,7 @@ import hashlib
 import logging
 import threading
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Callable, Optional
 
 from libcloud.common.types import InvalidCredsError
@@ -33,10 +36,15 @@ def _lock_date(moment: datetime) -> str:
 
 
 def _epoch(text) -> float:
-    """S3 timestamps (``2026-11-27T10:00:00.000Z``) as epoch seconds; 0 when unreadable (treated as old)."""
+    """Store timestamps as epoch seconds: S3's ISO 8601 (``2026-11-27T10:00:00.000Z``) or Azure's HTTP date
+    (``Fri, 27 Nov 2026 10:00:00 GMT``); 0 when unreadable (treated as old)."""
     try:
         return datetime.fromisoformat(str(text).replace("Z", "+00:00")).astimezone(timezone.utc).timestamp()
     except ValueError:
+        pass
+    try:
+        return parsedate_to_datetime(str(text)).timestamp()
+    except (TypeError, ValueError):
         return 0.0
 
 
@@ -116,7 +124,11 @@ class CloudBackend:
                        "x-amz-object-lock-retain-until-date": _lock_date(retain_until)}
         # libcloud takes bytes only; the channel may carry bytearrays (body pieces received into their own buffer)
         pieces = (chunk if isinstance(chunk, bytes) else bytes(chunk) for chunk in chunks)
-        self._driver.upload_object_via_stream(pieces, self._bucket(), name, headers=headers)
+        try:
+            self._driver.upload_object_via_stream(pieces, self._bucket(), name, headers=headers)
+        except BaseException:
+            self._delete_staged(name)
+            raise
         size = self.size(name)
         if size is None:
             raise IOError(f"the store does not show {name} after the upload completed")
@@ -133,6 +145,18 @@ class CloudBackend:
                 self.delete(name)
                 raise
         return size
+
+    def _delete_staged(self, name: str) -> bool:
+        """Azure: drop the blocks of an upload that did not commit (S3: libcloud aborted the multipart upload
+        already). Nothing else owns the name of an upload in progress, so this deletes nobody else's object."""
+        delete_staged = getattr(self._driver, "ex_delete_staged", None)
+        if delete_staged is None:
+            return False
+        try:
+            return delete_staged(self._bucket(), name)
+        except Exception as exc:  # the store will drop them on its own (Azure: after a week)
+            log.warning("cannot drop the staged blocks of %s: %s", name, " ".join(str(exc).split()))
+            return False
 
     def _head(self, name: str) -> dict:
         response = self._driver.connection.request(self._driver._get_object_path(self._bucket(), name),
@@ -233,8 +257,11 @@ class CloudBackend:
                 if not obj.name.startswith(".health-")]
 
     def remove_leftovers(self, name: str, older_than: float) -> int:
-        """Remove ``name`` and abort its multipart uploads begun before ``older_than`` (epoch seconds)."""
+        """Remove ``name`` and abort its multipart uploads begun before ``older_than`` (epoch seconds); on Azure, drop
+        the blocks staged under the name (whatever their age: the service does not tell it)."""
         removed = 1 if self.delete(name) else 0
+        if self._delete_staged(name):  # Azure: an upload cut short by a crash left uncommitted blocks
+            removed += 1
         iterate = getattr(self._driver, "ex_iterate_multipart_uploads", None)
         if iterate is not None:  # S3: an upload cut short by a crash is an unfinished multipart upload
             for upload in iterate(self._bucket(), prefix=name):

@@ -1,5 +1,5 @@
 """Uploads, downloads and listings (docs/api.md#collections) against a real server on every database × storage backend,
-with real gpg and real curl."""
+with real gpg and real curl; and on Azure Blob Storage (Azurite) with SQLite."""
 
 import hashlib
 import json
@@ -9,10 +9,16 @@ import threading
 
 import pytest
 
+from tests.conftest import STORES
 from tests.integration.collections_config import PASSWORD, write_collections_config, version_path
 from tests.support import RawUpload, assert_error, pgp_message, wait_until
 
 STREAM_ERROR = "cannot upload version. cannot upload file, cannot copy stream, error: "
+
+
+@pytest.fixture(params=STORES, ids=[f"{db}-{store}" for db, store in STORES])
+def backend(request, make_backend):
+    return make_backend(*request.param)
 
 
 @pytest.fixture

@@ -106,7 +106,7 @@ def test_two_instances_on_postgresql_and_s3(make_backend, cfg, start_server):
 
 # --- crashes and restarts --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("db, storage", [("postgres", "s3"), ("postgres", "local")])
+@pytest.mark.parametrize("db, storage", [("postgres", "s3"), ("postgres", "local"), ("sqlite", "azure")])
 def test_kill_9_mid_upload_then_restart(db, storage, make_backend, cfg, start_server):
     backend = make_backend(db, storage)
     ledger = Ledger()
@@ -115,7 +115,7 @@ def test_kill_9_mid_upload_then_restart(db, storage, make_backend, cfg, start_se
     assert ledger.upload(server, token, "large", pgp_message(os.urandom(1 << 20))).status_code == 200
 
     raw = RawUpload(server.url, path("large"), token, chunked=True)
-    raw.send(pgp_message(os.urandom(6 << 20))[:-100])  # past S3's first 5 MiB part
+    raw.send(pgp_message(os.urandom(6 << 20))[:-100])  # past S3's first 5 MiB part (Azure's 4 MiB block)
     assert wait_until(lambda: len(backend.objects()) > 1, timeout=10), backend.objects()
     server.proc.send_signal(signal.SIGKILL)
     server.proc.wait(10)
@@ -320,9 +320,9 @@ def test_a_full_disk_is_507_and_leaves_nothing(make_backend, cfg, start_server, 
 
 # --- integrity -------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("db", ["sqlite", "postgres"])
-def test_verify_reports_a_corrupt_byte_and_a_missing_object(db, make_backend, cfg, start_server):
-    backend = make_backend(db, "local")
+@pytest.mark.parametrize("db, storage", [("sqlite", "local"), ("postgres", "local"), ("sqlite", "azure")])
+def test_verify_reports_a_corrupt_byte_and_a_missing_object(db, storage, make_backend, cfg, start_server, tmp_path):
+    backend = make_backend(db, storage)
     server = start_server(backend, cfg)
     token = server.login("admin", PASSWORD)
     for index in range(3):
@@ -330,16 +330,15 @@ def test_verify_reports_a_corrupt_byte_and_a_missing_object(db, make_backend, cf
 
     verify = [sys.executable, "-m", "backup_repository", "--verify", f"--config-local-path={cfg.root}",
               *backend.args]
-    env = {**support.base_env(backend.storage_path), **backend.env}
+    env = {**support.base_env(tmp_path), **backend.env}
     clean = subprocess.run(verify, capture_output=True, text=True, env=env, cwd=str(support.ROOT))
     assert clean.returncode == 0, clean.stderr
     assert clean.stdout == "" and "3 intact, 0 corrupt, 0 missing" in clean.stderr
 
-    stored = backend.storage_path / "docs" / "docs-1.gpg"
-    data = bytearray(stored.read_bytes())
+    data = bytearray(backend.get_object("docs/docs-1.gpg"))
     data[5000] ^= 0x01  # one bit of one byte
-    stored.write_bytes(bytes(data))
-    (backend.storage_path / "docs" / "docs-3.gpg").unlink()
+    backend.put_object("docs/docs-1.gpg", bytes(data))
+    backend.delete_object("docs/docs-3.gpg")
 
     found = subprocess.run(verify, capture_output=True, text=True, env=env, cwd=str(support.ROOT))
     assert found.returncode == 1

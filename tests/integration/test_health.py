@@ -5,11 +5,18 @@ import shutil
 import pytest
 import requests
 
+from tests.conftest import STORES
 from tests.support import HEALTH_KEY, wait_until
 
 INVALID = ("health code invalid. Should be provided withing 'Authorization' header or 'code' query string. "
            "Must match --health-check-code commandline switch value")
 CHECKS = ["DbValidator", "StorageAvailabilityValidator", "ConfigurationProviderValidator"]
+
+
+@pytest.fixture(params=STORES, ids=[f"{db}-{store}" for db, store in STORES])
+def backend(request, make_backend):
+    """Every database × store, and Azure: /ready's storage check is a round trip through the store."""
+    return make_backend(*request.param)
 
 
 def test_health_needs_nothing(backend, config, start_server):
