@@ -1,4 +1,4 @@
-"""Objects in an object store (S3 and S3-compatible servers, Google Cloud Storage) through apache-libcloud.
+"""Objects in an S3 store (AWS S3 and S3-compatible servers such as MinIO) through apache-libcloud.
 
 A streamed write is an S3 multipart upload: the object appears only when the upload is completed, and libcloud
 aborts the multipart upload when the chunk iterator raises, so a failed upload leaves nothing visible.

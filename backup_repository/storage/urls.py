@@ -8,10 +8,10 @@ libcloud drivers.
   has no further effect. ``objectLock=governance|compliance``: objects of collections with a minimumRetention are
   written under S3 Object Lock (the bucket must have it enabled).
 - ``gs://bucket``, or a bare bucket name with ``--use-google-cloud``: Google Cloud Storage with the service
-  account file named by ``GOOGLE_APPLICATION_CREDENTIALS``.
+  account file named by ``GOOGLE_APPLICATION_CREDENTIALS``, or on the emulator named by ``STORAGE_EMULATOR_HOST``
+  (storage/gcs.py).
 """
 
-import json
 import os
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
@@ -79,8 +79,8 @@ def parse_storage_url(url: str, use_google_cloud: bool = False) -> StorageLocati
 
 
 def make_driver(location: StorageLocation, environ=os.environ):
-    """Return (libcloud driver, container name) for an object-store location (local directories are served by
-    storage/local.py, not by libcloud)."""
+    """Return (libcloud driver, container name) for an S3 location (local directories are served by
+    storage/local.py, Google Cloud Storage by storage/gcs.py)."""
     from libcloud.storage.providers import get_driver
     from libcloud.storage.types import Provider
 
@@ -104,23 +104,5 @@ def make_driver(location: StorageLocation, environ=os.environ):
             if not kwargs["host"]:
                 raise StorageConfigError(f"endpoint {endpoint!r}: expected host:port")
         return get_driver(Provider.S3)(key, secret, **kwargs), location.bucket
-
-    if location.scheme == "gs":
-        credentials = environ.get("GOOGLE_APPLICATION_CREDENTIALS")
-        if not credentials:
-            raise StorageConfigError(
-                "Google Cloud Storage needs GOOGLE_APPLICATION_CREDENTIALS naming a service account JSON key file"
-            )
-        try:
-            with open(credentials, encoding="utf-8") as handle:
-                account = json.load(handle)
-        except (OSError, ValueError) as exc:
-            raise StorageConfigError(f"cannot read GOOGLE_APPLICATION_CREDENTIALS file {credentials}: {exc}") from None
-        return (
-            get_driver(Provider.GOOGLE_STORAGE)(
-                account.get("client_email"), credentials, project=account.get("project_id")
-            ),
-            location.bucket,
-        )
 
     raise StorageConfigError(f"unsupported storage scheme {location.scheme!r}")
