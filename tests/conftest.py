@@ -15,6 +15,8 @@ from tests import pg_cluster, support
 NO_RATE_LIMITS = ("--rate-default-limit=1000000", "--rate-auth-limit=1000000",
                   "--rate-collection-health-limit=1000000", "--rate-server-health-limit=1000000")
 BACKENDS = [("sqlite", "local"), ("sqlite", "s3"), ("postgres", "local"), ("postgres", "s3")]
+#: The collection suite (test_collections_api.py) runs on these too: Google Cloud Storage on its emulator.
+GCS_BACKENDS = [("sqlite", "gcs")]
 
 
 @pytest.fixture(scope="session")
@@ -90,6 +92,18 @@ def minio_server(tmp_path_factory):
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory):
+    """fake-gcs-server on loopback (tests/gcs.py): the GCS emulator, for gs:// storage; the ``GcsServer``."""
+    from tests.gcs import GcsServer, require_fake_gcs_server
+
+    server = GcsServer(tmp_path_factory.mktemp("gcs"), require_fake_gcs_server()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def create_bucket(endpoint: str, object_lock: bool = False) -> str:
     """A new bucket; with ``object_lock``, one created with S3 Object Lock enabled (versioning comes with it)."""
     name = f"br-test-{uuid.uuid4().hex[:12]}"
@@ -105,8 +119,8 @@ def make_backend(request, tmp_path_factory):
     made = []
 
     def make(db: str, storage: str, object_lock: str = None) -> support.Backend:
-        """``storage``: local, s3 (moto) or minio; ``object_lock`` (s3 and minio): governance or compliance — a
-        bucket with Object Lock, and objectLock= in the storage URL."""
+        """``storage``: local, s3 (moto), minio or gcs (fake-gcs-server); ``object_lock`` (s3 and minio): governance
+        or compliance — a bucket with Object Lock, and objectLock= in the storage URL."""
         backend = support.Backend(db, storage)
         work = tmp_path_factory.mktemp(f"{db}-{storage}")
         if db == "sqlite":
@@ -122,6 +136,11 @@ def make_backend(request, tmp_path_factory):
             (work / "storage").mkdir()
             backend.storage_path = work / "storage"
             backend.args.append(f"--storage-url=file://{work / 'storage'}")
+        elif storage == "gcs":
+            gcs = request.getfixturevalue("gcs_server")
+            backend.bucket, backend.gcs_endpoint = gcs.create_bucket(), gcs.endpoint
+            backend.args.append(f"--storage-url=gs://{backend.bucket}")
+            backend.env["STORAGE_EMULATOR_HOST"] = gcs.endpoint
         else:
             endpoint = (request.getfixturevalue("minio_server").endpoint if storage == "minio"
                         else request.getfixturevalue("s3_server"))

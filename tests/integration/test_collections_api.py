@@ -1,5 +1,5 @@
 """Uploads, downloads and listings (docs/api.md#collections) against a real server on every database × storage backend,
-with real gpg and real curl."""
+Google Cloud Storage's emulator included, with real gpg and real curl."""
 
 import hashlib
 import json
@@ -9,10 +9,17 @@ import threading
 
 import pytest
 
+from tests.conftest import BACKENDS, GCS_BACKENDS
 from tests.integration.collections_config import PASSWORD, write_collections_config, version_path
 from tests.support import RawUpload, assert_error, pgp_message, wait_until
 
 STREAM_ERROR = "cannot upload version. cannot upload file, cannot copy stream, error: "
+
+
+@pytest.fixture(params=BACKENDS + GCS_BACKENDS, ids=[f"{db}-{st}" for db, st in BACKENDS + GCS_BACKENDS])
+def backend(request, make_backend):
+    """conftest's backends and gs:// on fake-gcs-server (tests/gcs.py)."""
+    return make_backend(*request.param)
 
 
 @pytest.fixture

@@ -320,26 +320,26 @@ def test_a_full_disk_is_507_and_leaves_nothing(make_backend, cfg, start_server, 
 
 # --- integrity -------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("db", ["sqlite", "postgres"])
-def test_verify_reports_a_corrupt_byte_and_a_missing_object(db, make_backend, cfg, start_server):
-    backend = make_backend(db, "local")
+@pytest.mark.parametrize("db, storage", [("sqlite", "local"), ("postgres", "local"), ("sqlite", "gcs")])
+def test_verify_reports_a_corrupt_byte_and_a_missing_object(db, storage, make_backend, cfg, start_server):
+    backend = make_backend(db, storage)
     server = start_server(backend, cfg)
+    assert server.get("/ready", params={"code": support.HEALTH_KEY}).status_code == 200  # the storage round trip
     token = server.login("admin", PASSWORD)
     for index in range(3):
         assert server.request("POST", path("docs"), token, data=pgp_message(os.urandom(10_000))).status_code == 200
 
     verify = [sys.executable, "-m", "backup_repository", "--verify", f"--config-local-path={cfg.root}",
               *backend.args]
-    env = {**support.base_env(backend.storage_path), **backend.env}
+    env = {**support.base_env(cfg.root.parent), **backend.env}
     clean = subprocess.run(verify, capture_output=True, text=True, env=env, cwd=str(support.ROOT))
     assert clean.returncode == 0, clean.stderr
     assert clean.stdout == "" and "3 intact, 0 corrupt, 0 missing" in clean.stderr
 
-    stored = backend.storage_path / "docs" / "docs-1.gpg"
-    data = bytearray(stored.read_bytes())
+    data = bytearray(backend.get_object("docs/docs-1.gpg"))
     data[5000] ^= 0x01  # one bit of one byte
-    stored.write_bytes(bytes(data))
-    (backend.storage_path / "docs" / "docs-3.gpg").unlink()
+    backend.put_object("docs/docs-1.gpg", bytes(data))
+    backend.delete_object("docs/docs-3.gpg")
 
     found = subprocess.run(verify, capture_output=True, text=True, env=env, cwd=str(support.ROOT))
     assert found.returncode == 1
