@@ -36,7 +36,7 @@ run: $(STAMP)
 	  $(BIN)/backup-repository --provider=filesystem --config-local-path=docs/examples --log-level=info
 
 ## make test: the whole suite (PostgreSQL cases on BR_TEST_PG_DSN, or on a throwaway cluster the tests start);
-## the test tools (kube-apiserver, etcd, helm, MinIO) are built first when missing (scripts/build-test-tools.sh)
+## the test tools (kube-apiserver, etcd, helm, MinIO, fake-gcs-server) are built first when missing (scripts/build-test-tools.sh)
 test: $(STAMP)
 	bash scripts/build-test-tools.sh
 	$(BIN)/python -m pytest

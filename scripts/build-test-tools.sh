@@ -13,14 +13,14 @@
 #   $BR_TEST_TOOLS/VERSIONS             one "name version" line per binary built
 #
 # BR_TEST_TOOLS defaults to ~/.cache/backup-repository/test-tools. Idempotent: a binary whose VERSIONS line
-# matches the pin is not built again, so with both in place the script exits at once. The Go module and build
+# matches the pin is not built again, so with all in place the script exits at once. The Go module and build
 # caches live in the same directory (gomod/, gocache/), so that a build cut short resumes where it stopped; once
-# both binaries are built the build cache (2.3 GB) is emptied unless BR_TEST_TOOLS_KEEP_GOCACHE=1, and the module
+# all binaries are built the build cache (2.3 GB) is emptied unless BR_TEST_TOOLS_KEEP_GOCACHE=1, and the module
 # cache (0.8 GB) is kept: a later pin bump downloads only what changed. What stays is about 0.9 GB; deleting any
 # of it, or the whole directory, is always safe.
 #
-# A cold build takes 6 to 9 minutes on 2 cores (etcd under 1, kube-apiserver 2.5 to 4, helm 1 to 2, MinIO about 2;
-# downloads some 20 s) and up to 1.8 GB of memory; more on a machine busy with other work.
+# A cold build takes 8 to 11 minutes on 2 cores (etcd under 1, kube-apiserver 2.5 to 4, helm 1 to 2, MinIO about 2,
+# fake-gcs-server under 2: 107 s alone with empty caches, 86 s after MinIO's modules; downloads some 30 s) and up to 1.8 GB of memory; more on a machine busy with other work.
 # Needs Go >= 1.26 (the etcd pin requires it) and the Go module proxy; nothing else is downloaded.
 set -euo pipefail
 
