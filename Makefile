@@ -36,8 +36,9 @@ run: $(STAMP)
 	  $(BIN)/backup-repository --provider=filesystem --config-local-path=docs/examples --log-level=info
 
 ## make test: the whole suite (PostgreSQL cases on BR_TEST_PG_DSN, or on a throwaway cluster the tests start);
-## the test tools (kube-apiserver, etcd, helm, MinIO) are built first when missing (scripts/build-test-tools.sh),
-## and Azurite is installed from npm when missing (scripts/install-azurite.sh): its tests then fail, never skip
+## the test tools (kube-apiserver, etcd, helm, MinIO, fake-gcs-server) are built first when missing
+## (scripts/build-test-tools.sh), and Azurite is installed from npm when missing (scripts/install-azurite.sh): its
+## tests then fail, never skip
 test: $(STAMP)
 	bash scripts/build-test-tools.sh
 	bash scripts/install-azurite.sh

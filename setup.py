@@ -16,6 +16,8 @@ setup(
         "pyjwt>=2.8",
         "argon2-cffi>=23.1",
         "apache-libcloud>=3.8",
+        # gs:// storage: Google's own client of the JSON API (storage/gcs.py says why not libcloud's XML driver)
+        "google-cloud-storage>=3.0",
         "croniter>=2.0",
         "pyyaml>=6.0",
         # CRC-24 of ASCII-armored uploads at C speed (docs/security.md): ~15 GB/s here, where a pure-Python table

@@ -8,17 +8,19 @@
 #   $BR_TEST_TOOLS/bin/helm             helm.sh/helm/v3/cmd/helm at $HELM_VERSION (the chart's tests)
 #   $BR_TEST_TOOLS/bin/minio            github.com/minio/minio at $MINIO_VERSION (a real S3 server: signatures,
 #                                       versioning, Object Lock; tests/minio.py starts it)
+#   $BR_TEST_TOOLS/bin/fake-gcs-server  github.com/fsouza/fake-gcs-server at $FAKE_GCS_VERSION (the Google Cloud
+#                                       Storage emulator; tests/gcs.py starts it)
 #   $BR_TEST_TOOLS/VERSIONS             one "name version" line per binary built
 #
 # BR_TEST_TOOLS defaults to ~/.cache/backup-repository/test-tools. Idempotent: a binary whose VERSIONS line
-# matches the pin is not built again, so with both in place the script exits at once. The Go module and build
+# matches the pin is not built again, so with all in place the script exits at once. The Go module and build
 # caches live in the same directory (gomod/, gocache/), so that a build cut short resumes where it stopped; once
-# both binaries are built the build cache (2.3 GB) is emptied unless BR_TEST_TOOLS_KEEP_GOCACHE=1, and the module
+# all binaries are built the build cache (2.3 GB) is emptied unless BR_TEST_TOOLS_KEEP_GOCACHE=1, and the module
 # cache (0.8 GB) is kept: a later pin bump downloads only what changed. What stays is about 0.9 GB; deleting any
 # of it, or the whole directory, is always safe.
 #
-# A cold build takes 6 to 9 minutes on 2 cores (etcd under 1, kube-apiserver 2.5 to 4, helm 1 to 2, MinIO about 2;
-# downloads some 20 s) and up to 1.8 GB of memory; more on a machine busy with other work.
+# A cold build takes 8 to 11 minutes on 2 cores (etcd under 1, kube-apiserver 2.5 to 4, helm 1 to 2, MinIO about 2,
+# fake-gcs-server under 2: 107 s alone with empty caches, 86 s after MinIO's modules; downloads some 30 s) and up to 1.8 GB of memory; more on a machine busy with other work.
 # Needs Go >= 1.26 (the etcd pin requires it) and the Go module proxy; nothing else is downloaded.
 set -euo pipefail
 
@@ -27,6 +29,7 @@ ETCD_VERSION=v3.6.16  # k8s 1.34 ships with etcd 3.6; a later 3.6 patch release 
 HELM_VERSION=v3.19.5  # helm 3.19 is built on the Kubernetes 1.34 libraries
 # MinIO publishes no semantic versions to the module proxy, only its commits: this one is of 2026-02-12
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+FAKE_GCS_VERSION=v1.56.1  # the GCS emulator the Go Cloud and Google client libraries test against
 
 TOOLS=${BR_TEST_TOOLS:-$HOME/.cache/backup-repository/test-tools}
 BIN=$TOOLS/bin
@@ -39,9 +42,9 @@ is_built() {  # name version
 }
 HELM_BUILD="$HELM_VERSION-k8s$(echo "${KUBE_VERSION#v}" | cut -d. -f1,2)"  # helm, stamped with the API server's version
 if is_built kube-apiserver "$KUBE_VERSION" && is_built etcd "$ETCD_VERSION" && is_built helm "$HELM_BUILD" \
-    && is_built minio "$MINIO_VERSION"; then
+    && is_built minio "$MINIO_VERSION" && is_built fake-gcs-server "$FAKE_GCS_VERSION"; then
   echo "test tools already built in $TOOLS (kube-apiserver $KUBE_VERSION, etcd $ETCD_VERSION, helm $HELM_VERSION," \
-    "minio $MINIO_VERSION)"
+    "minio $MINIO_VERSION, fake-gcs-server $FAKE_GCS_VERSION)"
   exit 0
 fi
 
@@ -156,12 +159,19 @@ build_minio() {
   step "minio: built, $("$BIN/minio" --version | sed -n 1p)"
 }
 
+build_fake_gcs_server() {
+  build_module fake-gcs-server github.com/fsouza/fake-gcs-server "$FAKE_GCS_VERSION" ""
+  record_version fake-gcs-server "$FAKE_GCS_VERSION"
+  step "fake-gcs-server: built, $(du -h "$BIN/fake-gcs-server" | cut -f1)"
+}
+
 is_built etcd "$ETCD_VERSION" || build_etcd
 is_built kube-apiserver "$KUBE_VERSION" || build_kube_apiserver
 is_built helm "$HELM_BUILD" || build_helm
 is_built minio "$MINIO_VERSION" || build_minio
+is_built fake-gcs-server "$FAKE_GCS_VERSION" || build_fake_gcs_server
 
 if [ "${BR_TEST_TOOLS_KEEP_GOCACHE:-0}" != 1 ]; then
   go clean -cache
 fi
-step "done: $BIN/kube-apiserver, $BIN/etcd, $BIN/helm, $BIN/minio; $TOOLS holds $(du -sh "$TOOLS" | cut -f1) (bin/ $(du -sh "$BIN" | cut -f1))"
+step "done: $BIN/kube-apiserver, $BIN/etcd, $BIN/helm, $BIN/minio, $BIN/fake-gcs-server; $TOOLS holds $(du -sh "$TOOLS" | cut -f1) (bin/ $(du -sh "$BIN" | cut -f1))"

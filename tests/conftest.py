@@ -12,8 +12,9 @@ from tests import pg_cluster, support
 NO_RATE_LIMITS = ("--rate-default-limit=1000000", "--rate-auth-limit=1000000",
                   "--rate-collection-health-limit=1000000", "--rate-server-health-limit=1000000")
 BACKENDS = [("sqlite", "local"), ("sqlite", "s3"), ("postgres", "local"), ("postgres", "s3")]
-#: The collection suite's backends: Azure (Azurite) once, since the databases were shown alike on the others
-STORES = BACKENDS + [("sqlite", "azure")]
+#: The collection suite's backends: Azure (Azurite) and Google Cloud Storage (fake-gcs-server) once each, since
+#: the databases were shown alike on the others
+STORES = BACKENDS + [("sqlite", "azure"), ("sqlite", "gcs")]
 
 
 @pytest.fixture(scope="session")
@@ -78,6 +79,18 @@ def azurite_server(tmp_path_factory):
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory):
+    """fake-gcs-server on loopback (tests/gcs.py): the GCS emulator, for gs:// storage; the ``GcsServer``."""
+    from tests.gcs import GcsServer, require_fake_gcs_server
+
+    server = GcsServer(tmp_path_factory.mktemp("gcs"), require_fake_gcs_server()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def create_bucket(endpoint: str, object_lock: bool = False) -> str:
     """A new bucket; with ``object_lock``, one created with S3 Object Lock enabled (versioning comes with it)."""
     name = f"br-test-{uuid.uuid4().hex[:12]}"
@@ -93,9 +106,9 @@ def make_backend(request, tmp_path_factory):
     made = []
 
     def make(db: str, storage: str, object_lock: str = None) -> support.Backend:
-        """``storage``: local, s3 (a bucket on MinIO; ``minio`` is the same) or azure (a fresh container on
-        Azurite); ``object_lock`` (s3): governance or compliance — a bucket with Object Lock, and objectLock= in the
-        storage URL."""
+        """``storage``: local, s3 (a bucket on MinIO; ``minio`` is the same), azure (a fresh container on Azurite)
+        or gcs (a fresh bucket on fake-gcs-server); ``object_lock`` (s3): governance or compliance — a bucket with
+        Object Lock, and objectLock= in the storage URL."""
         backend = support.Backend(db, storage)
         work = tmp_path_factory.mktemp(f"{db}-{storage}")
         if db == "sqlite":
@@ -119,6 +132,11 @@ def make_backend(request, tmp_path_factory):
             backend.bucket = backend.blobs.container_name
             backend.args.append(f"--storage-url={azurite.storage_url(backend.bucket)}")
             backend.env.update(AZURE_STORAGE_ACCOUNT=support.AZURE_ACCOUNT, AZURE_STORAGE_KEY=support.AZURE_KEY)
+        elif storage == "gcs":
+            gcs = request.getfixturevalue("gcs_server")
+            backend.bucket, backend.gcs_endpoint = gcs.create_bucket(), gcs.endpoint
+            backend.args.append(f"--storage-url=gs://{backend.bucket}")
+            backend.env["STORAGE_EMULATOR_HOST"] = gcs.endpoint
         else:
             endpoint = request.getfixturevalue("minio_server").endpoint
             bucket = create_bucket(endpoint, object_lock=object_lock is not None)

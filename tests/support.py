@@ -96,6 +96,7 @@ class Backend:
     bucket: str = ""  # S3 storage
     s3_endpoint: str = ""
     blobs: object = None  # Azure storage: tests.azurite.Blobs of the container
+    gcs_endpoint: str = ""  # gcs storage: the emulator's host:port (STORAGE_EMULATOR_HOST)
     db_params: dict = None  # PostgreSQL
     db_path: Path = None  # SQLite
 
@@ -110,6 +111,8 @@ class Backend:
             (self.storage_path / name).write_bytes(data)
         elif self.blobs is not None:
             self.blobs.put(name, data)
+        elif self.storage == "gcs":
+            gcs_bucket(self.gcs_endpoint, self.bucket).blob(name).upload_from_string(data)
         else:
             s3_client(self.s3_endpoint).put_object(Bucket=self.bucket, Key=name, Body=data)
 
@@ -118,6 +121,8 @@ class Backend:
             return (self.storage_path / name).read_bytes()
         if self.blobs is not None:
             return self.blobs.get(name)
+        if self.storage == "gcs":
+            return gcs_bucket(self.gcs_endpoint, self.bucket).blob(name).download_as_bytes()
         return s3_client(self.s3_endpoint).get_object(Bucket=self.bucket, Key=name)["Body"].read()
 
     def delete_object(self, name: str):
@@ -126,16 +131,21 @@ class Backend:
             (self.storage_path / name).unlink()
         elif self.blobs is not None:
             self.blobs.delete(name)
+        elif self.storage == "gcs":
+            gcs_bucket(self.gcs_endpoint, self.bucket).blob(name).delete()
         else:
             s3_client(self.s3_endpoint).delete_object(Bucket=self.bucket, Key=name)
 
     def objects(self) -> list:
         """Every object name in the store, plus ``multipart:<name>`` for each unfinished S3 multipart upload
-        (``uncommitted:<name>`` for Azure's blocks staged and never committed)."""
+        (``uncommitted:<name>`` for Azure's blocks staged and never committed; GCS lists no unfinished upload: they
+        are invisible)."""
         if self.storage == "local":
             return sorted(str(p.relative_to(self.storage_path)) for p in self.storage_path.rglob("*") if p.is_file())
         if self.blobs is not None:
             return self.blobs.names()
+        if self.storage == "gcs":
+            return sorted(blob.name for blob in gcs_bucket(self.gcs_endpoint, self.bucket).list_blobs())
         client = s3_client(self.s3_endpoint)
         names = [o["Key"] for o in client.list_objects_v2(Bucket=self.bucket).get("Contents", [])]
         uploads = client.list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])
@@ -143,15 +153,24 @@ class Backend:
 
 
 def with_args(backend, replace: dict):
-    """The backend's flags with some values replaced (e.g. the database port by a proxy's)."""
-    args = []
-    for arg in backend.args:
+    """The backend's flags and environment with some values replaced (e.g. the database port by a proxy's, the
+    GCS emulator's address in STORAGE_EMULATOR_HOST)."""
+    def replaced(text):
         for old, new in replace.items():
-            arg = arg.replace(old, new)
-        args.append(arg)
-    return Backend(backend.db, backend.storage, args=args, env=dict(backend.env),
+            text = text.replace(old, new)
+        return text
+
+    return Backend(backend.db, backend.storage, args=[replaced(arg) for arg in backend.args],
+                   env={name: replaced(value) for name, value in backend.env.items()},
                    storage_path=backend.storage_path, bucket=backend.bucket, s3_endpoint=backend.s3_endpoint,
-                   blobs=backend.blobs, db_params=backend.db_params, db_path=backend.db_path)
+                   blobs=backend.blobs, gcs_endpoint=backend.gcs_endpoint,
+                   db_params=backend.db_params, db_path=backend.db_path)
+
+
+def gcs_bucket(endpoint: str, name: str):
+    from tests.gcs import client
+
+    return client(endpoint).bucket(name)
 
 
 def s3_client(endpoint: str):

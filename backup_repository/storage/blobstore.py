@@ -1,8 +1,8 @@
 """The blob store: objects named ``{collectionId}/{filename}`` in one bucket or directory
 (docs/configuration.md#storage-urls).
 
-Two backends share one small interface: ``LocalBackend`` (a local directory) and ``CloudBackend`` (S3 and GCS via
-apache-libcloud). Their calls block, so they never run on the event loop: short operations use a small thread
+Three backends share one small interface: ``LocalBackend`` (a local directory), ``CloudBackend`` (S3 via
+apache-libcloud) and ``GcsBackend`` (Google Cloud Storage via Google's client library). Their calls block, so they never run on the event loop: short operations use a small thread
 pool, and each streamed transfer gets a thread of its own pool so that long uploads and downloads cannot starve
 health checks or deletions.
 
@@ -67,6 +67,11 @@ class BlobStore:
                     f"the storage directory {location.bucket} does not exist; create it or fix --storage-url"
                 )
             return cls(location, LocalBackend(location.bucket))
+        if location.scheme == "gs":
+            from backup_repository.storage import gcs  # Google's client library only when used
+
+            gcs.make_client(os.environ)  # missing credentials are refused here, at start-up
+            return cls(location, gcs.GcsBackend(lambda: gcs.make_client(os.environ), location.bucket))
         from backup_repository.storage.cloud import CloudBackend  # libcloud (and requests) only when used
 
         _, container = make_driver(location)  # a wrong URL or missing credentials are refused here, at start-up

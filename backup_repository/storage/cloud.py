@@ -1,4 +1,4 @@
-"""Objects in an object store (S3 and S3-compatible servers, Google Cloud Storage, Azure Blob Storage) through
+"""Objects in an S3 store (AWS S3 and S3-compatible servers such as MinIO) or Azure Blob Storage through
 apache-libcloud.
 
 A streamed write is an S3 multipart upload: the object appears only when the upload is completed, and libcloud

@@ -8,7 +8,8 @@ libcloud drivers.
   has no further effect. ``objectLock=governance|compliance``: objects of collections with a minimumRetention are
   written under S3 Object Lock (the bucket must have it enabled).
 - ``gs://bucket``, or a bare bucket name with ``--use-google-cloud``: Google Cloud Storage with the service
-  account file named by ``GOOGLE_APPLICATION_CREDENTIALS``.
+  account file named by ``GOOGLE_APPLICATION_CREDENTIALS``, or on the emulator named by ``STORAGE_EMULATOR_HOST``
+  (storage/gcs.py).
 - ``azblob://container``: Azure Blob Storage, as Go Cloud's azureblob opener reads it: the account from
   ``AZURE_STORAGE_ACCOUNT`` (or ``storage_account=``), signed with ``AZURE_STORAGE_KEY`` or authorised by
   ``AZURE_STORAGE_SAS_TOKEN``; ``domain=``, ``protocol=``, ``cdn=`` and ``localemu=`` (or ``AZURE_STORAGE_DOMAIN``,
@@ -18,7 +19,6 @@ libcloud drivers.
 
 import base64
 import binascii
-import json
 import os
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
@@ -154,8 +154,8 @@ def _azure_driver(location: StorageLocation, environ):
 
 
 def make_driver(location: StorageLocation, environ=os.environ):
-    """Return (libcloud driver, container name) for an object-store location (local directories are served by
-    storage/local.py, not by libcloud)."""
+    """Return (libcloud driver, container name) for an S3 or Azure location (local directories are served by
+    storage/local.py, Google Cloud Storage by storage/gcs.py)."""
     from libcloud.storage.providers import get_driver
     from libcloud.storage.types import Provider
 
@@ -179,24 +179,6 @@ def make_driver(location: StorageLocation, environ=os.environ):
             if not kwargs["host"]:
                 raise StorageConfigError(f"endpoint {endpoint!r}: expected host:port")
         return get_driver(Provider.S3)(key, secret, **kwargs), location.bucket
-
-    if location.scheme == "gs":
-        credentials = environ.get("GOOGLE_APPLICATION_CREDENTIALS")
-        if not credentials:
-            raise StorageConfigError(
-                "Google Cloud Storage needs GOOGLE_APPLICATION_CREDENTIALS naming a service account JSON key file"
-            )
-        try:
-            with open(credentials, encoding="utf-8") as handle:
-                account = json.load(handle)
-        except (OSError, ValueError) as exc:
-            raise StorageConfigError(f"cannot read GOOGLE_APPLICATION_CREDENTIALS file {credentials}: {exc}") from None
-        return (
-            get_driver(Provider.GOOGLE_STORAGE)(
-                account.get("client_email"), credentials, project=account.get("project_id")
-            ),
-            location.bucket,
-        )
 
     if location.scheme == "azblob":
         return _azure_driver(location, environ), location.bucket

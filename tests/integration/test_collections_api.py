@@ -1,5 +1,5 @@
 """Uploads, downloads and listings (docs/api.md#collections) against a real server on every database × storage backend,
-with real gpg and real curl; and on Azure Blob Storage (Azurite) with SQLite."""
+with real gpg and real curl; and on Azure Blob Storage (Azurite) and Google Cloud Storage's emulator with SQLite."""
 
 import hashlib
 import json

@@ -89,7 +89,7 @@ def cpu_seconds(pid: int, thread: int = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-@pytest.mark.parametrize("storage", ["local", "s3", "azure"])
+@pytest.mark.parametrize("storage", ["local", "s3", "azure", "gcs"])
 def test_a_large_download_and_ranges_at_odd_offsets(make_backend, cfg, start_server, storage):
     server = start_server(make_backend("sqlite", storage), cfg)
     token = server.login("admin", PASSWORD)

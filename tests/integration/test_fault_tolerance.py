@@ -320,10 +320,12 @@ def test_a_full_disk_is_507_and_leaves_nothing(make_backend, cfg, start_server, 
 
 # --- integrity -------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("db, storage", [("sqlite", "local"), ("postgres", "local"), ("sqlite", "azure")])
+@pytest.mark.parametrize("db, storage", [("sqlite", "local"), ("postgres", "local"), ("sqlite", "azure"),
+                                         ("sqlite", "gcs")])
 def test_verify_reports_a_corrupt_byte_and_a_missing_object(db, storage, make_backend, cfg, start_server, tmp_path):
     backend = make_backend(db, storage)
     server = start_server(backend, cfg)
+    assert server.get("/ready", params={"code": support.HEALTH_KEY}).status_code == 200  # the storage round trip
     token = server.login("admin", PASSWORD)
     for index in range(3):
         assert server.request("POST", path("docs"), token, data=pgp_message(os.urandom(10_000))).status_code == 200

@@ -1,5 +1,6 @@
 import pytest
 
+from backup_repository.storage.gcs import emulator_endpoint, make_client
 from backup_repository.storage.urls import StorageConfigError, make_driver, parse_storage_url
 
 
@@ -30,7 +31,21 @@ def test_google_cloud_forms():
     bare = parse_storage_url("my-bucket", use_google_cloud=True)
     assert (bare.scheme, bare.bucket) == ("gs", "my-bucket")
     with pytest.raises(StorageConfigError, match="GOOGLE_APPLICATION_CREDENTIALS"):
-        make_driver(bare, environ={})
+        make_client(environ={})
+    with pytest.raises(StorageConfigError, match="cannot read GOOGLE_APPLICATION_CREDENTIALS file /nonexistent"):
+        make_client(environ={"GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent"})
+
+
+@pytest.mark.parametrize("variable, endpoint", [("127.0.0.1:4443", "http://127.0.0.1:4443"),
+                                                ("http://gcs:4443/", "http://gcs:4443"),
+                                                ("https://gcs.example", "https://gcs.example")])
+def test_the_gcs_emulator_variable_as_google_clients_read_it(variable, endpoint):
+    """STORAGE_EMULATOR_HOST: host:port is plain HTTP (as the Go client, and so Go Cloud, reads it); no credentials
+    are needed."""
+    assert emulator_endpoint({"STORAGE_EMULATOR_HOST": variable}) == endpoint
+    client = make_client(environ={"STORAGE_EMULATOR_HOST": variable})
+    assert client._connection.API_BASE_URL == endpoint
+    assert emulator_endpoint({}) is None
 
 
 @pytest.mark.parametrize("url", ["", "ftp://x", "file://relative/dir", "file:///", "s3://", "my-bucket"])
