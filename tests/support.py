@@ -173,11 +173,11 @@ def gcs_bucket(endpoint: str, name: str):
     return client(endpoint).bucket(name)
 
 
-def s3_client(endpoint: str):
+def s3_client(endpoint: str, key: str = S3_KEY, secret: str = S3_SECRET, region: str = "eu-central-1"):
     import boto3
 
-    return boto3.client("s3", endpoint_url=f"http://{endpoint}", aws_access_key_id=S3_KEY,
-                        aws_secret_access_key=S3_SECRET, region_name="eu-central-1")
+    return boto3.client("s3", endpoint_url=f"http://{endpoint}", aws_access_key_id=key,
+                        aws_secret_access_key=secret, region_name=region)
 
 
 #: Secrets every test server knows; no server log may contain them (checked when each server stops).

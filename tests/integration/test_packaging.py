@@ -1,6 +1,7 @@
 """The ways the server ships: the single executable, the systemd unit (and its readiness protocol), the env file
 example and the container image's Dockerfile."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -188,6 +189,47 @@ def test_the_installing_walkthrough_backs_up_and_restores(make_backend, config, 
     assert '"versionNumber": 1' in result.stdout
     assert (work / "restore" / "dump.sql").read_bytes() == (data / "dump.sql").read_bytes()
     assert (work / "restore" / "sub" / "notes.txt").read_text() == "restore me\n"
+
+
+def test_the_minio_recipe_of_installing_md_works(config, start_server, tmp_path):
+    """Section 4 of docs/installing.md run as it is (paths and port aside): MinIO started, a bucket with Object
+    Lock made by curl's own signing, and the server started on the environment it gives, objectLock included (a
+    bucket without the lock would stop the start)."""
+    from tests.minio import require_minio
+
+    section = (ROOT / "docs" / "installing.md").read_text().split("## 4. S3 or MinIO", 1)[1].split("\n## ", 1)[0]
+    setup, environment = [block.split("\n", 1)[1] for block in section.split("```sh")[1:3]]
+    setup, environment = setup.split("```")[0], environment.split("```")[0]
+    port = support.free_port()
+    setup = setup.replace("/srv/minio", str(tmp_path / "minio")).replace("127.0.0.1:9000", f"127.0.0.1:{port}")
+    setup = setup.replace("--address", "--console-address 127.0.0.1:0 --address")
+    setup = setup.replace(" &\n", f" >{tmp_path / 'minio.log'} 2>&1 & echo $! > {tmp_path / 'minio.pid'}\n", 1)
+    env = {**os.environ, "PATH": f"{os.path.dirname(require_minio())}:{os.environ['PATH']}", "MINIO_BROWSER": "off"}
+    try:
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", setup], env=env, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr + (tmp_path / "minio.log").read_text()
+        variables = dict(line.split("=", 1) for line in environment.strip().splitlines())
+        variables["BR_STORAGE_DRIVER_URL"] = variables["BR_STORAGE_DRIVER_URL"].replace("127.0.0.1:9000",
+                                                                                        f"127.0.0.1:{port}")
+        assert "objectLock=governance" in variables["BR_STORAGE_DRIVER_URL"]
+        write_collections_config(config)
+        backend = support.Backend("sqlite", "s3", args=[f"--db-path={tmp_path / 'metadata.sqlite3'}"], env=variables)
+        server = start_server(backend, config)
+        token = server.login("admin", PASSWORD)
+        stored = server.request("POST", "/api/stable/repository/collection/docs/version", token,
+                                data=support.pgp_message(b"to MinIO"))
+        assert stored.status_code == 200, stored.text
+        client = support.s3_client(f"127.0.0.1:{port}", key=variables["AWS_ACCESS_KEY_ID"],
+                                   secret=variables["AWS_SECRET_ACCESS_KEY"], region="us-east-1")
+        lock = client.get_object_lock_configuration(Bucket="backups")["ObjectLockConfiguration"]
+        assert lock["ObjectLockEnabled"] == "Enabled"
+        assert client.head_object(Bucket="backups", Key="docs/docs-1.gpg")["ContentLength"] == len(
+            support.pgp_message(b"to MinIO"))
+    finally:
+        if (tmp_path / "minio.pid").exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int((tmp_path / "minio.pid").read_text()), signal.SIGKILL)
 
 
 def test_make_install_places_the_executable_and_the_unit(binary, tmp_path):
