@@ -243,6 +243,7 @@ class Upload:
         if self.collection.minimum_retention is not None:  # S3 Object Lock, when the store has it (objectLock=)
             retain_until = now + timedelta(seconds=self.collection.minimum_retention)
         self._writer = self._storage.writer(self.object_name, self._check_size, retain_until)
+        self._writer.when_failed(self.fail)  # a store that fails while the body streams fails the upload at once
         log.info("upload of %s v%d started by %r (up to %d bytes)", self.collection.id, self.number,
                  self.principal.actor.name, allowed)
 

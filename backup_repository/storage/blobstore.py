@@ -238,6 +238,7 @@ class ObjectWriter:
         self._loop = asyncio.get_running_loop()
         self._channel = Channel(self._loop, HIGH_WATER, store._hashing)
         self._pending = bytearray()
+        self._settled = False  # close() or abort() was called: a failure is theirs to report
         self._result = self._loop.run_in_executor(
             store._transfers, store.backend.write_stream, name, self._channel, check_size, retain_until
         )
@@ -265,6 +266,7 @@ class ObjectWriter:
 
     async def close(self) -> StoredObject:
         """Flush, complete the object and return its size and sha256; raise StorageError on any failure."""
+        self._settled = True
         if self._pending:
             waiting = self._channel.put(bytes(self._pending))
             self._pending = bytearray()
@@ -281,8 +283,23 @@ class ObjectWriter:
         exc = self._result.exception()
         raise StorageError(f"cannot store {self.name} in {self._store.describe()}: {_reason(exc)}") from exc
 
+    def when_failed(self, callback):
+        """``callback(StorageError)``, on the event loop, when the store fails before ``close()`` or ``abort()``
+        is called: the upload learns of it at once, not at the next piece of the body (a client may be between
+        pieces, or done sending a body it has not finished)."""
+        def done(result: asyncio.Future):
+            if self._settled or result.cancelled() or result.exception() is None:
+                return
+            try:
+                self._raise_failure()
+            except StorageError as exc:
+                callback(exc)
+
+        self._result.add_done_callback(done)
+
     async def abort(self):
         """Abandon the object: the transfer thread stops and removes whatever it wrote."""
+        self._settled = True
         self._pending = bytearray()
         self._channel.abort()
         try:

@@ -293,6 +293,48 @@ def test_a_storage_failure_mid_upload_is_a_503_and_leaves_no_version(tmp_path, c
         store.stop()
 
 
+def test_a_store_that_fails_while_the_client_pauses_is_answered_at_once(tmp_path, config, start_server):
+    """The store fails while the client is between two pieces of its body (MinIO hangs while it is sent a part,
+    then dies): the server answers 503 within seconds and leaves no version, without waiting for the client's next
+    byte or for the idle deadline (five minutes here)."""
+    import time
+
+    from tests.conftest import create_bucket
+    from tests.minio import MinioServer, require_minio
+    from tests.support import S3_KEY, S3_SECRET, Backend
+
+    (tmp_path / "minio").mkdir()
+    store = MinioServer(tmp_path / "minio", require_minio()).start()
+    try:
+        bucket = create_bucket(store.endpoint)
+        backend = Backend("sqlite", "s3", args=[
+            f"--db-path={tmp_path / 'm.sqlite3'}",
+            f"--storage-url=s3://{bucket}?endpoint={store.endpoint}&disableSSL=true&region=eu-central-1"],
+            env={"AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET})
+        write_collections_config(config)
+        config.write(COLLECTIONS, "large", collection("large", one="100M", total="300M"))
+        server = start_server(backend, config, "--http-upload-idle-timeout=5m", "--storage-io-timeout=5m")
+        admin = server.login("admin", PASSWORD)
+        raw = RawUpload(server.url, path("large"), admin, chunked=True)
+        message = pgp_message(b"x" * (24 << 20))
+        raw.send(message[:100_000])
+        time.sleep(1)  # the multipart upload is created
+        store.freeze()
+        raw.send(message[100_000:6 << 20])  # a whole part: the server sends it to the store, which hangs
+        time.sleep(1)
+        store.proc.kill()  # and dies; the client sends nothing more
+        store.proc.wait(10)
+        began = time.monotonic()
+        status, body = raw.response(timeout=30)
+        raw.close()
+        assert (status, body["error"]) == (503, "the storage is not available; the server log has the details")
+        assert time.monotonic() - began < 15
+        assert server.get(path("large"), admin).json()["data"]["versions"] == []
+        assert "Traceback" not in server.log()
+    finally:
+        store.stop()
+
+
 def test_a_version_whose_object_vanished_is_an_error_in_the_envelope(api):
     admin = api.login("admin", PASSWORD)
     api.request("POST", path("docs"), admin, data=pgp_message(b"x"))
