@@ -11,6 +11,7 @@ import base64
 import hashlib
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Callable, Optional
@@ -24,6 +25,13 @@ from backup_repository.storage.urls import StorageConfigError
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
+#: S3 multipart uploads: the size of a part (S3's least but for the last); an upload sends its parts one at a time,
+#: and a second at once while one of EXTRA_PARTS, shared by all uploads, is free (one stream gains the overlap;
+#: many streams overlap each other already, and memory stays bounded); the threads that send them.
+PART_SIZE = 5 << 20
+PARTS_IN_FLIGHT = 2
+EXTRA_PARTS = 2
+PART_THREADS = 64
 #: The S3 XML namespace of a PutObjectRetention body.
 S3_NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 
@@ -48,6 +56,26 @@ def _epoch(text) -> float:
         return 0.0
 
 
+def _is_s3(driver) -> bool:
+    from libcloud.storage.drivers.s3 import BaseS3StorageDriver
+
+    return isinstance(driver, BaseS3StorageDriver)
+
+
+def _parts(chunks, size: int):
+    """The chunks joined into parts of at least ``size`` bytes (the last one may be smaller; an empty stream is one
+    empty part, as S3 needs one): one copy per part, none per piece."""
+    held, count, sent = [], 0, False
+    for chunk in chunks:
+        held.append(chunk)
+        count += len(chunk)
+        if count >= size:
+            yield b"".join(held)
+            held, count, sent = [], 0, True
+    if held or not sent:
+        yield b"".join(held)
+
+
 class CloudBackend:
     """``make_driver()`` builds a libcloud driver for the store. Each thread gets a driver of its own: a driver and
     its HTTP connection are not safe to share between threads (shared, concurrent calls were seen to answer with
@@ -64,6 +92,10 @@ class CloudBackend:
         self._checked = False
         self._lock_mode = object_lock.upper() if object_lock else None
         self._lock_checked = False
+        # S3: multipart uploads of our own, parts in flight on part threads (created when first needed)
+        self._parts_pool = None
+        self._part_threads_lock = threading.Lock()
+        self._extra = threading.BoundedSemaphore(EXTRA_PARTS)
 
     @property
     def _driver(self):
@@ -122,13 +154,16 @@ class CloudBackend:
         if self._lock_mode and retain_until is not None:
             headers = {"x-amz-object-lock-mode": self._lock_mode,
                        "x-amz-object-lock-retain-until-date": _lock_date(retain_until)}
-        # libcloud takes bytes only; the channel may carry bytearrays (body pieces received into their own buffer)
-        pieces = (chunk if isinstance(chunk, bytes) else bytes(chunk) for chunk in chunks)
-        try:
-            self._driver.upload_object_via_stream(pieces, self._bucket(), name, headers=headers)
-        except BaseException:
-            self._delete_staged(name)
-            raise
+        if _is_s3(self._driver):
+            self._write_multipart(name, chunks, headers)
+        else:
+            # libcloud takes bytes only; the channel may carry bytearrays (body pieces received into their own buffer)
+            pieces = (chunk if isinstance(chunk, bytes) else bytes(chunk) for chunk in chunks)
+            try:
+                self._driver.upload_object_via_stream(pieces, self._bucket(), name, headers=headers)
+            except BaseException:
+                self._delete_staged(name)
+                raise
         size = self.size(name)
         if size is None:
             raise IOError(f"the store does not show {name} after the upload completed")
@@ -145,6 +180,67 @@ class CloudBackend:
                 self.delete(name)
                 raise
         return size
+
+    def _write_multipart(self, name: str, chunks, headers: Optional[dict]):
+        """An S3 multipart upload whose parts go up two at a time when a shared extra slot is free, each on a
+        connection of its own (libcloud's own loop sends one part after the other, so the store's work on a part and
+        the sending of the next never overlapped: docs/performance.md#s3). Any failure, or the channel's abort,
+        aborts the upload: nothing shows."""
+        driver, container = self._driver, self._bucket()
+        upload_id = driver._initiate_multipart(
+            container, name, headers={"Content-Type": "application/octet-stream", **(headers or {})})
+        done, in_flight, failures = [], [], []
+        stop_reading = getattr(chunks, "abort", None)  # the upload's Channel: a failed part ends its reading at once
+
+        def failed(future):
+            if not future.cancelled() and future.exception() is not None:
+                failures.append(future.exception())
+                if stop_reading is not None:
+                    stop_reading()
+
+        try:
+            for number, part in enumerate(_parts(chunks, PART_SIZE), start=1):
+                # wait for the oldest part unless this one may go alongside it (a shared extra slot is free)
+                while in_flight and (len(in_flight) >= PARTS_IN_FLIGHT or not self._extra.acquire(blocking=False)):
+                    done.append(in_flight.pop(0).result())
+                extra = bool(in_flight)
+                future = self._part_threads().submit(self._put_part, name, upload_id, number, part)
+                if extra:
+                    future.add_done_callback(lambda _: self._extra.release())
+                future.add_done_callback(failed)
+                in_flight.append(future)
+            done += [future.result() for future in in_flight]
+            in_flight = []
+            driver._commit_multipart(container, name, upload_id, done)
+        except BaseException:
+            for future in in_flight:
+                future.cancel()
+            for future in in_flight:
+                try:
+                    future.result()
+                except BaseException:
+                    pass
+            driver._abort_multipart(container, name, upload_id)
+            if failures:  # the part's failure, not the stop of the reading it caused
+                raise failures[0] from None
+            raise
+
+    def _part_threads(self) -> ThreadPoolExecutor:
+        with self._part_threads_lock:
+            if self._parts_pool is None:
+                self._parts_pool = ThreadPoolExecutor(max_workers=PART_THREADS, thread_name_prefix="part")
+            return self._parts_pool
+
+    def _put_part(self, name: str, upload_id: str, number: int, data: bytes) -> tuple:
+        """One part, from a part thread (its own driver and connection): (number, ETag)."""
+        driver = self._driver
+        response = driver.connection.request(
+            driver._get_object_path(self._bucket(), name), method="PUT", data=data,
+            params={"uploadId": upload_id, "partNumber": number},
+            headers={"Content-Length": len(data), "Content-MD5": base64.b64encode(hashlib.md5(data).digest()).decode()})
+        if response.status != 200:
+            raise IOError(f"the store refused part {number} of {name}: HTTP {response.status}")
+        return number, response.headers["etag"].replace('"', "")
 
     def _delete_staged(self, name: str) -> bool:
         """Azure: drop the blocks of an upload that did not commit (S3: libcloud aborted the multipart upload
