@@ -142,7 +142,7 @@ class DownloadHandler(AuthenticatedHandler):
             return
 
         # opened before the headers go out, so that a missing object is still answered with a 503
-        file = await self.ctx.collections.open_file(download) if self._plain_tcp() else None
+        file = await self.ctx.collections.open_file(download, start, end) if self._plain_tcp() else None
         self._gone = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.timeout(self.ctx.settings.http_download_timeout):

@@ -81,11 +81,12 @@ class CollectionService:
             raise NotFound(VERSION_NOT_FOUND)
         return Download(collection, version)
 
-    async def open_file(self, download: Download):
-        """The download's object opened for sending to the client's socket kernel to kernel (``.send(sock, start,
-        end, progress)``, then ``.close()``), or None when the store streams it instead (``read``)."""
+    async def open_file(self, download: Download, start: int, end: int):
+        """The bytes ``[start, end)`` of the download's object opened for sending to the client's socket kernel to
+        kernel (``.send(sock, start, end, progress)``, then ``.close()``), or None when the store streams them
+        instead (``read``)."""
         try:
-            return await self._storage.open_local(download.version.object_name)
+            return await self._storage.open_sender(download.version.object_name, start, end)
         except StorageError:
             await self._not_found_if_rotated(download)
             raise

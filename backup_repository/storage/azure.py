@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
-from libcloud.common.azure import AZURE_TIME_FORMAT
+from libcloud.common.azure import AZURE_TIME_FORMAT, AzureRawResponse
 from libcloud.utils.py3 import httplib
 from libcloud.storage.drivers.azure_blobs import AzureBlobsConnection, AzureBlobsStorageDriver
 
@@ -67,7 +67,21 @@ def service_address(account: str, domain: str = "", protocol: str = "", cdn: boo
     return ServiceAddress(account, parsed.hostname, port, secure, account_in_path)
 
 
-class SasConnection(AzureBlobsConnection):
+class PartialContent(AzureRawResponse):
+    """libcloud's raw Azure response takes 206 Partial Content for a failure, and reads the whole body to describe
+    it: every ranged read held all its bytes in memory before the first one was passed on. A range is an answer."""
+
+    def success(self):
+        return self.status in (httplib.OK, httplib.CREATED, httplib.ACCEPTED, httplib.PARTIAL_CONTENT)
+
+
+class KeyConnection(AzureBlobsConnection):
+    """A connection whose requests are signed with the account key (SharedKey)."""
+
+    rawResponseCls = PartialContent
+
+
+class SasConnection(KeyConnection):
     """A connection whose requests carry a shared access signature in their query instead of a SharedKey header."""
 
     def __init__(self, *args, sas_params=(), **kwargs):
@@ -92,8 +106,7 @@ class AzureBlobDriver(AzureBlobsStorageDriver):
     def __init__(self, address: ServiceAddress, key: str = None, sas_token: str = None, **kwargs):
         self.address = address
         self._sas_params = parse_qsl(sas_token.lstrip("?"), keep_blank_values=True) if sas_token else None
-        if self._sas_params is not None:
-            self.connectionCls = SasConnection
+        self.connectionCls = SasConnection if self._sas_params is not None else KeyConnection
         super().__init__(address.account, key or "", secure=address.secure, host=address.host, port=address.port,
                          **kwargs)
 

@@ -10,8 +10,9 @@ A streamed write goes through a ``Channel``: the event loop hands chunks over as
 the transfer thread hashes and writes them, and when the thread falls behind the channel makes the event loop
 wait (back-pressure), so memory stays flat whatever the size of the object.
 
-A download from a local directory goes from the file to the client's socket by ``sendfile`` in a transfer thread
-(``open_local`` -> storage/sendfile.py); other stores stream it through ``read``.
+A download goes to the client's socket kernel to kernel in a transfer thread where it can (``open_sender`` ->
+storage/sendfile.py): from a local directory's file by ``sendfile``, from an S3 or Azure store's plain-HTTP answer by
+``splice``; otherwise (GCS, a store behind TLS) it streams through ``read``.
 """
 
 import asyncio
@@ -27,7 +28,7 @@ from typing import Optional
 
 from backup_repository.domain.errors import StorageError
 from backup_repository.storage.local import LocalBackend
-from backup_repository.storage.sendfile import LocalFile
+from backup_repository.storage.sendfile import CAN_SPLICE, KernelSender, LocalFile, Relay
 from backup_repository.storage.urls import StorageConfigError, StorageLocation, make_driver, parse_storage_url
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ PIECE = 64 << 10
 HIGH_WATER = 2 << 20
 #: Upper bound of concurrent streamed transfers per process; more wait for a free thread.
 TRANSFER_THREADS = 64
-#: Downloads sent by sendfile hold a transfer thread until the client has everything; past this many at once, more
+#: Downloads sent kernel to kernel hold a transfer thread until the client has everything; past this many at once, more
 #: are streamed through ``read`` (a thread per chunk read only), so that slow readers leave threads to uploads.
 SENDING_THREADS = TRANSFER_THREADS // 2
 
@@ -53,7 +54,7 @@ class BlobStore:
         # sha256 of uploads beside their writes (Channel); more threads than cores would only queue
         self._hashing = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="hash")
         self._closing = threading.Event()  # set by close(): sending threads stop at their next wake-up
-        self._sending = 0  # LocalFiles open (changed on the event loop only)
+        self._sending = 0  # KernelSenders open (changed on the event loop only)
 
     @classmethod
     def from_url(cls, url: str, use_google_cloud: bool = False, create_local: bool = False) -> "BlobStore":
@@ -179,20 +180,30 @@ class BlobStore:
             except RuntimeError:  # the store is closing (server stopping): its threads are gone, close it here
                 chunks.close()
 
-    async def open_local(self, name: str) -> Optional[LocalFile]:
-        """``name`` opened for sending by file descriptor (``LocalFile.send``), or None to stream it with ``read``:
-        the backend keeps no local files (S3, GCS), or SENDING_THREADS are sending already. The one place that
-        decides how an object is sent."""
+    async def open_sender(self, name: str, start: int, end: int) -> Optional[KernelSender]:
+        """The bytes ``[start, end)`` of ``name`` opened for sending kernel to kernel (``.send(sock, start, end,
+        progress)``, then ``.close()``; storage/sendfile.py): a local store's file, or an S3 or Azure store's answer
+        over plain HTTP. None to stream them with ``read`` instead: the store cannot (GCS, a store behind TLS, a
+        system without splice), or SENDING_THREADS are sending already. The one place that decides how an object
+        is sent."""
         open_file = getattr(self.backend, "open_file", None)
-        if open_file is None or self._sending >= SENDING_THREADS:
+        open_relay = getattr(self.backend, "open_relay", None) if CAN_SPLICE else None
+        if (open_file is None and open_relay is None) or self._sending >= SENDING_THREADS:
             return None
         self._sending += 1
+        loop = asyncio.get_running_loop()
         try:
-            fd = await asyncio.get_running_loop().run_in_executor(self._executor, open_file, name)
-        except Exception as exc:  # a missing file, permissions, the store closing
+            if open_file is not None:
+                fd = await loop.run_in_executor(self._executor, open_file, name)
+                return LocalFile(name, fd, self._transfers, self._closing, self.describe(), self._sender_closed)
+            source = await loop.run_in_executor(self._executor, open_relay, name, start, end)
+        except Exception as exc:  # a missing object, permissions, the store away or closing
             self._sender_closed()
             raise StorageError(f"cannot read {name} from {self.describe()}: {_reason(exc)}") from exc
-        return LocalFile(name, fd, self._transfers, self._closing, self.describe(), self._sender_closed)
+        if source is None:
+            self._sender_closed()
+            return None
+        return Relay(name, source, self._transfers, self._closing, self.describe(), self._sender_closed)
 
     def _sender_closed(self):
         self._sending -= 1

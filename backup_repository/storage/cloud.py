@@ -10,6 +10,7 @@ Every method blocks and runs on the store's thread pool.
 import base64
 import hashlib
 import logging
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -20,18 +21,21 @@ from libcloud.common.types import InvalidCredsError
 from libcloud.storage.base import Container
 from libcloud.storage.types import ContainerDoesNotExistError, ObjectDoesNotExistError
 
+from backup_repository.storage.sendfile import RelaySource
 from backup_repository.storage.urls import StorageConfigError
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
-#: S3 multipart uploads: the size of a part (S3's least but for the last); an upload sends its parts one at a time,
-#: and a second at once while one of EXTRA_PARTS, shared by all uploads, is free (one stream gains the overlap;
-#: many streams overlap each other already, and memory stays bounded); the threads that send them.
+#: S3 multipart uploads: the size of a part (S3's least but for the last); an upload sends one part at a time, and
+#: up to PARTS_IN_FLIGHT at once while extra slots (EXTRA_PARTS, shared by all uploads) are free (one stream gains
+#: the overlap; many streams overlap each other already, and memory stays bounded); the threads that send them.
 PART_SIZE = 5 << 20
-PARTS_IN_FLIGHT = 2
-EXTRA_PARTS = 2
+PARTS_IN_FLIGHT = 3
+EXTRA_PARTS = 4
 PART_THREADS = 64
+#: How long a relayed answer may stay silent when the store's connection has no timeout of its own (seconds).
+STORE_SILENCE = 60.0
 #: The S3 XML namespace of a PutObjectRetention body.
 S3_NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 
@@ -63,17 +67,37 @@ def _is_s3(driver) -> bool:
 
 
 def _parts(chunks, size: int):
-    """The chunks joined into parts of at least ``size`` bytes (the last one may be smaller; an empty stream is one
-    empty part, as S3 needs one): one copy per part, none per piece."""
+    """The chunks grouped into parts of at least ``size`` bytes (the last one may be smaller; an empty stream is one
+    empty part, as S3 needs one): ``(pieces, length)``, the pieces as they came, never joined."""
     held, count, sent = [], 0, False
     for chunk in chunks:
         held.append(chunk)
         count += len(chunk)
         if count >= size:
-            yield b"".join(held)
+            yield held, count
             held, count, sent = [], 0, True
     if held or not sent:
-        yield b"".join(held)
+        yield held, count
+
+
+class PartBody:
+    """A part's body: its pieces sent one after the other (no copy joins them), with a length, so that the request
+    carries a Content-Length. Being an iterator, libcloud's SigV4 signer sends it as ``UNSIGNED-PAYLOAD`` instead of
+    hashing the part twice with SHA-256 (the store then hashes it a third time to check): the object's own
+    SHA-256 is taken once, as it arrives, and recorded (docs/performance.md#s3)."""
+
+    def __init__(self, pieces: list, length: int):
+        self._pieces = iter(pieces)
+        self._length = length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._pieces)
 
 
 class CloudBackend:
@@ -182,7 +206,7 @@ class CloudBackend:
         return size
 
     def _write_multipart(self, name: str, chunks, headers: Optional[dict]):
-        """An S3 multipart upload whose parts go up two at a time when a shared extra slot is free, each on a
+        """An S3 multipart upload whose parts go up several at a time while shared extra slots are free, each on a
         connection of its own (libcloud's own loop sends one part after the other, so the store's work on a part and
         the sending of the next never overlapped: docs/performance.md#s3). Any failure, or the channel's abort,
         aborts the upload: nothing shows."""
@@ -199,12 +223,12 @@ class CloudBackend:
                     stop_reading()
 
         try:
-            for number, part in enumerate(_parts(chunks, PART_SIZE), start=1):
+            for number, (pieces, length) in enumerate(_parts(chunks, PART_SIZE), start=1):
                 # wait for the oldest part unless this one may go alongside it (a shared extra slot is free)
                 while in_flight and (len(in_flight) >= PARTS_IN_FLIGHT or not self._extra.acquire(blocking=False)):
                     done.append(in_flight.pop(0).result())
                 extra = bool(in_flight)
-                future = self._part_threads().submit(self._put_part, name, upload_id, number, part)
+                future = self._part_threads().submit(self._put_part, name, upload_id, number, pieces, length)
                 if extra:
                     future.add_done_callback(lambda _: self._extra.release())
                 future.add_done_callback(failed)
@@ -231,13 +255,22 @@ class CloudBackend:
                 self._parts_pool = ThreadPoolExecutor(max_workers=PART_THREADS, thread_name_prefix="part")
             return self._parts_pool
 
-    def _put_part(self, name: str, upload_id: str, number: int, data: bytes) -> tuple:
-        """One part, from a part thread (its own driver and connection): (number, ETag)."""
+    def _put_part(self, name: str, upload_id: str, number: int, pieces: list, length: int) -> tuple:
+        """One part, from a part thread (its own driver and connection): (number, ETag). Under Object Lock the part
+        carries its Content-MD5, which AWS asks of every write to a bucket with retention; elsewhere nothing is
+        hashed per part (the store's TCP or TLS connection and the object's recorded SHA-256 guard the bytes)."""
         driver = self._driver
+        headers = {"Content-Length": str(length)}
+        if self._lock_mode:
+            md5 = hashlib.md5()
+            for piece in pieces:
+                md5.update(piece)
+            headers["Content-MD5"] = base64.b64encode(md5.digest()).decode()
+        # an empty part (an empty object) goes as bytes: a body of no length would be sent chunked
+        body = PartBody(pieces, length) if length else b""
         response = driver.connection.request(
-            driver._get_object_path(self._bucket(), name), method="PUT", data=data,
-            params={"uploadId": upload_id, "partNumber": number},
-            headers={"Content-Length": len(data), "Content-MD5": base64.b64encode(hashlib.md5(data).digest()).decode()})
+            driver._get_object_path(self._bucket(), name), method="PUT", data=body,
+            params={"uploadId": upload_id, "partNumber": number}, headers=headers)
         if response.status != 200:
             raise IOError(f"the store refused part {number} of {name}: HTTP {response.status}")
         return number, response.headers["etag"].replace('"', "")
@@ -307,6 +340,45 @@ class CloudBackend:
         for data in stream:
             if data:
                 yield data
+
+    def open_relay(self, name: str, start: int, end: int) -> Optional[RelaySource]:
+        """The store's answer to a GET of the bytes ``[start, end)`` of ``name``, its headers read, for
+        storage/sendfile.py to relay by splice; None when its body cannot be relayed as it comes over the wire
+        (TLS, a chunked or encoded answer): the caller streams through ``read_range`` then. ObjectDoesNotExistError
+        when there is no such object."""
+        driver = self._driver
+        connection = driver.connection
+        # S3 and Azure both take the standard Range header; the answer holds its connection until it is closed
+        connection.request(driver._get_object_path(self._bucket(), name), method="GET", raw=True, stream=True,
+                           headers={"Range": f"bytes={start}-{end - 1}"})
+        response = connection.connection.getresponse()  # this thread's driver: the answer just asked for
+        try:
+            source = self._relay_source(name, response, start, end)
+        except BaseException:
+            response.close()
+            raise
+        if source is None:
+            response.close()
+        return source
+
+    def _relay_source(self, name: str, response, start: int, end: int) -> Optional[RelaySource]:
+        if response.status_code == 404:
+            raise ObjectDoesNotExistError(value=None, driver=self._driver, object_name=name)
+        if response.status_code != 206:
+            raise IOError(f"the store answered HTTP {response.status_code} to a read of {name}")
+        raw = response.raw  # urllib3's response; its http.client response holds the socket's buffered reader
+        wire, connection = getattr(raw, "_fp", None), getattr(raw, "connection", None)
+        sock = getattr(connection, "sock", None)
+        if (sock is None or wire is None or isinstance(sock, ssl.SSLSocket) or getattr(wire, "chunked", True)
+                or response.headers.get("Content-Encoding", "identity") != "identity"):
+            return None
+        if wire.length != end - start:
+            raise IOError(f"the store answered {wire.length} bytes for the {end - start} asked of {name}")
+        # the body's first bytes may have come with the headers into the reader's buffer: taken from there
+        prefix = wire.fp.peek(1)[:end - start]
+        wire.fp.read(len(prefix))
+        timeout = sock.gettimeout()
+        return RelaySource(sock, start, end, prefix, timeout if timeout else STORE_SILENCE, response.close)
 
     def get_bytes(self, name: str) -> bytes:
         return b"".join(self.read_range(name))

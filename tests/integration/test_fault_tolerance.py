@@ -5,6 +5,7 @@ against what was uploaded: nothing lost, nothing partial."""
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -250,6 +251,37 @@ def test_the_object_store_going_away_is_503_and_the_server_recovers(make_backend
     ledger.check(server, token)
     assert "Traceback" not in server.log()
     proxy.stop()
+
+
+def test_the_object_store_going_away_mid_download_cuts_it_short(make_backend, cfg, start_server):
+    """A download relayed from S3 (plain HTTP: the store's connection spliced to the client's socket) whose store
+    goes away half-way: the client gets a short body and a closed connection, the log says why (the store's
+    failure, not the client's), and the next download is whole."""
+    server, proxy, ledger, token = s3_behind_proxy(make_backend, cfg, start_server)
+    body = pgp_message(os.urandom(40 << 20))
+    assert ledger.upload(server, token, "large", body).status_code == 200
+    host, port = server.url.rsplit("/", 1)[1].split(":")
+    client = socket.create_connection((host, int(port)), timeout=30)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)  # the relay waits for this reader
+    client.sendall(f"GET {path('large', '/1')} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+                   .encode())
+    received = client.recv(1 << 20)
+    try:
+        proxy.stop()  # the store's connection is cut while the relay waits for room in the client's socket
+        while chunk := client.recv(1 << 20):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    finally:
+        client.close()
+        proxy.start()
+    head, _, got = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and f"Content-Length: {len(body)}".encode() in head
+    assert 0 < len(got) < len(body) and got == body[:len(got)]
+    assert wait_until(lambda: "download of large v1 failed after" in server.log(), timeout=10), server.log()
+    assert "the store's connection failed" in server.log() or "bytes early" in server.log()
+    assert hashlib.sha256(server.get(path("large", "/1"), token).content).digest() == hashlib.sha256(body).digest()
+    assert "Traceback" not in server.log()
 
 
 def answer(response) -> tuple:

@@ -340,7 +340,7 @@ def test_a_download_whose_version_rotation_deleted_meanwhile_is_404(tmp_path):
         assert await s.db.delete_version(version, utcnow())
         await s.storage.delete(version.object_name)  # what rotation does, between the lookup and the read
         with pytest.raises(NotFound, match="cannot find specified version"):
-            await s.collections.open_file(download)
+            await s.collections.open_file(download, 0, version.size)
         with pytest.raises(NotFound, match="cannot find specified version"):
             async with contextlib.aclosing(s.collections.read(download, 0, version.size)) as chunks:
                 async for _ in chunks:
@@ -350,6 +350,6 @@ def test_a_download_whose_version_rotation_deleted_meanwhile_is_404(tmp_path):
         second = await s.collections.download(reader, "docs", "latest")
         await s.storage.delete(second.version.object_name)
         with pytest.raises(StorageError):
-            await s.collections.open_file(second)
+            await s.collections.open_file(second, 0, second.version.size)
 
     run(tmp_path, scenario)
