@@ -3,6 +3,7 @@ real S3 server (MinIO), real PostgreSQL and real server processes; faults are ma
 network between a server and its database or store (tests/support.TcpProxy) and by kill -9."""
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -35,6 +36,12 @@ def cfg(config):
 def health(server, collection_id: str) -> dict:
     answer = server.get(f"/api/stable/repository/collection/{collection_id}/health").json()
     return {check["name"]: check for check in answer["data"]["health"]}
+
+
+def metric(server, name: str) -> str:
+    """The value of the first line of /metrics that starts with ``name``."""
+    text = server.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
+    return next((line.split()[-1] for line in text.splitlines() if line.startswith(name)), None)
 
 
 def pending_rows(backend) -> list:
@@ -192,20 +199,69 @@ def test_a_deletion_the_store_fails_is_reported_and_retried(make_backend, cfg, s
     assert check["message"].startswith(
         "objects of deleted versions still in the storage (the janitor retries): v1 (two/two-1.gpg): "), check
 
-    def metric(name: str) -> str:
-        text = a.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
-        return next((line.split()[-1] for line in text.splitlines() if line.startswith(name)), None)
-
-    assert float(metric("backup_repository_deletions_refused_total")) >= 1
-    assert wait_until(lambda: metric('backup_repository_collection_undeleted_objects{collection="two"}') == "1.0")
+    assert float(metric(a, "backup_repository_deletions_refused_total")) >= 1
+    assert wait_until(lambda: metric(a, 'backup_repository_collection_undeleted_objects{collection="two"}') == "1.0")
     time.sleep(1.5)
     assert "two/two-1.gpg" in backend.objects()  # the janitor's retries fail as well meanwhile
 
     store.cut_requests(None)
     assert wait_until(lambda: "two/two-1.gpg" not in backend.objects(), timeout=20), backend.objects()
     assert wait_until(lambda: health(a, "two")["StorageConsistencyValidator"]["status"] is True)
-    assert wait_until(lambda: metric('backup_repository_collection_undeleted_objects{collection="two"}') == "0.0")
+    assert wait_until(lambda: metric(a, 'backup_repository_collection_undeleted_objects{collection="two"}') == "0.0")
     store.stop()
+
+
+def credentials_that_cannot_delete(endpoint: str, bucket: str, prefix: str) -> dict:
+    """Temporary credentials from MinIO's STS (AssumeRole) whose session policy allows everything but deleting
+    under ``prefix``: the store itself refuses those deletions (403 AccessDenied), as it does for a key without
+    s3:DeleteObject or under a bucket policy that denies it. The environment of a server that uses them."""
+    import boto3
+
+    sts = boto3.client("sts", endpoint_url=f"http://{endpoint}", aws_access_key_id=support.S3_KEY,
+                       aws_secret_access_key=support.S3_SECRET, region_name="eu-central-1")
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:*"], "Resource": ["arn:aws:s3:::*"]},
+        {"Effect": "Deny", "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion"],
+         "Resource": [f"arn:aws:s3:::{bucket}/{prefix}*"]}]}
+    granted = sts.assume_role(RoleArn="arn:xxx:xxx:xxx:xxxx", RoleSessionName="no-deletions",
+                              Policy=json.dumps(policy), DurationSeconds=3600)["Credentials"]
+    return {"AWS_ACCESS_KEY_ID": granted["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": granted["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": granted["SessionToken"]}
+
+
+def test_a_deletion_the_store_refuses_is_reported_and_retried(make_backend, cfg, start_server):
+    """The store answers rotation's deletion with a refusal (MinIO, 403 AccessDenied: the server's credentials may
+    not delete there), not a broken connection: the deletion stays recorded, is reported by the collection health
+    and the metrics, is retried by the janitor on every pass, and is finished by the janitor of an instance whose
+    credentials may delete."""
+    backend = make_backend("postgres", "minio")
+    refused = credentials_that_cannot_delete(backend.s3_endpoint, backend.bucket, "two/")
+    a = start_server(backend, cfg, "--janitor-interval=1s", f"--metrics-token={METRICS_TOKEN}",
+                     "--metrics-refresh-interval=0.5s", env=refused)
+    token = a.login("admin", PASSWORD)
+    bodies = upload_three(a, token)
+    assert a.request("POST", path("two"), token, data=bodies[2]).status_code == 200  # rotates v1 out
+    assert "two/two-1.gpg" in backend.objects()
+    assert [v["versionNumber"] for v in a.get(path("two"), token).json()["data"]["versions"]] == [2, 3]
+    check = health(a, "two")["StorageConsistencyValidator"]
+    assert check["status"] is False
+    assert check["message"].startswith(
+        "objects of deleted versions still in the storage (the janitor retries): v1 (two/two-1.gpg): "), check
+    assert "AccessDenied" in check["message"], check  # the store's own refusal
+    assert float(metric(a, "backup_repository_deletions_refused_total")) >= 1
+    assert wait_until(lambda: metric(a, 'backup_repository_collection_undeleted_objects{collection="two"}') == "1.0")
+    # the janitor retries on every pass, and is refused each time
+    assert wait_until(lambda: a.log().count("the store kept two/two-1.gpg") >= 3, timeout=20), a.log()[-2000:]
+    assert "two/two-1.gpg" in backend.objects()
+    a.stop()
+
+    b = start_server(backend, cfg, "--janitor-interval=1s")  # the backend's own credentials: it may delete
+    assert wait_until(lambda: "two/two-1.gpg" not in backend.objects(), timeout=20), backend.objects()
+    assert "janitor: deleted two/two-1.gpg (v1 of two)" in b.log()
+    assert wait_until(lambda: health(b, "two")["StorageConsistencyValidator"]["status"] is True)
+    assert backend.objects() == ["two/two-2.gpg", "two/two-3.gpg"]
+    for number, body in ((2, bodies[1]), (3, bodies[2])):
+        assert b.get(path("two", f"/{number}"), token).content == body
 
 
 def test_a_locked_object_under_a_legal_hold_is_hidden_not_left_current(make_backend, config, start_server):
