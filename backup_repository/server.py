@@ -70,7 +70,7 @@ async def serve(settings) -> int:
         if address is None:
             continue
         try:
-            side_servers.append(listen_beside(make(ctx), address, what))
+            side_servers.append(listen_beside(make(ctx), address, what, settings.http_idle_timeout))
         except OSError as exc:
             log.error("cannot listen on %s:%d (%s): %s", address[0] or "*", address[1], flag, exc)
             for side in [server, *side_servers]:
@@ -102,11 +102,19 @@ async def serve(settings) -> int:
     return 0
 
 
-def listen_beside(app, address: tuple, what: str):
-    """A small HTTP server for ``app`` on ``address`` (probes, metrics); OSError when the address is taken."""
+#: The longest a probe or metrics connection may wait for a request or its headers: their clients (kubelet,
+#: Prometheus) send a request at once. A shorter --http-idle-timeout holds there too.
+SIDE_IDLE_TIMEOUT = 10.0
+
+
+def listen_beside(app, address: tuple, what: str, idle_timeout: float = SIDE_IDLE_TIMEOUT):
+    """A small HTTP server for ``app`` on ``address`` (probes, metrics); OSError when the address is taken. A
+    connection without a request, or slow headers, are cut after ``idle_timeout`` (--http-idle-timeout) or
+    SIDE_IDLE_TIMEOUT, whichever is shorter: never later than on the main listener."""
     host, port = address
     sockets = tornado.netutil.bind_sockets(port, address=host or None)
-    side = HTTPServer(app, idle_connection_timeout=10, max_header_size=MAX_HEADER_BYTES)
+    side = HTTPServer(app, idle_connection_timeout=min(idle_timeout, SIDE_IDLE_TIMEOUT),
+                      max_header_size=MAX_HEADER_BYTES)
     side.add_sockets(sockets)
     for sock in sockets:
         print(f"backup-repository {what} on port {sock.getsockname()[1]}", flush=True)

@@ -120,8 +120,9 @@ def test_a_probe_address_in_use_stops_the_start(make_backend, config, start_serv
 
 def test_the_probe_listener_has_the_bounds_of_the_main_one(make_backend, config, start_server):
     """--probe-listen keeps the main listener's bounds: its rate limit (--rate-server-health-limit), a body refused
-    and the connection closed at once, and /ready's storage round trip shared: 300 keyless requests cost a few round
-    trips, not 300 objects written, read and deleted (health/checks.py STORAGE_CHECK_REUSE)."""
+    and the connection closed at once, slow headers cut at --http-idle-timeout when it is under the probe's own
+    10 s, and /ready's storage round trip shared: 300 keyless requests cost a few round trips, not 300 objects
+    written, read and deleted (health/checks.py STORAGE_CHECK_REUSE)."""
     import socket
     import threading
     import time
@@ -164,8 +165,24 @@ def test_the_probe_listener_has_the_bounds_of_the_main_one(make_backend, config,
     assert received.startswith(b"HTTP/1.1 40"), received[:100]
 
     limited = start_server(make_backend("sqlite", "local"), config, f"--probe-listen=127.0.0.1:{free_port()}",
-                           "--rate-server-health-limit=5")
+                           "--rate-server-health-limit=5", "--http-idle-timeout=2s")
     limited_probe = "http://127.0.0.1:" + next(a for a in limited.args if a.startswith("--probe-listen")).rsplit(
         ":", 1)[1]
     statuses = [requests.get(limited_probe + "/health", timeout=10).status_code for _ in range(8)]
     assert statuses[:5] == [200] * 5 and 429 in statuses[5:], statuses
+
+    # headers trickled to the probe port: cut at --http-idle-timeout (2 s), as on the main listener (not after 10 s)
+    with socket.create_connection(("127.0.0.1", int(limited_probe.rsplit(":", 1)[1])), timeout=10) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        sock.settimeout(0.5)
+        began = time.monotonic()
+        while time.monotonic() - began < 9:
+            try:
+                sock.sendall(b"X-Slow: y\r\n")
+                if sock.recv(65536) == b"":
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+        assert time.monotonic() - began < 5, "slow headers to the probe port were not cut at --http-idle-timeout"

@@ -389,8 +389,9 @@ def test_a_stalled_upload_is_aborted_after_the_idle_bound(sqlite, cfg, start_ser
 def test_a_trickled_upload_is_cut_off_by_the_minimum_rate(sqlite, cfg, start_server):
     """A stolen upload key trickles a body one byte every 0.4 s: never silent, so the idle bound never fires; the
     minimum-rate rule (--http-upload-min-rate over --http-upload-rate-window) cuts it with 408 once a whole window
-    averaged below the floor, nothing kept, and an administrator's upload succeeds while the trickler is still
-    connected (docs/security.md#slow-uploads)."""
+    averaged below the floor, nothing kept, and an administrator's upload — refused (409) while the trickle holds
+    the collection — succeeds at once, while the trickler is still sending a body it would have needed minutes for
+    (docs/security.md#slow-uploads)."""
     server = start_server(sqlite, cfg, "--http-upload-idle-timeout=2s", "--http-upload-min-rate=100",
                           "--http-upload-rate-window=3s", "--http-upload-timeout=10m")
     stolen = server.login("keyed$up", PASSWORD)
@@ -399,11 +400,13 @@ def test_a_trickled_upload_is_cut_off_by_the_minimum_rate(sqlite, cfg, start_ser
     body = pgp_message(b"t" * 1000)
     began = time.monotonic()
     answered = []
+    sent = []
 
     def trickle_on():
         try:
             for octet in body:
                 trickle.send(bytes([octet]))
+                sent.append(octet)
                 time.sleep(0.4)
         except OSError:
             answered.append(time.monotonic() - began)  # cut off
@@ -418,6 +421,9 @@ def test_a_trickled_upload_is_cut_off_by_the_minimum_rate(sqlite, cfg, start_ser
     # the trickler is still connected, trying to send: the collection is free at once all the same
     response = server.request("POST", version_path("docs"), admin, data=pgp_message(b"admin's backup"))
     assert response.status_code == 200, response.text
+    # ... while the trickle runs: its client is still sending (after the 408 the server reads and drops what
+    # follows for up to 3 s), with a few bytes of a body that would have taken it minutes
+    assert sender.is_alive() and not answered and len(sent) < len(body) // 10, (len(sent), len(body), answered)
     assert sqlite.objects() == [f"docs/docs-{response.json()['data']['version']['versionNumber']}.gpg"]
     assert "less than 100 (--http-upload-min-rate)" in server.log()
     trickle.close()
