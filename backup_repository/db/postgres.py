@@ -17,7 +17,7 @@ import aiopg
 import psycopg2
 
 from backup_repository.db.repository import Repository
-from backup_repository.domain.errors import DatabaseError, DatabaseUnavailable
+from backup_repository.failures import DatabaseError, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 from backup_repository.db.schema import LATEST, MIGRATIONS
-from backup_repository.domain.errors import DatabaseError, LeaseLost
 from backup_repository.domain.sessions import GrantedAccess
 from backup_repository.domain.times import utcnow
 from backup_repository.domain.versions import Version, VersionInfo
+from backup_repository.failures import DatabaseError, LeaseLost
 
 log = logging.getLogger(__name__)
 

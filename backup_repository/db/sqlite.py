@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from backup_repository.db.repository import Repository
-from backup_repository.domain.errors import DatabaseError
+from backup_repository.failures import DatabaseError
 
 
 def _adapt_datetime(value: datetime) -> str:

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from backup_repository.domain import roles as R
 from backup_repository.domain.access import decide
 from backup_repository.domain.collections import COLLECTION_NOT_FOUND
-from backup_repository.domain.errors import DatabaseError, Forbidden, NotFound, StorageError
+from backup_repository.domain.errors import Forbidden, NotFound
 from backup_repository.domain.names import is_object_name
 from backup_repository.domain.times import format_time, utcnow
 from backup_repository.domain.versions import retention_blocks_next_upload
 from backup_repository.domain.windows import next_change
+from backup_repository.failures import DatabaseError, StorageError
 from backup_repository.health.collection import collection_checks, integrity_check, storage_consistency_check
 
 VERSION_NOT_FOUND = "cannot find specified version"

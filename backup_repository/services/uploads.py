@@ -24,8 +24,8 @@ from backup_repository.domain import roles as R
 from backup_repository.domain.access import decide
 from backup_repository.domain.collections import COLLECTION_NOT_FOUND
 from backup_repository.domain.errors import (
-    BadRequest, Conflict, DatabaseError, DomainError, Forbidden, LeaseLost, NotFound, PayloadTooLarge, RequestTimeout,
-    ServiceUnavailable, StorageError, TooManyRequests, Unauthenticated,
+    BadRequest, Conflict, DomainError, Forbidden, NotFound, PayloadTooLarge, RequestTimeout, ServiceUnavailable,
+    TooManyRequests, Unauthenticated,
 )
 from backup_repository.domain.events import NO_EVENTS, UPLOAD_OUTCOMES
 from backup_repository.domain.names import is_object_name
@@ -35,6 +35,7 @@ from backup_repository.domain.versions import (
     Version, collection_full, object_name, retention_blocks_next_upload, rotate_out, upload_allowance,
 )
 from backup_repository.domain.windows import is_open
+from backup_repository.failures import DatabaseError, LeaseLost, StorageError
 from backup_repository.services.deletions import finish_deletion
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
 
-from backup_repository.domain.errors import StorageError
+from backup_repository.failures import StorageError
 from backup_repository.storage.local import LocalBackend
 from backup_repository.storage.sendfile import LocalFile
 from backup_repository.storage.urls import StorageConfigError, StorageLocation, make_driver, parse_storage_url

@@ -7,10 +7,10 @@ import pytest
 
 from backup_repository.db.schema import LATEST
 from backup_repository.db.sqlite import SqliteDatabase
-from backup_repository.domain.errors import DatabaseError, LeaseLost
 from backup_repository.domain.sessions import GrantedAccess
 from backup_repository.domain.times import utcnow
 from backup_repository.domain.versions import Version
+from backup_repository.failures import DatabaseError, LeaseLost
 from tests import support
 
 

@@ -15,10 +15,11 @@ from backup_repository.config.provider import FilesystemProvider
 from backup_repository.db.sqlite import SqliteDatabase
 from backup_repository.domain.access import parse_scope
 from backup_repository.domain.errors import (
-    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, RequestTimeout, StorageError, Unauthenticated,
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, RequestTimeout, Unauthenticated,
 )
 from backup_repository.domain.events import Events
 from backup_repository.domain.times import utcnow
+from backup_repository.failures import StorageError
 from backup_repository.security.passwords import PasswordVerifier
 from backup_repository.security.tokens import TokenService
 from backup_repository.services.auth import AuthService
