@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import logging
 
-from backup_repository.config.provider import ConfigurationUnavailable, FilesystemProvider, log_problems
+from backup_repository.config.filesystem import FilesystemProvider
+from backup_repository.config.provider import ConfigurationUnavailable, log_problems
 from backup_repository.db import open_database
 from backup_repository.failures import DatabaseError, StartupError, StorageError
 from backup_repository.health.checks import readiness_checks

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from backup_repository.config.provider import FilesystemProvider
+from backup_repository.config.filesystem import FilesystemProvider
 from backup_repository.db.sqlite import SqliteDatabase
 from backup_repository.domain.access import parse_scope
 from backup_repository.domain.errors import (
