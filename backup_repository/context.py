@@ -10,8 +10,10 @@ import asyncio
 import contextlib
 import logging
 
-from backup_repository.config.provider import FilesystemProvider, log_problems
+from backup_repository.config.filesystem import FilesystemProvider
+from backup_repository.config.provider import ConfigurationUnavailable, log_problems
 from backup_repository.db import open_database
+from backup_repository.failures import DatabaseError, StartupError, StorageError
 from backup_repository.health.checks import readiness_checks
 from backup_repository.metrics import Metrics
 from backup_repository.process import release_free_memory
@@ -26,8 +28,13 @@ from backup_repository.services.monitoring import CollectionMonitor
 from backup_repository.services.status import StatusPublisher
 from backup_repository.services.uploads import UploadLimits, UploadService
 from backup_repository.storage.blobstore import BlobStore
+from backup_repository.storage.urls import StorageConfigError
 
 log = logging.getLogger(__name__)
+
+#: What opening the configuration, the database and the store raises when one of them cannot be used, each with a
+#: message saying what to check: at start-up, any of them is a StartupError.
+OPENING_FAILURES = (ConfigurationUnavailable, DatabaseError, StorageError, StorageConfigError)
 
 
 def make_configuration(settings):
@@ -92,6 +99,15 @@ class AppContext:
 
     @classmethod
     async def open(cls, settings) -> "AppContext":
+        """Open the configuration, the database and the store, and build everything on them; raise StartupError,
+        with the message of the step that failed, when one of them cannot be used."""
+        try:
+            return await cls._open(settings)
+        except OPENING_FAILURES as exc:
+            raise StartupError(str(exc)) from exc
+
+    @classmethod
+    async def _open(cls, settings) -> "AppContext":
         if len(settings.jwt_secret_key.encode()) < RECOMMENDED_KEY_BYTES:
             log.warning("the JWT secret key is shorter than %d bytes; a longer random key is safer "
                         "(for example: openssl rand -base64 32)", RECOMMENDED_KEY_BYTES)

@@ -10,15 +10,12 @@ import tornado.netutil
 
 from backup_repository import systemd
 from backup_repository.app import make_app, make_metrics_app, make_probe_app
-from backup_repository.config.provider import ConfigurationUnavailable
 from backup_repository.context import AppContext
-from backup_repository.domain.errors import DatabaseError
+from backup_repository.failures import StartupError
 from backup_repository.http.connection import HTTPServer
 from backup_repository.logs import configure_logging
 from backup_repository.process import tune_allocator
 from backup_repository.settings import LOG_LEVELS
-from backup_repository.domain.errors import StorageError
-from backup_repository.storage.urls import StorageConfigError
 
 log = logging.getLogger("backup_repository")
 
@@ -45,7 +42,7 @@ def run(settings) -> int:
 async def serve(settings) -> int:
     try:
         ctx = await AppContext.open(settings)
-    except (DatabaseError, StorageError, StorageConfigError, ConfigurationUnavailable) as exc:
+    except StartupError as exc:
         log.error("cannot start: %s", exc)
         return 1
 

@@ -1,4 +1,5 @@
-"""The metadata database: one repository interface (``Repository``), two backends with identical behaviour.
+"""The metadata database: one repository (``Repository``, a part per aggregate: ``db.sessions``, ``db.versions``, ...),
+two backends with identical behaviour.
 
 ``open_database(settings)`` picks SQLite (the embedded default) when no database user is configured and
 PostgreSQL otherwise.

@@ -17,7 +17,7 @@ import aiopg
 import psycopg2
 
 from backup_repository.db.repository import Repository
-from backup_repository.domain.errors import DatabaseError, DatabaseUnavailable
+from backup_repository.failures import DatabaseError, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,10 @@ def _unavailable_when_gone(describe):
 class PostgresDatabase(Repository):
     def __init__(self, host: str, port: int, user: str, password: str, dbname: str,
                  minsize: int = 1, maxsize: int = 10, timeout: float = 30.0):
+        super().__init__(upload_locks=AdvisoryUploadLocks(self._connect_alone, self.describe))
         self._params = dict(host=host, port=port, user=user, password=password or "", dbname=dbname)
         self._minsize, self._maxsize, self._timeout = minsize, maxsize, timeout
         self._pool = None
-        self._upload_locks = {}  # holder -> the dedicated connection holding the advisory lock
 
     def describe(self) -> str:
         p = self._params
@@ -69,8 +69,7 @@ class PostgresDatabase(Repository):
         await self.migrate()
 
     async def close(self):
-        for holder in list(self._upload_locks):
-            self._upload_locks.pop(holder).close()
+        self.upload_locks.close()
         if self._pool is not None:
             self._pool.close()
             await self._pool.wait_closed()
@@ -94,6 +93,11 @@ class PostgresDatabase(Repository):
                 await cur.execute(sql, params)
                 return await cur.fetchall()
 
+    async def _connect_alone(self):
+        """A connection of its own, outside the pool (an upload lock lives as long as its connection)."""
+        with _unavailable_when_gone(self.describe):
+            return await aiopg.connect(timeout=self._timeout, connect_timeout=10, **self._params)
+
     @contextlib.asynccontextmanager
     async def transaction(self):
         # aiopg connections are in autocommit mode; a transaction is an explicit BEGIN ... COMMIT on one of them.
@@ -108,12 +112,29 @@ class PostgresDatabase(Repository):
                     raise
                 await cur.execute("COMMIT")
 
-    # --- upload locks: advisory locks that die with their connection ----------------------------
-    async def acquire_upload_lock(self, collection_id, holder, now, ttl) -> bool:
-        with _unavailable_when_gone(self.describe):
-            conn = await aiopg.connect(timeout=self._timeout, connect_timeout=10, **self._params)
+    async def _lock_migrations(self, tx):
+        await tx.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+
+    async def _table_names(self, tx) -> set:
+        rows = await tx.fetchall(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
+        return {row[0] for row in rows}
+
+
+class AdvisoryUploadLocks:
+    """Upload locks as session-level advisory locks, each held on a connection of its own (``connect()``) for the
+    length of the upload: a killed server's lock is gone as soon as PostgreSQL sees its connection close, with no
+    lease to run out (the same three calls as ``locks.UploadLocks``; ``now`` and ``ttl`` are not needed)."""
+
+    def __init__(self, connect, describe):
+        self._connect, self._describe = connect, describe
+        self._held = {}  # holder -> the dedicated connection holding the advisory lock
+
+    async def acquire(self, collection_id, holder, now, ttl) -> bool:
+        conn = await self._connect()
         try:
-            with _unavailable_when_gone(self.describe):
+            with _unavailable_when_gone(self._describe):
                 async with conn.cursor() as cur:
                     await cur.execute("SELECT pg_try_advisory_lock(%s)", (upload_lock_key(collection_id),))
                     taken = (await cur.fetchone())[0]
@@ -123,26 +144,26 @@ class PostgresDatabase(Repository):
         if not taken:
             conn.close()
             return False
-        self._upload_locks[holder] = conn
+        self._held[holder] = conn
         return True
 
-    async def renew_upload_lock(self, collection_id, holder, now, ttl) -> bool:
+    async def renew(self, collection_id, holder, now, ttl) -> bool:
         """True while the lock's connection is alive (the lock cannot be lost any other way)."""
-        conn = self._upload_locks.get(holder)
+        conn = self._held.get(holder)
         if conn is None or conn.closed:
-            self._upload_locks.pop(holder, None)
+            self._held.pop(holder, None)
             return False
         try:
             async with conn.cursor() as cur:
                 await cur.execute("SELECT 1")
         except _GONE:
-            self._upload_locks.pop(holder, None)
+            self._held.pop(holder, None)
             conn.close()
             return False
         return True
 
-    async def release_upload_lock(self, collection_id, holder):
-        conn = self._upload_locks.pop(holder, None)
+    async def release(self, collection_id, holder):
+        conn = self._held.pop(holder, None)
         if conn is None:
             return
         try:
@@ -154,14 +175,10 @@ class PostgresDatabase(Repository):
         finally:
             conn.close()
 
-    async def _lock_migrations(self, tx):
-        await tx.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
-
-    async def _table_names(self, tx) -> set:
-        rows = await tx.fetchall(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
-        )
-        return {row[0] for row in rows}
+    def close(self):
+        """Close every lock's connection (the database is closing): the locks go with them."""
+        for holder in list(self._held):
+            self._held.pop(holder).close()
 
 
 class _PostgresTransaction:

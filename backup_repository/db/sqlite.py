@@ -12,8 +12,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
+from backup_repository.db.locks import UploadLocks
 from backup_repository.db.repository import Repository
-from backup_repository.domain.errors import DatabaseError
+from backup_repository.failures import DatabaseError
 
 
 def _adapt_datetime(value: datetime) -> str:
@@ -44,6 +45,7 @@ def _params(params) -> tuple:
 
 class SqliteDatabase(Repository):
     def __init__(self, path: str):
+        super().__init__(upload_locks=UploadLocks(self))
         self.path = os.path.expanduser(path)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._lock = asyncio.Lock()
@@ -124,7 +126,6 @@ class SqliteDatabase(Repository):
                 await self._run(self._execute_sync, "ROLLBACK", ())
                 raise
             await self._run(self._execute_sync, "COMMIT", ())
-
 
     async def _table_names(self, tx) -> set:
         rows = await tx.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")

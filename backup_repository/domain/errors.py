@@ -1,5 +1,6 @@
-"""Typed errors: what domain code raises (``DomainError`` and its kinds), and the failures of the infrastructure that
-every layer may meet (``DatabaseError``, ``StorageError``). ``http/errors.py`` maps each to one answer.
+"""Typed errors: what domain code raises (``DomainError`` and its kinds). ``http/errors.py`` maps each to one answer.
+The failures of the infrastructure (a database or a store that fails) are not the domain's: they are in
+``backup_repository/failures.py``.
 
 The message of a DomainError is what the client sees, so it must never contain a secret.
 """
@@ -67,23 +68,6 @@ class ServiceUnavailable(DomainError):
 
 class InsufficientStorage(DomainError):
     status = 507
-
-
-class DatabaseError(Exception):
-    """The database cannot be reached or refused an operation; the message says what to check (raised by db/)."""
-
-
-class DatabaseUnavailable(DatabaseError):
-    """The database went away while serving (stopped, restarted, unreachable): answered 503 until it is back."""
-
-
-class LeaseLost(DatabaseError):
-    """An upload's pending row was taken over by the janitor (the upload's lease ran out): the upload may no longer
-    register its version (raised by db/, docs/scaling.md#what-is-guaranteed)."""
-
-
-class StorageError(Exception):
-    """The object store cannot be reached or refused an operation (raised by storage/)."""
 
 
 class InternalError(DomainError):

@@ -11,7 +11,8 @@ from typing import Optional
 import tornado.iostream
 import tornado.web
 
-from backup_repository.domain.errors import DomainError, Forbidden, RangeNotSatisfiable, StorageError
+from backup_repository.domain.errors import DomainError, Forbidden, RangeNotSatisfiable
+from backup_repository.failures import StorageError
 from backup_repository.http.base import UNLIMITED_BODY, AuthenticatedHandler, BaseHandler
 from backup_repository.http.errors import log_failure
 from backup_repository.services.uploads import UploadRequest

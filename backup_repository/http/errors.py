@@ -11,7 +11,8 @@ from typing import Optional
 
 import tornado.web
 
-from backup_repository.domain.errors import DatabaseError, DomainError, StorageError, Unauthenticated
+from backup_repository.domain.errors import DomainError, Unauthenticated
+from backup_repository.failures import DatabaseError, StorageError
 
 log = logging.getLogger("backup_repository.http")
 

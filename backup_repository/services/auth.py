@@ -124,7 +124,7 @@ class AuthService:
             requester_ip=client_ip, user=user_name, access_key_name=key_name, created_at=now, updated_at=now,
             credential=credential_fingerprint(password_hash),
         )
-        await self._db.create_session(session)
+        await self._db.sessions.create(session)
         log.info("session %s opened for %r%s from %s", session.id[:12], user_name,
                  f" (access key {key_name!r})" if key_name else "", client_ip)
         return LoginResult(token, session)
@@ -134,7 +134,7 @@ class AuthService:
         if not token:
             raise Unauthenticated("auth header is empty")
         claims = self._tokens.decode(token)
-        session = await self._db.get_session(hash_token(token))
+        session = await self._db.sessions.get(hash_token(token))
         if session is None:
             raise Unauthenticated("token was revoked or has expired")
         user = self._config.user(claims.login)
@@ -160,11 +160,11 @@ class AuthService:
         current = credential_fingerprint(key.password_hash if key is not None else user.password_hash)
         if session.credential and session.credential != current:
             if not session.deactivated:  # ended for good: setting the old password back does not revive it
-                await self._db.deactivate_session(session.id, self._clock())
+                await self._db.sessions.deactivate(session.id, self._clock())
             raise Unauthenticated(KEY_PASSWORD_CHANGED if key is not None else PASSWORD_CHANGED)
         if not session.credential and session.is_valid(self._clock()):
             # opened before sessions recorded their credential: bound to the current one on first use
-            await self._db.bind_session_credential(session.id, current)
+            await self._db.sessions.bind_credential(session.id, current)
 
     @staticmethod
     def _address_allowed(user, key, client_ip: str) -> bool:
@@ -198,7 +198,7 @@ class AuthService:
             if not R.has_role(principal.user.roles, R.SYSTEM_ADMIN):
                 raise Forbidden("no permissions to act as other user")
             target = user_name
-        return await self._db.list_sessions(target, MAX_LISTED_SESSIONS)
+        return await self._db.sessions.of_user(target, MAX_LISTED_SESSIONS)
 
     async def logout(self, principal: Principal, session_id: str = None) -> str:
         """Deactivate the caller's session, or ``session_id``; return the id of the revoked session.
@@ -208,12 +208,12 @@ class AuthService:
             session_id = principal.session.id
         else:
             _refuse_restricted(principal.actor)
-            session = await self._db.get_session(session_id)
+            session = await self._db.sessions.get(session_id)
             if session is None:
                 raise NotFound("cannot find specified session")
             if session.user != principal.actor.name and not R.has_role(principal.user.roles, R.SYSTEM_ADMIN):
                 raise Forbidden("you don't have permissions to revoke session of other user")
-        await self._db.deactivate_session(session_id, self._clock())
+        await self._db.sessions.deactivate(session_id, self._clock())
         log.info("session %s revoked by %r", session_id[:12], principal.actor.name)
         return session_id
 
@@ -233,7 +233,7 @@ class AuthService:
             for user_name, key_name, keep, reason in targets:
                 who = f"{user_name}${key_name}" if key_name else user_name
                 try:
-                    count = await self._db.revoke_sessions(user_name, self._clock(), key_name, keep)
+                    count = await self._db.sessions.revoke(user_name, self._clock(), key_name, keep)
                 except Exception as exc:
                     log.error("cannot revoke the sessions of %r yet (retrying in %gs): %s", who, REVOCATION_RETRY,
                               exc)

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from backup_repository.domain import roles as R
 from backup_repository.domain.access import decide
 from backup_repository.domain.collections import COLLECTION_NOT_FOUND
-from backup_repository.domain.errors import DatabaseError, Forbidden, NotFound, StorageError
+from backup_repository.domain.errors import Forbidden, NotFound
 from backup_repository.domain.names import is_object_name
 from backup_repository.domain.times import format_time, utcnow
 from backup_repository.domain.versions import retention_blocks_next_upload
 from backup_repository.domain.windows import next_change
+from backup_repository.failures import DatabaseError, StorageError
 from backup_repository.health.collection import collection_checks, integrity_check, storage_consistency_check
 
 VERSION_NOT_FOUND = "cannot find specified version"
@@ -65,7 +66,7 @@ class CollectionService:
         collection = self._collection(collection_id)
         if not self._may_list(principal.actor, collection):
             raise Forbidden(NOT_ALLOWED_TO_LIST)
-        return await self._db.list_versions(collection.id)
+        return await self._db.versions.of_collection(collection.id)
 
     async def download(self, principal, collection_id: str, reference: str) -> Download:
         """Resolve ``latest``, ``N`` or ``vN`` to a stored version the caller may download."""
@@ -73,10 +74,10 @@ class CollectionService:
         if not self._may(principal.actor, R.ACTION_DOWNLOAD, collection):
             raise Forbidden(NOT_ALLOWED_TO_DOWNLOAD)
         if reference == "latest":
-            version = await self._db.latest_version(collection.id)
+            version = await self._db.versions.latest(collection.id)
         else:
             match = _VERSION_REF.fullmatch(reference)
-            version = await self._db.get_version(collection.id, int(match.group(1))) if match else None
+            version = await self._db.versions.get(collection.id, int(match.group(1))) if match else None
         if version is None:
             raise NotFound(VERSION_NOT_FOUND)
         return Download(collection, version)
@@ -109,7 +110,7 @@ class CollectionService:
         and the read), the answer is the 404 of a version that does not exist, not the 503 of a store that is
         away (docs/api.md#downloads)."""
         try:
-            current = await self._db.get_version(download.collection.id, download.version.number)
+            current = await self._db.versions.get(download.collection.id, download.version.number)
         except DatabaseError:
             return
         if current is None or current.id != download.version.id:
@@ -122,10 +123,10 @@ class CollectionService:
         snapshot = self._config.snapshot
         actor = principal.actor
         if R.can_perform(actor.user.roles, R.ACTION_UPLOAD) or R.can_perform(actor.user.roles, R.ACTION_DOWNLOAD):
-            candidates, stats = sorted(snapshot.collections), await self._db.collection_stats()
+            candidates, stats = sorted(snapshot.collections), await self._db.versions.stats()
         else:
             candidates = list((snapshot.granted or {}).get(actor.name, ()))
-            stats = await self._db.collection_stats(candidates)
+            stats = await self._db.versions.stats(candidates)
         result = []
         for collection_id in candidates:
             collection = snapshot.collections[collection_id]
@@ -156,8 +157,8 @@ class CollectionService:
         from ``known``."""
         every, known = known is None, {} if known is None else known
         snapshot = self._config.snapshot
-        stats = await self._db.collection_stats()
-        failing = await self._db.collections_with_integrity_problems()
+        stats = await self._db.versions.stats()
+        failing = await self._db.integrity.failing_collections()
         now = self._clock()
         result = {}
         for collection_id, collection in snapshot.collections.items():
@@ -169,7 +170,7 @@ class CollectionService:
                 if every:
                     result[collection_id] = before[3]
                 continue
-            versions = await self._db.list_versions(collection_id) if count else []
+            versions = await self._db.versions.of_collection(collection_id) if count else []
             checks = [*collection_checks(collection, versions, now),
                       integrity_check([f"v{number} ({filename}): {message}" for number, filename, message in problems])]
             failed = [f"{check.name}: {check.message}" for check in checks if not check.ok]
@@ -191,12 +192,12 @@ class CollectionService:
             digest = hashlib.sha256((code or "").encode()).hexdigest()
             if not hmac.compare_digest(digest, collection.health_code_sha256):
                 raise Forbidden(INVALID_HEALTH_CODE)
-        versions = await self._db.list_versions(collection.id)
+        versions = await self._db.versions.of_collection(collection.id)
         sizes = await asyncio.gather(*(self._storage.size(v.object_name) for v in versions))
         missing = [v for v, size in zip(versions, sizes) if size is None]
         problems = [f"v{number} ({filename}): {message}"
-                    for number, filename, message in await self._db.integrity_problems(collection.id)]
-        kept = (await self._db.refused_deletions(collection.id)).get(collection.id, [])
+                    for number, filename, message in await self._db.integrity.problems(collection.id)]
+        kept = (await self._db.deletions.refused(collection.id)).get(collection.id, [])
         return [*collection_checks(collection, versions, self._clock()), storage_consistency_check(missing, kept),
                 integrity_check(problems)]
 

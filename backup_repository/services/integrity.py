@@ -67,7 +67,7 @@ async def check_version(storage, version) -> str:
 async def verify_all(db, storage, report=None, clock=utcnow) -> Summary:
     """Check every registered version; ``report(line)`` is called for each problem."""
     summary = Summary()
-    for version in await db.all_versions():
+    for version in await db.versions.all():
         problem = await check_version(storage, version)
         summary.checked += 1
         summary.bytes += version.size
@@ -80,7 +80,7 @@ async def verify_all(db, storage, report=None, clock=utcnow) -> Summary:
             summary.problems.append(line)
             if report is not None:
                 report(line)
-        await db.record_integrity(version, not problem, problem, clock())
+        await db.integrity.record(version, not problem, problem, clock())
     for name in await unaccounted_objects(db, storage, summary):
         summary.unaccounted += 1
         line = (f"{name}: in the storage, but no version, pending upload or recorded deletion accounts for it "

@@ -51,7 +51,7 @@ class Janitor:
         """One pass; returns how many leftovers were removed."""
         now = self._clock()
         removed = 0
-        claimed = await self._db.claim_abandoned_uploads(
+        claimed = await self._db.pending_uploads.claim_abandoned(
             CLAIMANT, expired_before=now - timedelta(seconds=MARGIN_SECONDS),
             legacy_started_before=now - timedelta(seconds=self._timeout))
         for name, collection_id in claimed:
@@ -61,12 +61,12 @@ class Janitor:
                 log.error("janitor: the store kept %s, the leftover of an interrupted upload to %s; retrying later",
                           name, collection_id)
                 continue
-            await self._db.remove_pending_upload(name, CLAIMANT)
+            await self._db.pending_uploads.remove(name, CLAIMANT)
             removed += count
             log.warning("janitor: an upload of %s to %s never finished (the server stopped, or lost the database "
                         "or the store for longer than its lease); removed %d leftover object(s)",
                         name, collection_id, count)
-        for deletion in await self._db.pending_deletions(now - timedelta(seconds=DELETION_GRACE)):
+        for deletion in await self._db.deletions.recorded_before(now - timedelta(seconds=DELETION_GRACE)):
             if await finish_deletion(self._db, self._storage, deletion.object_name, self._events):
                 removed += 1
                 log.warning("janitor: deleted %s (v%d of %s), left by a rotation that was cut short or refused "

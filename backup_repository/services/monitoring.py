@@ -61,14 +61,14 @@ class CollectionMonitor:
 
     async def refresh_once(self):
         began = time.monotonic()
-        stats = await self._db.collection_summaries()
-        failing = await self._db.collections_with_integrity_problems()
-        verified = await self._db.last_verifications()
-        kept = await self._db.refused_deletions()
+        stats = await self._db.versions.summaries()
+        failing = await self._db.integrity.failing_collections()
+        verified = await self._db.integrity.last_verifications()
+        kept = await self._db.deletions.refused()
         snapshot = self._config.snapshot
         floored = [key for key, collection in snapshot.collections.items()
                    if collection.minimum_retention is not None]
-        versions = await self._db.version_infos(floored) if floored else {}
+        versions = await self._db.versions.infos(floored) if floored else {}
         now = self._clock()
         await asyncio.to_thread(self._compute_and_show, snapshot, stats, failing, verified, versions, kept, now)
         self._last_duration = time.monotonic() - began  # shown by the next refresh

@@ -24,8 +24,8 @@ from backup_repository.domain import roles as R
 from backup_repository.domain.access import decide
 from backup_repository.domain.collections import COLLECTION_NOT_FOUND
 from backup_repository.domain.errors import (
-    BadRequest, Conflict, DatabaseError, DomainError, Forbidden, LeaseLost, NotFound, PayloadTooLarge, RequestTimeout,
-    ServiceUnavailable, StorageError, TooManyRequests, Unauthenticated,
+    BadRequest, Conflict, DomainError, Forbidden, NotFound, PayloadTooLarge, RequestTimeout, ServiceUnavailable,
+    TooManyRequests, Unauthenticated,
 )
 from backup_repository.domain.events import NO_EVENTS, UPLOAD_OUTCOMES
 from backup_repository.domain.names import is_object_name
@@ -35,6 +35,7 @@ from backup_repository.domain.versions import (
     Version, collection_full, object_name, retention_blocks_next_upload, rotate_out, upload_allowance,
 )
 from backup_repository.domain.windows import is_open
+from backup_repository.failures import DatabaseError, LeaseLost, StorageError
 from backup_repository.services.deletions import finish_deletion
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ class UploadService:
 
         await self._after_abandoned_upload(collection.id)
         holder = uuid.uuid4().hex
-        if not await self._db.acquire_upload_lock(collection.id, holder, now, self.limits.lease):
+        if not await self._db.upload_locks.acquire(collection.id, holder, now, self.limits.lease):
             raise Conflict(PARALLEL_UPLOAD)
         upload = Upload(collection, principal, holder, db=self._db, storage=self._storage, clock=self._clock,
                         on_abort=self._abort_started, on_end=self.active.discard, events=self._events,
@@ -226,7 +227,7 @@ class Upload:
 
     async def prepare(self, request: UploadRequest, now):
         self._renewal = asyncio.ensure_future(self._renew_lock())
-        versions = [v.info() for v in await self._db.list_versions(self.collection.id)]
+        versions = [v.info() for v in await self._db.versions.of_collection(self.collection.id)]
         blocked_until = retention_blocks_next_upload(self.collection, versions, now)
         if blocked_until is not None:  # it would push a version out before its minimumRetention has passed
             raise collection_full(blocked_until, now)
@@ -255,11 +256,11 @@ class Upload:
         same bucket, or left by a crash between storing and registering; or the name may still be recorded as an
         upload's leftover. It is never overwritten: its number is skipped."""
         for _ in range(MAX_SKIPPED_NUMBERS):
-            self.number = await self._db.reserve_version_number(self.collection.id)
+            self.number = await self._db.versions.reserve_number(self.collection.id)
             self.filename = self.collection.filename_for(self.number)
             name = object_name(self.collection.id, self.filename)
             if await self._storage.size(name) is None:
-                if await self._db.add_pending_upload(name, self.collection.id, now, self.holder, self.limits.lease):
+                if await self._db.pending_uploads.add(name, self.collection.id, now, self.holder, self.limits.lease):
                     self.object_name = name
                     return
                 log.warning("%s is still recorded as the leftover of an interrupted upload; number %d is skipped",
@@ -419,7 +420,7 @@ class Upload:
             )
             self._committing = True
             try:
-                await self._db.insert_version(version, pending_object=self.object_name, holder=self.holder)
+                await self._db.versions.insert(version, pending_object=self.object_name, holder=self.holder)
             except LeaseLost:  # the object goes with the abort below (and the janitor's pass)
                 raise ServiceUnavailable(LEASE_LOST, retry_after=60, reason="storage_error") from None
             except BaseException:
@@ -439,11 +440,11 @@ class Upload:
         return version
 
     async def _rotate(self, now):
-        versions = await self._db.list_versions(self.collection.id)
+        versions = await self._db.versions.of_collection(self.collection.id)
         by_id = {v.id: v for v in versions}
         for info in rotate_out(self.collection, [v.info() for v in versions], now):
             doomed = by_id[info.id]
-            if not await self._db.delete_version(doomed, now):
+            if not await self._db.versions.delete(doomed, now):
                 continue  # rotated out by another server's upload meanwhile
             self._events.rotated(1)
             try:
@@ -478,9 +479,9 @@ class Upload:
                 refusal = await self._storage.remove(self.object_name)
                 if refusal is not None:
                     raise StorageError(refusal)
-                await self._db.remove_pending_upload(self.object_name, self.holder)
+                await self._db.pending_uploads.remove(self.object_name, self.holder)
             if self.number is not None:
-                await self._db.release_version_number(self.collection.id, self.number)
+                await self._db.versions.release_number(self.collection.id, self.number)
                 log.info("upload of %s v%d abandoned; nothing of it was kept", self.collection.id, self.number)
         except Exception as exc:
             log.error("while abandoning an upload of %s: %s", self.collection.id, exc)
@@ -494,7 +495,7 @@ class Upload:
         if self._on_end is not None:
             self._on_end(self)
         try:
-            await self._db.release_upload_lock(self.collection.id, self.holder)
+            await self._db.upload_locks.release(self.collection.id, self.holder)
         except Exception as exc:  # the lease expires on its own
             log.error("cannot release the upload lock of %s: %s", self.collection.id, exc)
 
@@ -506,12 +507,12 @@ class Upload:
             await asyncio.sleep(lease / 3)
             try:
                 now = self._clock()
-                if not await self._db.renew_upload_lock(self.collection.id, self.holder, now, lease):
+                if not await self._db.upload_locks.renew(self.collection.id, self.holder, now, lease):
                     log.warning("the upload lock of %s was lost; taking it again", self.collection.id)
-                    await self._db.acquire_upload_lock(self.collection.id, self.holder, now, lease)
+                    await self._db.upload_locks.acquire(self.collection.id, self.holder, now, lease)
                 if self.object_name is None:
                     continue
-                renewed = await self._db.renew_pending_upload(self.object_name, self.holder, now, lease)
+                renewed = await self._db.pending_uploads.renew(self.object_name, self.holder, now, lease)
                 # once the registration has begun, a record that is gone was registered, or the janitor has it and
                 # the registration fails on its own; once the upload is being abandoned, its own clean-up removed it:
                 # nothing to judge then

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
 
-from backup_repository.domain.errors import StorageError
+from backup_repository.failures import StorageError
 from backup_repository.storage.local import LocalBackend
 from backup_repository.storage.sendfile import CAN_SPLICE, KernelSender, LocalFile, Relay
 from backup_repository.storage.urls import StorageConfigError, StorageLocation, make_driver, parse_storage_url

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from backup_repository.domain.errors import StorageError
+from backup_repository.failures import StorageError
 
 #: The most one ``sendfile`` call is asked for; a non-blocking socket takes what fits in its buffer anyway.
 SEND_PIECE = 16 << 20

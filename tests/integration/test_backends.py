@@ -12,7 +12,8 @@ import os
 
 import pytest
 
-from backup_repository.storage.blobstore import BlobStore, StorageError
+from backup_repository.failures import StorageError
+from backup_repository.storage.blobstore import BlobStore
 
 STORES = ["local", "s3", "gcs", "azure"]
 #: A streamed body of several pieces of odd sizes, past the 5 MiB parts (S3), 4 MiB blocks (Azure) and 8 MiB

@@ -7,10 +7,10 @@ import pytest
 
 from backup_repository.db.schema import LATEST
 from backup_repository.db.sqlite import SqliteDatabase
-from backup_repository.domain.errors import DatabaseError, LeaseLost
 from backup_repository.domain.sessions import GrantedAccess
 from backup_repository.domain.times import utcnow
 from backup_repository.domain.versions import Version
+from backup_repository.failures import DatabaseError, LeaseLost
 from tests import support
 
 
@@ -74,7 +74,7 @@ def test_an_older_database_is_upgraded(make_db):
     async def scenario():
         db = make_db()
         await db.open()
-        await db.create_session(session("kept"))
+        await db.sessions.create(session("kept"))
         # turn it into a database of release 1 (sessions only): forget and undo migration 2
         await db.execute("DELETE FROM schema_migrations WHERE version = %s", (2,))
         for table in ("versions", "version_counters", "upload_locks"):
@@ -83,8 +83,8 @@ def test_an_older_database_is_upgraded(make_db):
         upgraded = make_db()
         await upgraded.open()
         assert await upgraded.schema_version() == LATEST
-        assert (await upgraded.get_session("kept")).user == "alice"  # data survives the upgrade
-        assert await upgraded.reserve_version_number("c") == 1
+        assert (await upgraded.sessions.get("kept")).user == "alice"  # data survives the upgrade
+        assert await upgraded.versions.reserve_number("c") == 1
         await upgraded.close()
 
     asyncio.run(scenario())
@@ -95,22 +95,22 @@ def test_sessions_round_trip(make_db):
         db = make_db()
         await db.open()
         original = session("abc")
-        await db.create_session(original)
-        loaded = await db.get_session("abc")
+        await db.sessions.create(original)
+        loaded = await db.sessions.get("abc")
         assert loaded == original
         assert loaded.created_at.tzinfo is not None and loaded.is_valid(utcnow())
-        assert await db.get_session("missing") is None
+        assert await db.sessions.get("missing") is None
 
-        assert await db.deactivate_session("abc", utcnow()) is True
-        assert (await db.get_session("abc")).deactivated is True
-        assert not (await db.get_session("abc")).is_valid(utcnow())
-        assert await db.deactivate_session("missing", utcnow()) is False
+        assert await db.sessions.deactivate("abc", utcnow()) is True
+        assert (await db.sessions.get("abc")).deactivated is True
+        assert not (await db.sessions.get("abc")).is_valid(utcnow())
+        assert await db.sessions.deactivate("missing", utcnow()) is False
 
         for index in range(5):
-            await db.create_session(session(f"b{index}", user="bob", minutes=index))
-        listed = await db.list_sessions("bob", limit=3)
+            await db.sessions.create(session(f"b{index}", user="bob", minutes=index))
+        listed = await db.sessions.of_user("bob", limit=3)
         assert [s.id for s in listed] == ["b4", "b3", "b2"]
-        assert await db.list_sessions("nobody") == []
+        assert await db.sessions.of_user("nobody") == []
         await db.close()
 
     asyncio.run(scenario())
@@ -126,7 +126,7 @@ def test_a_failed_transaction_leaves_nothing(make_db):
                     "INSERT INTO granted_accesses (id, expires_at, user_name, created_at, updated_at) "
                     "VALUES (%s, %s, %s, %s, %s)", ("tx1", utcnow(), "alice", utcnow(), utcnow()))
                 raise RuntimeError("boom")
-        assert await db.get_session("tx1") is None
+        assert await db.sessions.get("tx1") is None
         await db.close()
 
     asyncio.run(scenario())
@@ -143,17 +143,17 @@ def test_version_numbers_are_never_reused(make_db):
     async def scenario():
         db = make_db()
         await db.open()
-        assert [await db.reserve_version_number("c") for _ in range(3)] == [1, 2, 3]
-        assert await db.reserve_version_number("other") == 1
+        assert [await db.versions.reserve_number("c") for _ in range(3)] == [1, 2, 3]
+        assert await db.versions.reserve_number("other") == 1
         for number in (1, 2, 3):
-            await db.insert_version(version("c", number, size=number))
-        assert [v.number for v in await db.list_versions("c")] == [1, 2, 3]
-        assert (await db.latest_version("c")).number == 3
-        assert (await db.get_version("c", 2)).size == 2 and await db.get_version("c", 9) is None
-        for v in await db.list_versions("c"):
-            assert await db.delete_version(v, utcnow())
-        assert await db.list_versions("c") == [] and await db.latest_version("c") is None
-        assert await db.reserve_version_number("c") == 4  # rotation deleted everything: still 4
+            await db.versions.insert(version("c", number, size=number))
+        assert [v.number for v in await db.versions.of_collection("c")] == [1, 2, 3]
+        assert (await db.versions.latest("c")).number == 3
+        assert (await db.versions.get("c", 2)).size == 2 and await db.versions.get("c", 9) is None
+        for v in await db.versions.of_collection("c"):
+            assert await db.versions.delete(v, utcnow())
+        assert await db.versions.of_collection("c") == [] and await db.versions.latest("c") is None
+        assert await db.versions.reserve_number("c") == 4  # rotation deleted everything: still 4
         await db.close()
 
     asyncio.run(scenario())
@@ -166,25 +166,25 @@ def test_an_upload_registers_its_version_only_while_it_owns_its_pending_record(m
         db = make_db()
         await db.open()
         now = utcnow()
-        assert await db.add_pending_upload("c/b-1.gpg", "c", now, "upload-a", ttl=10)
-        assert not await db.add_pending_upload("c/b-1.gpg", "c", now, "upload-b", ttl=10)  # the name is taken
-        assert await db.add_pending_upload("c/b-2.gpg", "c", now, "upload-b", ttl=10)
+        assert await db.pending_uploads.add("c/b-1.gpg", "c", now, "upload-a", ttl=10)
+        assert not await db.pending_uploads.add("c/b-1.gpg", "c", now, "upload-b", ttl=10)  # the name is taken
+        assert await db.pending_uploads.add("c/b-2.gpg", "c", now, "upload-b", ttl=10)
         # upload-b renews its lease; upload-a's runs out
-        assert await db.renew_pending_upload("c/b-2.gpg", "upload-b", now + timedelta(seconds=8), ttl=10)
-        claimed = await db.claim_abandoned_uploads("janitor", expired_before=now + timedelta(seconds=12),
+        assert await db.pending_uploads.renew("c/b-2.gpg", "upload-b", now + timedelta(seconds=8), ttl=10)
+        claimed = await db.pending_uploads.claim_abandoned("janitor", expired_before=now + timedelta(seconds=12),
                                                    legacy_started_before=now - timedelta(hours=1))
         assert claimed == [("c/b-1.gpg", "c")]
-        assert not await db.renew_pending_upload("c/b-1.gpg", "upload-a", now, ttl=10)
+        assert not await db.pending_uploads.renew("c/b-1.gpg", "upload-a", now, ttl=10)
         with pytest.raises(LeaseLost):
-            await db.insert_version(version("c", 1), pending_object="c/b-1.gpg", holder="upload-a")
-        assert await db.list_versions("c") == []
-        await db.insert_version(version("c", 2), pending_object="c/b-2.gpg", holder="upload-b")
-        assert [v.number for v in await db.list_versions("c")] == [2]
+            await db.versions.insert(version("c", 1), pending_object="c/b-1.gpg", holder="upload-a")
+        assert await db.versions.of_collection("c") == []
+        await db.versions.insert(version("c", 2), pending_object="c/b-2.gpg", holder="upload-b")
+        assert [v.number for v in await db.versions.of_collection("c")] == [2]
         # a claimed record is the claimant's until it drops it; a committed one is gone
-        assert await db.claim_abandoned_uploads("janitor", expired_before=now + timedelta(hours=1),
+        assert await db.pending_uploads.claim_abandoned("janitor", expired_before=now + timedelta(hours=1),
                                                 legacy_started_before=now) == [("c/b-1.gpg", "c")]
-        await db.remove_pending_upload("c/b-1.gpg", "janitor")
-        assert await db.pending_uploads() == []
+        await db.pending_uploads.remove("c/b-1.gpg", "janitor")
+        assert await db.pending_uploads.all() == []
         await db.close()
 
     asyncio.run(scenario())
@@ -196,23 +196,23 @@ def test_a_deleted_version_leaves_a_recorded_deletion_until_the_store_confirms(m
         await db.open()
         now = utcnow()
         for number in (1, 2):
-            await db.insert_version(version("c", number))
-        first, second = await db.list_versions("c")
-        assert await db.delete_version(first, now)
-        assert not await db.delete_version(first, now)  # deleted already (another server's rotation)
-        assert await db.list_versions("c") == [second]
-        [recorded] = await db.pending_deletions(now + timedelta(seconds=1))
+            await db.versions.insert(version("c", number))
+        first, second = await db.versions.of_collection("c")
+        assert await db.versions.delete(first, now)
+        assert not await db.versions.delete(first, now)  # deleted already (another server's rotation)
+        assert await db.versions.of_collection("c") == [second]
+        [recorded] = await db.deletions.recorded_before(now + timedelta(seconds=1))
         assert (recorded.object_name, recorded.collection_id, recorded.version_number, recorded.attempts) == (
             "c/b-1.gpg", "c", 1, 0)
-        assert await db.pending_deletions(now - timedelta(seconds=1)) == []  # recorded_before
-        assert await db.refused_deletions() == {}
+        assert await db.deletions.recorded_before(now - timedelta(seconds=1)) == []  # recorded_before
+        assert await db.deletions.refused() == {}
         assert await db.accounted_names() == {"c/b-1.gpg", "c/b-2.gpg"}
-        await db.deletion_failed("c/b-1.gpg", "AccessDenied")
-        await db.deletion_failed("c/b-1.gpg", "InvalidRequest: object is WORM protected")
-        [refused] = (await db.refused_deletions("c"))["c"]
+        await db.deletions.failed("c/b-1.gpg", "AccessDenied")
+        await db.deletions.failed("c/b-1.gpg", "InvalidRequest: object is WORM protected")
+        [refused] = (await db.deletions.refused("c"))["c"]
         assert (refused.attempts, refused.last_error) == (2, "InvalidRequest: object is WORM protected")
-        await db.deletion_done("c/b-1.gpg")
-        assert await db.pending_deletions(now + timedelta(hours=1)) == [] and await db.refused_deletions() == {}
+        await db.deletions.done("c/b-1.gpg")
+        assert await db.deletions.recorded_before(now + timedelta(hours=1)) == [] and await db.deletions.refused() == {}
         assert await db.accounted_names() == {"c/b-2.gpg"}
         await db.close()
 
@@ -223,10 +223,10 @@ def test_duplicate_version_numbers_are_refused_by_the_database(make_db):
     async def scenario():
         db = make_db()
         await db.open()
-        await db.insert_version(version("c", 1))
+        await db.versions.insert(version("c", 1))
         with pytest.raises(Exception):
-            await db.insert_version(Version(**{**version("c", 1).__dict__, "id": "other-id"}))
-        assert len(await db.list_versions("c")) == 1
+            await db.versions.insert(Version(**{**version("c", 1).__dict__, "id": "other-id"}))
+        assert len(await db.versions.of_collection("c")) == 1
         await db.close()
 
     asyncio.run(scenario())
@@ -242,19 +242,19 @@ def test_upload_lock_is_exclusive_and_released_when_its_holder_dies(make_db):
         db = make_db()
         await db.open()
         now = utcnow()
-        assert await db.acquire_upload_lock("c", "server-a", now, ttl=45)
-        assert not await db.acquire_upload_lock("c", "server-b", now, ttl=45)
-        assert await db.acquire_upload_lock("other", "server-b", now, ttl=45)
-        assert await db.renew_upload_lock("c", "server-a", now + timedelta(seconds=30), ttl=45)
-        assert not await db.renew_upload_lock("c", "server-b", now, ttl=45)
+        assert await db.upload_locks.acquire("c", "server-a", now, ttl=45)
+        assert not await db.upload_locks.acquire("c", "server-b", now, ttl=45)
+        assert await db.upload_locks.acquire("other", "server-b", now, ttl=45)
+        assert await db.upload_locks.renew("c", "server-a", now + timedelta(seconds=30), ttl=45)
+        assert not await db.upload_locks.renew("c", "server-b", now, ttl=45)
         # the holder crashed: once its lease runs out, another server takes the lock
-        assert not await db.acquire_upload_lock("c", "server-b", now + timedelta(seconds=60), ttl=45)
-        assert await db.acquire_upload_lock("c", "server-b", now + timedelta(seconds=76), ttl=45)
-        assert not await db.renew_upload_lock("c", "server-a", now + timedelta(seconds=77), ttl=45)
-        await db.release_upload_lock("c", "server-a")  # not the holder: nothing happens
-        assert not await db.acquire_upload_lock("c", "server-a", now + timedelta(seconds=78), ttl=45)
-        await db.release_upload_lock("c", "server-b")
-        assert await db.acquire_upload_lock("c", "server-a", now + timedelta(seconds=79), ttl=45)
+        assert not await db.upload_locks.acquire("c", "server-b", now + timedelta(seconds=60), ttl=45)
+        assert await db.upload_locks.acquire("c", "server-b", now + timedelta(seconds=76), ttl=45)
+        assert not await db.upload_locks.renew("c", "server-a", now + timedelta(seconds=77), ttl=45)
+        await db.upload_locks.release("c", "server-a")  # not the holder: nothing happens
+        assert not await db.upload_locks.acquire("c", "server-a", now + timedelta(seconds=78), ttl=45)
+        await db.upload_locks.release("c", "server-b")
+        assert await db.upload_locks.acquire("c", "server-a", now + timedelta(seconds=79), ttl=45)
         await db.close()
 
     asyncio.run(scenario())
@@ -266,16 +266,16 @@ def _advisory_lock_scenario(make_db):
         await first.open()
         await second.open()
         now = utcnow()
-        assert await first.acquire_upload_lock("c", "a", now, ttl=45)
-        assert not await second.acquire_upload_lock("c", "b", now, ttl=45)
-        assert await second.acquire_upload_lock("other", "b", now, ttl=45)
-        assert await first.renew_upload_lock("c", "a", now, ttl=45)
-        await first.release_upload_lock("c", "a")
-        assert await second.acquire_upload_lock("c", "b2", now, ttl=45)
+        assert await first.upload_locks.acquire("c", "a", now, ttl=45)
+        assert not await second.upload_locks.acquire("c", "b", now, ttl=45)
+        assert await second.upload_locks.acquire("other", "b", now, ttl=45)
+        assert await first.upload_locks.renew("c", "a", now, ttl=45)
+        await first.upload_locks.release("c", "a")
+        assert await second.upload_locks.acquire("c", "b2", now, ttl=45)
         # the holder's connection dies (a crashed server): the lock is free at once
-        second._upload_locks["b2"].close()
-        assert not await second.renew_upload_lock("c", "b2", now, ttl=45)
-        assert await first.acquire_upload_lock("c", "a2", now, ttl=45)
+        second.upload_locks._held["b2"].close()
+        assert not await second.upload_locks.renew("c", "b2", now, ttl=45)
+        assert await first.upload_locks.acquire("c", "a2", now, ttl=45)
         await first.close()
         await second.close()
 

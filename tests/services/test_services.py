@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from backup_repository.config.provider import FilesystemProvider
+from backup_repository.config.filesystem import FilesystemProvider
 from backup_repository.db.sqlite import SqliteDatabase
 from backup_repository.domain.access import parse_scope
 from backup_repository.domain.errors import (
-    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, RequestTimeout, StorageError, Unauthenticated,
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, RequestTimeout, Unauthenticated,
 )
 from backup_repository.domain.events import Events
 from backup_repository.domain.times import utcnow
+from backup_repository.failures import StorageError
 from backup_repository.security.passwords import PasswordVerifier
 from backup_repository.security.tokens import TokenService
 from backup_repository.services.auth import AuthService
@@ -122,10 +123,10 @@ def test_an_upload_that_completes(tmp_path):
     async def scenario(s):
         version = await s.upload(await s.principal("writer"), "docs", body)
         assert (version.number, version.size, version.sha256) == (1, len(body), hashlib.sha256(body).hexdigest())
-        assert [v.number for v in await s.db.list_versions("docs")] == [1]
+        assert [v.number for v in await s.db.versions.of_collection("docs")] == [1]
         assert s.objects() == ["docs/docs-1.gpg"]
         assert (s.root / "docs" / "docs-1.gpg").read_bytes() == body
-        assert await s.db.pending_uploads() == []
+        assert await s.db.pending_uploads.all() == []
 
     run(tmp_path, scenario)
 
@@ -137,7 +138,7 @@ def test_an_upload_refused_mid_body_leaves_nothing(tmp_path):
             await s.upload(writer, "docs", pgp_message(b"x" * 5000) + b"trailing junk")
         with pytest.raises(PayloadTooLarge, match="filesize reached allowed limit"):
             await s.upload(writer, "docs", pgp_message(b"x" * (4 << 20)), chunk=1 << 16)  # docs: 1M + 2M extra
-        assert s.objects() == [] and await s.db.list_versions("docs") == []
+        assert s.objects() == [] and await s.db.versions.of_collection("docs") == []
         # the number and the lock were given back
         assert (await s.upload(writer, "docs", pgp_message(b"next"))).number == 1
 
@@ -189,7 +190,7 @@ def test_a_stalled_upload_fails_at_its_idle_deadline_and_a_slow_one_at_its_total
             slow.feed(message[position:position + 50])
             await asyncio.sleep(0.15)
         assert len(failures) == 2 and isinstance(failures[1], RequestTimeout)
-        assert s.objects() == [] and await s.db.list_versions("docs") == []
+        assert s.objects() == [] and await s.db.versions.of_collection("docs") == []
         # the lock and the number were given back
         assert (await s.upload(writer, "docs", pgp_message(b"next"))).number == 1
 
@@ -242,7 +243,7 @@ def test_rotation_removes_the_oldest_versions(tmp_path):
         writer = await s.principal("writer")
         for index in range(5):  # docs keeps 3
             await s.upload(writer, "docs", pgp_message(b"%d" % index))
-        assert [v.number for v in await s.db.list_versions("docs")] == [3, 4, 5]
+        assert [v.number for v in await s.db.versions.of_collection("docs")] == [3, 4, 5]
         assert s.objects() == ["docs/docs-3.gpg", "docs/docs-4.gpg", "docs/docs-5.gpg"]
 
     run(tmp_path, scenario)
@@ -299,7 +300,7 @@ def test_the_janitor_removes_a_stale_pending_upload(tmp_path):
         janitor = Janitor(s.db, s.storage, upload_timeout=60, clock=lambda: utcnow() + timedelta(hours=1))
         s.uploads.active.discard(stale)
         assert await janitor.run_once() >= 1
-        assert await s.db.pending_uploads() == []
+        assert await s.db.pending_uploads.all() == []
         await stale.abort()
         assert s.objects() == []
 
@@ -337,7 +338,7 @@ def test_a_download_whose_version_rotation_deleted_meanwhile_is_404(tmp_path):
         reader = await s.principal("reader")
         download = await s.collections.download(reader, "docs", "1")
         version = download.version
-        assert await s.db.delete_version(version, utcnow())
+        assert await s.db.versions.delete(version, utcnow())
         await s.storage.delete(version.object_name)  # what rotation does, between the lookup and the read
         with pytest.raises(NotFound, match="cannot find specified version"):
             await s.collections.open_file(download, 0, version.size)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backup_repository.domain.errors import StorageError
+from backup_repository.failures import StorageError
 from backup_repository.storage.blobstore import HIGH_WATER, BlobStore
 from backup_repository.storage.local import LocalBackend
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from backup_repository.config.provider import read_snapshot
+from backup_repository.config.filesystem import read_snapshot
 from backup_repository.domain import roles as R
 from backup_repository.domain.networks import address_allowed
 from tests.support import COLLECTIONS, GO_ADMIN_HASH, SECRETS, USERS, ConfigDir

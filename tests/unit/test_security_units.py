@@ -100,15 +100,20 @@ def test_codes_are_compared_in_constant_time(monkeypatch):
             return Collection("c", max_backups_count=1, max_one_version_size=1, max_collection_size=1,
                               health_code_sha256=hashlib.sha256(b"code").hexdigest())
 
-    class Db:
-        async def list_versions(self, _):
+    class Versions:
+        async def of_collection(self, _):
             return []
 
-        async def integrity_problems(self, _):
+    class Integrity:
+        async def problems(self, _):
             return []
 
-        async def refused_deletions(self, _):
+    class Deletions:
+        async def refused(self, _):
             return {}
+
+    class Db:
+        versions, integrity, deletions = Versions(), Integrity(), Deletions()
 
     service = service_module.CollectionService(Config(), Db(), storage=object())
     asyncio.run(service.health("c", "code"))

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from backup_repository.domain.errors import StorageError
+from backup_repository.failures import StorageError
 from backup_repository.storage.blobstore import SENDING_THREADS, BlobStore
 from backup_repository.storage.sendfile import SEND_WAKE_MS, LocalFile, relay_range
 
