@@ -28,6 +28,8 @@ COLLECTIONS = Path("backups.riotkit.org/v1alpha1/backupcollections")
 SECRETS = Path("v1/secrets")
 JWT_SECRET = "test-secret-key-that-is-long-enough-for-hs256"
 HEALTH_KEY = "health-key-for-tests"
+#: The challenge of every 401 answer (docs/api.md#tokens)
+CHALLENGE = "JWT realm=backup-repository"
 #: The answer of /ready to a wrong or missing code (docs/api.md#health)
 READY_CODE_INVALID = ("health code invalid. Should be provided withing 'Authorization' header or 'code' query "
                       "string. Must match --health-check-code commandline switch value")
