@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RUN    := .run
 
-.PHONY: run test soak bench bench-config bench-metrics binary install venv clean
+.PHONY: run test test-fast soak bench bench-config bench-metrics binary install venv clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ test: $(STAMP)
 	bash scripts/build-test-tools.sh
 	bash scripts/install-azurite.sh
 	BR_TEST_REQUIRE_AZURITE=1 $(BIN)/python -m pytest
+
+## make test-fast: the in-process HTTP tier alone (tests/inprocess, also part of make test): the real application
+## served inside the test process on SQLite and a local store, every endpoint's answers and errors in seconds
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests/inprocess
 
 ## make soak: two instances on one PostgreSQL and MinIO, 6 clients for 6 minutes with faults every 20-40 s (kill -9,
 ## database and store frozen, uploads cut), then the end state checked; about 10 minutes (docs/scaling.md#the-soak)

@@ -11,6 +11,14 @@ from tests import pg_cluster, support
 #: Tests send many requests per second from 127.0.0.1; rate-limit tests pass the limits they test after these.
 NO_RATE_LIMITS = ("--rate-default-limit=1000000", "--rate-auth-limit=1000000",
                   "--rate-collection-health-limit=1000000", "--rate-server-health-limit=1000000")
+
+
+def server_flags(config_root) -> list:
+    """The flags every test server is given: the test secrets, the configuration directory, no rate limits."""
+    return [f"--jwt-secret-key={support.JWT_SECRET}", f"--health-check-key={support.HEALTH_KEY}",
+            f"--config-local-path={config_root}", *NO_RATE_LIMITS]
+
+
 BACKENDS = [("sqlite", "local"), ("sqlite", "s3"), ("postgres", "local"), ("postgres", "s3")]
 #: The collection suite's backends: Azure (Azurite) and Google Cloud Storage (fake-gcs-server) once each, since
 #: the databases were shown alike on the others
@@ -164,11 +172,8 @@ def start_server(tmp_path_factory):
         environment = support.base_env(home)
         environment.update(backend.env)
         environment.update(env or {})
-        args = [
-            "--listen=127.0.0.1:0", f"--jwt-secret-key={support.JWT_SECRET}",
-            f"--health-check-key={support.HEALTH_KEY}", f"--config-local-path={config.root}",
-            "--config-reload-interval=0.5s", *NO_RATE_LIMITS, *backend.args, *extra,
-        ]
+        args = ["--listen=127.0.0.1:0", *server_flags(config.root), "--config-reload-interval=0.5s", *backend.args,
+                *extra]
         if backend.storage != "local" and not any(arg.startswith("--log-format") for arg in extra):
             args.append("--log-format=json")  # so that the leak checks and log assertions run on JSON logs too
         server = support.Server(args, environment, home / "server.log")

@@ -28,6 +28,11 @@ COLLECTIONS = Path("backups.riotkit.org/v1alpha1/backupcollections")
 SECRETS = Path("v1/secrets")
 JWT_SECRET = "test-secret-key-that-is-long-enough-for-hs256"
 HEALTH_KEY = "health-key-for-tests"
+#: The challenge of every 401 answer (docs/api.md#tokens)
+CHALLENGE = "JWT realm=backup-repository"
+#: The answer of /ready to a wrong or missing code (docs/api.md#health)
+READY_CODE_INVALID = ("health code invalid. Should be provided withing 'Authorization' header or 'code' query "
+                      "string. Must match --health-check-code commandline switch value")
 S3_KEY, S3_SECRET = "test-access-key", "test-secret-key"
 #: Azurite's development account (tests/azurite.py): the name and key its documentation publishes
 AZURE_ACCOUNT = "devstoreaccount1"
@@ -187,7 +192,25 @@ STATIC_SECRETS = {"JWT secret": JWT_SECRET, "health-check key": HEALTH_KEY, "pas
 LEAKS = []
 
 
-class Server:
+class ApiClient:
+    """What every test's client of the API does on top of its own ``request(method, path, token=None, **kwargs)``:
+    a server process (``Server``, over requests) or the application in the test's own process (tests/inprocess)."""
+
+    issued_tokens: list
+
+    def get(self, path, token=None, **kwargs):
+        return self.request("GET", path, token, **kwargs)
+
+    def login(self, username, password, **extra):
+        response = self.request("POST", "/api/stable/auth/login",
+                                json={"username": username, "password": password, **extra})
+        assert response.status_code == 200, response.text
+        token = response.json()["data"]["token"]
+        self.issued_tokens.append(token)
+        return token
+
+
+class Server(ApiClient):
     def __init__(self, args, env, log_path: Path, command=None):
         self.args, self.env, self.log_path = args, env, log_path
         self.command = list(command or [sys.executable, "-m", "backup_repository"])
@@ -264,17 +287,6 @@ class Server:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         return requests.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
-
-    def get(self, path, token=None, **kwargs):
-        return self.request("GET", path, token, **kwargs)
-
-    def login(self, username, password, **extra):
-        response = self.request("POST", "/api/stable/auth/login",
-                                json={"username": username, "password": password, **extra})
-        assert response.status_code == 200, response.text
-        token = response.json()["data"]["token"]
-        self.issued_tokens.append(token)
-        return token
 
 
 def base_env(home: Path) -> dict:

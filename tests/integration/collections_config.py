@@ -4,6 +4,10 @@ from tests import support
 from tests.support import COLLECTIONS, GO_ADMIN_HASH, RawUpload, pgp_message, wait_until
 
 PASSWORD = "admin"  # every test user has the Go server's test-vector hash of "admin"
+#: The start of every upload refusal about the body (docs/api.md#upload), and the two GPG ones
+STREAM_ERROR = "cannot upload version. cannot upload file, cannot copy stream, error: "
+GPG_HEADER = STREAM_ERROR + "first chunk of uploaded data does not contain a valid GPG header"
+GPG_FOOTER = STREAM_ERROR + "end of stream does not contain a valid GPG footer, suspecting a data corruption"
 
 
 def version_path(collection_id: str, suffix: str = "") -> str:
@@ -87,9 +91,8 @@ def module_server(work) -> support.Server:
     config = support.ConfigDir(work / "config")
     write_collections_config(config)
     (work / "storage").mkdir()
-    args = ["--listen=127.0.0.1:0", f"--jwt-secret-key={support.JWT_SECRET}",
-            f"--health-check-key={support.HEALTH_KEY}", f"--config-local-path={config.root}",
-            *conftest.NO_RATE_LIMITS, f"--db-path={work / 'm.sqlite3'}", f"--storage-url=file://{work / 'storage'}"]
+    args = ["--listen=127.0.0.1:0", *conftest.server_flags(config.root), f"--db-path={work / 'm.sqlite3'}",
+            f"--storage-url=file://{work / 'storage'}"]
     server = support.Server(args, support.base_env(work), work / "server.log").start()
     server.storage = work / "storage"
     return server

@@ -23,7 +23,7 @@ from backup_repository.domain.openpgp import crc24
 from backup_repository.http.base import NO_BODY
 from backup_repository.http.connection import TINY_CHUNKS
 from backup_repository.process import TRIM_THRESHOLD
-from tests.integration.collections_config import PASSWORD, collection, version_path
+from tests.integration.collections_config import GPG_FOOTER, GPG_HEADER, PASSWORD, collection, version_path
 from tests.support import (
     COLLECTIONS, GO_ADMIN_HASH, HEALTH_KEY, HEALTH_PROBER, free_port, pgp_message, read_http_answer,
 )
@@ -31,9 +31,6 @@ from tests.support import (
 MIB = 1 << 20
 FLOOD = 8 * MIB
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-STREAM_ERROR = "cannot upload version. cannot upload file, cannot copy stream, error: "
-GPG_HEADER = STREAM_ERROR + "first chunk of uploaded data does not contain a valid GPG header"
-GPG_FOOTER = STREAM_ERROR + "end of stream does not contain a valid GPG footer, suspecting a data corruption"
 
 
 def cpu_seconds(pid: int) -> float:

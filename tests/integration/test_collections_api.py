@@ -10,10 +10,9 @@ import threading
 import pytest
 
 from tests.conftest import STORES
-from tests.integration.collections_config import PASSWORD, write_collections_config, version_path
+from tests.integration.collections_config import PASSWORD, STREAM_ERROR, write_collections_config, version_path
 from tests.support import RawUpload, assert_error, pgp_message, wait_until
 
-STREAM_ERROR = "cannot upload version. cannot upload file, cannot copy stream, error: "
 
 
 @pytest.fixture(params=STORES, ids=[f"{db}-{store}" for db, store in STORES])

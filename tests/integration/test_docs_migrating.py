@@ -13,7 +13,9 @@ from pathlib import Path
 import jwt
 import pytest
 
-from tests.integration.collections_config import PASSWORD, stalled_upload, version_path, write_collections_config
+from tests.integration.collections_config import (
+    PASSWORD, STREAM_ERROR, stalled_upload, version_path, write_collections_config,
+)
 from tests.support import GO_ADMIN_HASH, JWT_SECRET, USERS, pgp_message, wait_until
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "migrating.md"
@@ -21,7 +23,6 @@ LOGIN = "/api/stable/auth/login"
 WHOAMI = "/api/stable/auth/whoami"
 SESSIONS = "/api/stable/auth/token"
 LOGOUT = "/api/stable/auth/logout"
-STREAM_ERROR = "cannot upload version. cannot upload file, cannot copy stream, error: "
 RESTRICTED = ("a token limited by an operationsScope or opened with an access key may not view profiles or manage "
               "sessions; log in with the user's own password")
 RFC_3339 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)"

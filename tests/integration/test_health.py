@@ -6,10 +6,7 @@ import pytest
 import requests
 
 from tests.conftest import STORES
-from tests.support import HEALTH_KEY, wait_until
-
-INVALID = ("health code invalid. Should be provided withing 'Authorization' header or 'code' query string. "
-           "Must match --health-check-code commandline switch value")
+from tests.support import HEALTH_KEY, READY_CODE_INVALID, wait_until
 CHECKS = ["DbValidator", "StorageAvailabilityValidator", "ConfigurationProviderValidator"]
 
 
@@ -46,7 +43,7 @@ def test_ready_refuses_a_wrong_or_missing_code(make_backend, config, start_serve
     server = start_server(make_backend("sqlite", "local"), config)
     response = requests.get(server.url + "/ready", timeout=10, **kwargs)
     assert response.status_code == 403
-    assert response.json() == {"status": False, "error": INVALID, "data": {}}
+    assert response.json() == {"status": False, "error": READY_CODE_INVALID, "data": {}}
 
 
 def test_ready_refuses_everyone_when_no_key_is_configured(make_backend, config, start_server):
