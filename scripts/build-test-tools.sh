@@ -10,6 +10,8 @@
 #                                       versioning, Object Lock; tests/minio.py starts it)
 #   $BR_TEST_TOOLS/bin/fake-gcs-server  github.com/fsouza/fake-gcs-server at $FAKE_GCS_VERSION (the Google Cloud
 #                                       Storage emulator; tests/gcs.py starts it)
+#   $BR_TEST_TOOLS/bin/mc               github.com/minio/mc at $MC_VERSION, only with --with-mc (MinIO's client:
+#                                       the reference of `make bench BENCH_ARGS="--storage s3"`; no test needs it)
 #   $BR_TEST_TOOLS/VERSIONS             one "name version" line per binary built
 #
 # BR_TEST_TOOLS defaults to ~/.cache/backup-repository/test-tools. Idempotent: a binary whose VERSIONS line
@@ -30,6 +32,14 @@ HELM_VERSION=v3.19.5  # helm 3.19 is built on the Kubernetes 1.34 libraries
 # MinIO publishes no semantic versions to the module proxy, only its commits: this one is of 2026-02-12
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 FAKE_GCS_VERSION=v1.56.1  # the GCS emulator the Go Cloud and Google client libraries test against
+MC_VERSION=v0.0.0-20250313080218-cf909e1063a9  # MinIO's client, its newest on the proxy (2025-03-13); 1 minute to build
+WITH_MC=0
+if [ "${1:-}" = "--with-mc" ]; then
+  WITH_MC=1
+elif [ -n "${1:-}" ]; then
+  echo "usage: $0 [--with-mc]" >&2
+  exit 2
+fi
 
 TOOLS=${BR_TEST_TOOLS:-$HOME/.cache/backup-repository/test-tools}
 BIN=$TOOLS/bin
@@ -42,7 +52,8 @@ is_built() {  # name version
 }
 HELM_BUILD="$HELM_VERSION-k8s$(echo "${KUBE_VERSION#v}" | cut -d. -f1,2)"  # helm, stamped with the API server's version
 if is_built kube-apiserver "$KUBE_VERSION" && is_built etcd "$ETCD_VERSION" && is_built helm "$HELM_BUILD" \
-    && is_built minio "$MINIO_VERSION" && is_built fake-gcs-server "$FAKE_GCS_VERSION"; then
+    && is_built minio "$MINIO_VERSION" && is_built fake-gcs-server "$FAKE_GCS_VERSION" \
+    && { [ "$WITH_MC" = 0 ] || is_built mc "$MC_VERSION"; }; then
   echo "test tools already built in $TOOLS (kube-apiserver $KUBE_VERSION, etcd $ETCD_VERSION, helm $HELM_VERSION," \
     "minio $MINIO_VERSION, fake-gcs-server $FAKE_GCS_VERSION)"
   exit 0
@@ -165,11 +176,18 @@ build_fake_gcs_server() {
   step "fake-gcs-server: built, $(du -h "$BIN/fake-gcs-server" | cut -f1)"
 }
 
+build_mc() {
+  build_module mc github.com/minio/mc "$MC_VERSION" ""
+  record_version mc "$MC_VERSION"
+  step "mc: built, $("$BIN/mc" --version | sed -n 1p)"
+}
+
 is_built etcd "$ETCD_VERSION" || build_etcd
 is_built kube-apiserver "$KUBE_VERSION" || build_kube_apiserver
 is_built helm "$HELM_BUILD" || build_helm
 is_built minio "$MINIO_VERSION" || build_minio
 is_built fake-gcs-server "$FAKE_GCS_VERSION" || build_fake_gcs_server
+[ "$WITH_MC" = 0 ] || is_built mc "$MC_VERSION" || build_mc
 
 if [ "${BR_TEST_TOOLS_KEEP_GOCACHE:-0}" != 1 ]; then
   go clean -cache

@@ -79,7 +79,7 @@ def test_ranges_are_sent_whole(store, data):
     async def send(start, end):
         server, client = tcp_pair()
         counted, received = [], []
-        reader = threading.Thread(target=lambda: received.append(receive(client, end - start)))
+        reader = threading.Thread(target=lambda: received.append(receive(client, end - start)), daemon=True)
         reader.start()
         file = await store.open_sender("c/one.gpg", start, end)
         try:
@@ -215,7 +215,7 @@ def relay(store_end, prefix: bytes, count: int, timeout: float = 5.0):
     result or the exception, the bytes the client received, the progress counted)."""
     server, client = tcp_pair()
     received, counted = [], []
-    reader = threading.Thread(target=lambda: received.append(receive(client, count)))
+    reader = threading.Thread(target=lambda: received.append(receive(client, count)), daemon=True)
     reader.start()
     try:
         outcome = relay_range(store_end.fileno(), prefix, count, server.fileno(), timeout, lambda: False,
