@@ -57,7 +57,7 @@ soak: $(STAMP)
 
 ## make bench: upload/download throughput against a private nginx (WebDAV PUT, GET), runs alternating, and the
 ## server's memory, on loopback; some rows: benchmarks/bench.py --only ROW,... (figures: docs/performance.md);
-## make bench BENCH_ARGS="--storage s3 --size-mib 1024": on a bucket of MinIO against curl's direct transfers
+## make bench BENCH_ARGS="--storage s3 --size-mib 1024": on a bucket of MinIO against mc's (and curl's) direct transfers
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
