@@ -12,12 +12,11 @@ import base64
 import hashlib
 import hmac
 import os
-import subprocess
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
+from tests import tool_server
 from tests.kube_cluster import free_ports, tools_dir
 from tests.support import AZURE_ACCOUNT as ACCOUNT, AZURE_KEY as KEY
 
@@ -34,65 +33,36 @@ def find_azurite():
 def require_azurite() -> str:
     """find_azurite() for tests: skips when it is missing, fails under BR_TEST_REQUIRE_AZURITE=1 (which `make test`
     and .ci/run set once scripts/install-azurite.sh has run)."""
-    import pytest
-
-    path = find_azurite()
-    if path is None:
-        if os.environ.get("BR_TEST_REQUIRE_AZURITE") == "1":
-            pytest.fail(f"BR_TEST_REQUIRE_AZURITE=1 but Azurite cannot run: {TOOLS_HINT}", pytrace=False)
-        pytest.skip(TOOLS_HINT)
-    return path
+    return tool_server.require(find_azurite(), "Azurite", TOOLS_HINT, "BR_TEST_REQUIRE_AZURITE")
 
 
-class AzuriteServer:
+class AzuriteServer(tool_server.ToolServer):
+    name = "azurite"
+    log_name = "azurite.log"
+
     def __init__(self, workdir, program: str = None):
-        self.workdir = str(workdir)
+        super().__init__(workdir)
         self.program = program or find_azurite()
         self.port = free_ports(1)[0]
         self.domain = f"127.0.0.1:{self.port}"
-        self.proc = None
-        self._log = None
 
     @property
     def service_url(self) -> str:
         return f"http://{self.domain}/{ACCOUNT}"
 
     def start(self, timeout: float = 30) -> "AzuriteServer":
-        import requests
-
         data = os.path.join(self.workdir, "data")
         os.makedirs(data, exist_ok=True)
         # AZURITE_ACCOUNTS would replace the development account with others
         env = {name: value for name, value in os.environ.items() if name != "AZURITE_ACCOUNTS"}
-        self._log = open(os.path.join(self.workdir, "azurite.log"), "ab")
-        self.proc = subprocess.Popen(
-            [self.program, "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--location", data,
-             "--silent", "--disableTelemetry"],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"azurite exited with {self.proc.returncode}; see {self.workdir}/azurite.log")
-            try:
-                # any answer will do (403: the request is not signed): the service is listening
-                requests.get(f"{self.service_url}?comp=list", timeout=1)
-                return self
-            except requests.RequestException:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"azurite did not answer within {timeout}s; see {self.workdir}/azurite.log")
+        return self.launch([self.program, "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--location",
+                            data, "--silent", "--disableTelemetry"], timeout, env=env, cwd=self.workdir)
 
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+    def ready(self) -> bool:
+        import requests
+
+        requests.get(f"{self.service_url}?comp=list", timeout=1)  # any answer (403: unsigned): it is listening
+        return True
 
     def storage_url(self, container: str) -> str:
         """The --storage-url of ``container`` on this server, as Go Cloud spells an Azurite URL."""

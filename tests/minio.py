@@ -12,10 +12,8 @@ partition does), ``stop()`` ends it. Its log is ``workdir/minio.log``.
 import os
 import signal
 import socket
-import subprocess
-import time
 
-from tests import support
+from tests import support, tool_server
 from tests.kube_cluster import free_ports, tools_dir
 
 TOOLS_HINT = ("no MinIO binary for the tests on a real S3 server: run scripts/build-test-tools.sh (builds it once "
@@ -32,67 +30,36 @@ def find_minio():
 def require_minio() -> str:
     """find_minio() for tests: skips when the binary is missing, fails under BR_TEST_REQUIRE_KUBE=1 (the variable
     that .ci/run sets once the test tools are built)."""
-    import pytest
-
-    path = find_minio()
-    if path is None:
-        if os.environ.get("BR_TEST_REQUIRE_KUBE") == "1":
-            pytest.fail(f"BR_TEST_REQUIRE_KUBE=1 but MinIO cannot run: {TOOLS_HINT}", pytrace=False)
-        pytest.skip(TOOLS_HINT)
-    return path
+    return tool_server.require(find_minio(), "MinIO", TOOLS_HINT, "BR_TEST_REQUIRE_KUBE")
 
 
-class MinioServer:
+class MinioServer(tool_server.ToolServer):
+    name = "minio"
+    log_name = "minio.log"
+
     def __init__(self, workdir, binary: str = None):
-        self.workdir = str(workdir)
+        super().__init__(workdir)
         self.binary = binary or find_minio()
         self.port, self.console_port = free_ports(2)
         self.endpoint = f"127.0.0.1:{self.port}"
-        self.proc = None
-        self._log = None
 
     def start(self, timeout: float = 30) -> "MinioServer":
         env = {**os.environ, "MINIO_ROOT_USER": support.S3_KEY, "MINIO_ROOT_PASSWORD": support.S3_SECRET,
                "MINIO_REGION": REGION, "MINIO_BROWSER": "off", "MINIO_UPDATE": "off",
                "MINIO_CI_CD": "1"}  # no prompt, no check for a newer release
-        self._log = open(os.path.join(self.workdir, "minio.log"), "ab")
-        self.proc = subprocess.Popen(
-            [self.binary, "server", os.path.join(self.workdir, "data"), "--address", self.endpoint,
-             "--console-address", f"127.0.0.1:{self.console_port}", "--quiet"],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + timeout
+        return self.launch([self.binary, "server", os.path.join(self.workdir, "data"), "--address", self.endpoint,
+                            "--console-address", f"127.0.0.1:{self.console_port}", "--quiet"], timeout, env=env)
+
+    def ready(self) -> bool:
         import requests
 
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"minio exited with {self.proc.returncode}; see {self.workdir}/minio.log")
-            try:
-                if requests.get(f"http://{self.endpoint}/minio/health/ready", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"minio did not become ready within {timeout}s; see {self.workdir}/minio.log")
+        return requests.get(f"http://{self.endpoint}/minio/health/ready", timeout=1).status_code == 200
 
     def freeze(self):
         self.proc.send_signal(signal.SIGSTOP)
 
     def thaw(self):
         self.proc.send_signal(signal.SIGCONT)
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
 
 def reachable(endpoint: str) -> bool:

@@ -587,3 +587,34 @@ while not stop.is_set():
     time.sleep(0.05)
 print(" ".join(str(t) for t in times))
 """
+
+
+def go_example_collection(name: str = "iwa-ait", namespace: str = None) -> str:
+    """The BackupCollection of the Go server's docs (docs/examples/), unchanged but for its name (and namespace)."""
+    where = f"\n    namespace: {namespace}" if namespace else ""
+    return f"""---
+apiVersion: backups.riotkit.org/v1alpha1
+kind: BackupCollection
+metadata:
+    name: {name}{where}
+spec:
+    description: IWA-AIT website files
+    filenameTemplate: iwa-ait-${{version}}.tar.gz
+    maxBackupsCount: 5
+    maxOneVersionSize: 1M
+    maxCollectionSize: 10M
+    windows:
+        - from: "*/30 * * * *"
+          duration: 30m
+    strategyName: fifo
+    strategySpec:
+        keepLastOlderNotMoreThan: 5d
+        maxOlderCopies: 2
+    healthSecretRef:
+        name: backup-repository-collection-secrets
+        entry: iwa-ait
+    accessControl:
+        - userName: admin
+          roles:
+              - collectionManager
+"""

@@ -191,33 +191,7 @@ spec:
         - usersManager
         - systemAdmin
 """
-GO_EXAMPLE_COLLECTION = """---
-apiVersion: backups.riotkit.org/v1alpha1
-kind: BackupCollection
-metadata:
-    name: iwa-ait
-    namespace: backup-repository
-spec:
-    description: IWA-AIT website files
-    filenameTemplate: iwa-ait-${version}.tar.gz
-    maxBackupsCount: 5
-    maxOneVersionSize: 1M
-    maxCollectionSize: 10M
-    windows:
-        - from: "*/30 * * * *"
-          duration: 30m
-    strategyName: fifo
-    strategySpec:
-        keepLastOlderNotMoreThan: 5d
-        maxOlderCopies: 2
-    healthSecretRef:
-        name: backup-repository-collection-secrets
-        entry: iwa-ait
-    accessControl:
-        - userName: admin
-          roles:
-              - collectionManager
-"""
+GO_EXAMPLE_COLLECTION = support.go_example_collection("iwa-ait", namespace="backup-repository")
 
 
 def secret_document(name: str, **entries) -> str:

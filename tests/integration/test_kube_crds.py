@@ -7,7 +7,7 @@ import copy
 import pytest
 import yaml
 
-from tests import kube_cluster
+from tests import kube_cluster, support
 from tests.support import EXAMPLES, NAMESPACE as EXAMPLES_NAMESPACE, ROOT
 
 TOOLS = kube_cluster.require_tools(module_level=True)
@@ -20,32 +20,7 @@ COLLECTIONS = f"/apis/{GROUP_VERSION}/namespaces/{NS}/backupcollections"
 STRICT = {"fieldValidation": "Strict"}
 
 #: Documents as the Go server's docs (docs/examples/) give them, unchanged but for their names.
-GO_COLLECTION = """
-apiVersion: backups.riotkit.org/v1alpha1
-kind: BackupCollection
-metadata:
-    name: go-iwa-ait
-spec:
-    description: IWA-AIT website files
-    filenameTemplate: iwa-ait-${version}.tar.gz
-    maxBackupsCount: 5
-    maxOneVersionSize: 1M
-    maxCollectionSize: 10M
-    windows:
-        - from: "*/30 * * * *"
-          duration: 30m
-    strategyName: fifo
-    strategySpec:
-        keepLastOlderNotMoreThan: 5d
-        maxOlderCopies: 2
-    healthSecretRef:
-        name: backup-repository-collection-secrets
-        entry: iwa-ait
-    accessControl:
-        - userName: admin
-          roles:
-              - collectionManager
-"""
+GO_COLLECTION = support.go_example_collection("go-iwa-ait")
 GO_USERS = """
 apiVersion: backups.riotkit.org/v1alpha1
 kind: BackupUser
