@@ -348,6 +348,8 @@ class CloudBackend:
         when there is no such object."""
         driver = self._driver
         connection = driver.connection
+        if connection.secure:  # TLS: the bytes on the wire are not the object's (asked before any request is made)
+            return None
         # S3 and Azure both take the standard Range header; the answer holds its connection until it is closed
         connection.request(driver._get_object_path(self._bucket(), name), method="GET", raw=True, stream=True,
                            headers={"Range": f"bytes={start}-{end - 1}"})

@@ -127,3 +127,12 @@ def test_object_names_cannot_escape_the_directory(tmp_path):
     for name in ("../x", "a/../../x", "", "/abs", "a//b", "./a"):
         with pytest.raises(ValueError):
             backend.put_bytes(name, b"x")
+
+
+def test_an_s3_store_behind_tls_streams_downloads_without_asking_twice(monkeypatch):
+    """A relay by splice moves the bytes as they come over the wire: behind TLS they are ciphertext, so the store is
+    not asked for a relay at all (no GET made only to be closed): the download streams through ``read``."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    store = BlobStore.from_url("s3://bucket?endpoint=127.0.0.1:1&region=eu-central-1")  # https, nothing listens
+    assert asyncio.run(store.open_sender("c/one.gpg", 0, 10)) is None
