@@ -34,6 +34,13 @@ PART_SIZE = 5 << 20
 PARTS_IN_FLIGHT = 3
 EXTRA_PARTS = 4
 PART_THREADS = 64
+#: S3 takes at most 10,000 parts: they grow from PART_SIZE, doubling every PARTS_PER_SIZE parts up to MAX_PART_SIZE,
+#: so that the first 4.9 GiB of an upload go in 5 MiB parts and one upload may reach 448 GiB (5 MiB parts alone
+#: stopped at 48.8 GiB); parts go alongside others only while those in flight hold at most IN_FLIGHT_BYTES.
+MAX_PARTS = 10_000
+PARTS_PER_SIZE = 1_000
+MAX_PART_SIZE = 64 << 20
+IN_FLIGHT_BYTES = 48 << 20
 #: How long a relayed answer may stay silent when the store's connection has no timeout of its own (seconds).
 STORE_SILENCE = 60.0
 #: The S3 XML namespace of a PutObjectRetention body.
@@ -66,17 +73,22 @@ def _is_s3(driver) -> bool:
     return isinstance(driver, BaseS3StorageDriver)
 
 
-def _parts(chunks, size: int):
-    """The chunks grouped into parts of at least ``size`` bytes (the last one may be smaller; an empty stream is one
-    empty part, as S3 needs one): ``(pieces, length)``, the pieces as they came, never joined."""
-    held, count, sent = [], 0, False
+def part_size(number: int) -> int:
+    """The least size of part ``number`` (from 1) of an S3 multipart upload."""
+    return min(PART_SIZE << ((number - 1) // PARTS_PER_SIZE), MAX_PART_SIZE)
+
+
+def _parts(chunks, size=part_size):
+    """The chunks grouped into parts, part n of at least ``size(n)`` bytes (the last one may be smaller; an empty
+    stream is one empty part, as S3 needs one): ``(pieces, length)``, the pieces as they came, never joined."""
+    held, count, number = [], 0, 1
     for chunk in chunks:
         held.append(chunk)
         count += len(chunk)
-        if count >= size:
+        if count >= size(number):
             yield held, count
-            held, count, sent = [], 0, True
-    if held or not sent:
+            held, count, number = [], 0, number + 1
+    if held or number == 1:
         yield held, count
 
 
@@ -223,23 +235,29 @@ class CloudBackend:
                     stop_reading()
 
         try:
-            for number, (pieces, length) in enumerate(_parts(chunks, PART_SIZE), start=1):
-                # wait for the oldest part unless this one may go alongside it (a shared extra slot is free)
-                while in_flight and (len(in_flight) >= PARTS_IN_FLIGHT or not self._extra.acquire(blocking=False)):
-                    done.append(in_flight.pop(0).result())
+            for number, (pieces, length) in enumerate(_parts(chunks), start=1):
+                if number > MAX_PARTS:
+                    raise IOError(f"{name} is larger than an S3 multipart upload can hold ({MAX_PARTS} parts, "
+                                  f"{sum(part_size(n) for n in range(1, MAX_PARTS + 1)) >> 30} GiB)")
+                # wait for the oldest part unless this one may go alongside those in flight (few enough, small
+                # enough, and a shared extra slot free)
+                while in_flight and (len(in_flight) >= PARTS_IN_FLIGHT
+                                     or sum(size for _, size in in_flight) + length > IN_FLIGHT_BYTES
+                                     or not self._extra.acquire(blocking=False)):
+                    done.append(in_flight.pop(0)[0].result())
                 extra = bool(in_flight)
                 future = self._part_threads().submit(self._put_part, name, upload_id, number, pieces, length)
                 if extra:
                     future.add_done_callback(lambda _: self._extra.release())
                 future.add_done_callback(failed)
-                in_flight.append(future)
-            done += [future.result() for future in in_flight]
+                in_flight.append((future, length))
+            done += [future.result() for future, _ in in_flight]
             in_flight = []
             driver._commit_multipart(container, name, upload_id, done)
         except BaseException:
-            for future in in_flight:
+            for future, _ in in_flight:
                 future.cancel()
-            for future in in_flight:
+            for future, _ in in_flight:
                 try:
                     future.result()
                 except BaseException:
