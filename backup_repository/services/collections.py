@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from backup_repository.domain import roles as R
 from backup_repository.domain.access import decide
-from backup_repository.domain.collections import COLLECTION_NOT_FOUND
+from backup_repository.domain.collections import COLLECTION_NOT_FOUND, ListedCollection, Usage
 from backup_repository.domain.errors import Forbidden, NotFound
 from backup_repository.domain.names import is_object_name
 from backup_repository.domain.times import format_time, utcnow
@@ -117,9 +117,10 @@ class CollectionService:
             raise NotFound(VERSION_NOT_FOUND)
 
     async def listing(self, principal) -> list:
-        """The collections the caller may list versions of, with their usage. Only the collections that can grant
-        the caller anything are looked at: all of them when the user's own roles grant uploads or downloads, else
-        those whose accessControl names the user — so a tenant's listing costs the same among ten thousand."""
+        """The collections the caller may list versions of, each a ListedCollection with its usage. Only the
+        collections that can grant the caller anything are looked at: all of them when the user's own roles grant
+        uploads or downloads, else those whose accessControl names the user — so a tenant's listing costs the same
+        among ten thousand."""
         snapshot = self._config.snapshot
         actor = principal.actor
         if R.can_perform(actor.user.roles, R.ACTION_UPLOAD) or R.can_perform(actor.user.roles, R.ACTION_DOWNLOAD):
@@ -132,16 +133,7 @@ class CollectionService:
             collection = snapshot.collections[collection_id]
             if not self._may_list(actor, collection):
                 continue
-            count, used, latest = stats.get(collection_id, (0, 0, None))
-            result.append({
-                "id": collection.id,
-                "description": collection.description,
-                "versionsCount": count,
-                "usedBytes": used,
-                "maxBackupsCount": collection.max_backups_count,
-                "maxCollectionSize": collection.max_collection_size,
-                "latestVersionAt": format_time(latest),
-            })
+            result.append(ListedCollection(collection, Usage(*stats.get(collection_id, (0, 0, None)))))
         return result
 
     async def statuses(self, known: dict = None) -> dict:
