@@ -57,3 +57,15 @@ class ListedCollection:
     collection: Collection
     usage: Usage
 
+
+@dataclass(frozen=True, slots=True)
+class CollectionStatus:
+    """What kubectl users see of a collection (docs/kubernetes.md#status; written by the configuration provider
+    that shows status, config/kubernetes.py): its usage and the health checks that fail, as (name, message)."""
+
+    usage: Usage
+    failed: tuple = ()
+
+    @property
+    def healthy(self) -> bool:
+        return not self.failed
