@@ -25,6 +25,9 @@ from backup_repository.config import documents as D
 from backup_repository.config import kube_api
 from backup_repository.config.provider import ConfigurationUnavailable as ClusterUnavailable
 from backup_repository.config.provider import Parser, SnapshotSource, Source
+from backup_repository.domain.collections import CollectionStatus
+from backup_repository.domain.times import format_time
+from backup_repository.domain.units import format_size
 
 log = logging.getLogger(__name__)
 
@@ -253,18 +256,19 @@ class KubernetesProvider(SnapshotSource):
         await asyncio.sleep(backoff)
 
     # --- status -------------------------------------------------------------------------------------
-    def shows_status(self, collection_id: str, status: dict) -> bool:
+    def shows_status(self, collection_id: str, status: CollectionStatus) -> bool:
         """True when the BackupCollection shows ``status`` already (as last seen by the watch, or as this server
         last wrote it)."""
         entry = self._objects["backupcollections"].get(collection_id)
-        return entry is not None and entry.status == status_text(status)
+        return entry is not None and entry.status == status_text(status_document(status))
 
-    async def write_status(self, collection_id: str, status: dict):
+    async def write_status(self, collection_id: str, status: CollectionStatus):
         """Apply ``status`` to the BackupCollection's status subresource (server-side apply, field manager
         ``backup-repository``): True when written (or the resource is gone), False when the identity may not,
         None when the resource has no status subresource (CRDs of the Go server: see can_show_status)."""
+        document = status_document(status)
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "BackupCollection",
-                "metadata": {"name": collection_id}, "status": status}
+                "metadata": {"name": collection_id}, "status": document}
         code, answer = await self._api.request(
             "PATCH", self._path("backupcollections", collection_id, "status"),
             {"fieldManager": FIELD_MANAGER, "force": "true"}, body, "application/apply-patch+yaml")
@@ -277,7 +281,7 @@ class KubernetesProvider(SnapshotSource):
             raise kube_api.ApiError(code, "Error", answer)
         entry = self._objects["backupcollections"].get(collection_id)
         if entry is not None:  # what it shows now, before the watch says so
-            entry.status = status_text(status)
+            entry.status = status_text(document)
         return True
 
     async def can_show_status(self) -> bool:
@@ -475,6 +479,19 @@ class _Cached:
 
     def body(self, kind: str) -> dict:
         return {"kind": kind, "spec": json.loads(self.spec)}
+
+
+def status_document(status: CollectionStatus) -> dict:
+    """A collection's status as the BackupCollection shows it: the fields of the CRD's ``status`` schema
+    (packaging/kubernetes/crds, docs/kubernetes.md#status); ``latestVersionAt`` to the second, left out without a
+    version."""
+    usage = status.usage
+    document = {"versionsCount": usage.versions_count, "usedBytes": usage.used_bytes,
+                "used": format_size(usage.used_bytes), "healthy": status.healthy,
+                "message": "; ".join(f"{name}: {message}" for name, message in status.failed)}
+    if usage.latest_version_at is not None:
+        document["latestVersionAt"] = format_time(usage.latest_version_at.replace(microsecond=0))
+    return document
 
 
 def status_text(status: dict) -> str:

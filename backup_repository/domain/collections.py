@@ -1,6 +1,7 @@
 """Backup collections, as read from BackupCollection documents."""
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Optional
 
 STRATEGY_FIFO = "fifo"
@@ -38,3 +39,33 @@ class Collection:
 
     def filename_for(self, version: int) -> str:
         return self.filename_template.replace(VERSION_PLACEHOLDER, str(version))
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a collection holds: its versions, their bytes, and when the latest was stored (None without one)."""
+
+    versions_count: int
+    used_bytes: int
+    latest_version_at: Optional[datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class ListedCollection:
+    """A collection in the caller's listing (shown by http/presenters/collections.py)."""
+
+    collection: Collection
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionStatus:
+    """What kubectl users see of a collection (docs/kubernetes.md#status; written by the configuration provider
+    that shows status, config/kubernetes.py): its usage and the health checks that fail, as (name, message)."""
+
+    usage: Usage
+    failed: tuple = ()
+
+    @property
+    def healthy(self) -> bool:
+        return not self.failed

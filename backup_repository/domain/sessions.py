@@ -4,11 +4,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
 
-from backup_repository.domain.times import format_time
-
 
 @dataclass(frozen=True)
 class GrantedAccess:
+    """A session as stored; the API shows it as http/presenters/sessions.py writes it."""
+
     id: str  # sha256 hex of the token: the sessionId
     expires_at: datetime
     deactivated: bool
@@ -24,17 +24,3 @@ class GrantedAccess:
 
     def is_valid(self, now: datetime) -> bool:
         return not self.deactivated and self.deleted_at is None and now < self.expires_at
-
-    def to_json(self) -> dict:
-        return {
-            "id": self.id,
-            "expiresAt": format_time(self.expires_at),
-            "deactivated": self.deactivated,
-            "description": self.description,
-            "requesterIP": self.requester_ip,
-            "user": self.user,
-            "accessKeyName": self.access_key_name,
-            "CreatedAt": format_time(self.created_at),
-            "UpdatedAt": format_time(self.updated_at),
-            "DeletedAt": format_time(self.deleted_at),
-        }

@@ -1,4 +1,5 @@
-"""Parsing of Go-style durations (``1h30m``, ``5s``, ``0h05m0s``) and of sizes (``5M``, ``1GiB``).
+"""Parsing of Go-style durations (``1h30m``, ``5s``, ``0h05m0s``) and of sizes (``5M``, ``1GiB``); sizes written
+for people (``1.5MiB``).
 
 Durations follow Go's ``time.ParseDuration`` (units ns, us, µs, ms, s, m, h), extended with ``d`` (24 h)
 because collection documents use it (``keepLastOlderNotMoreThan: 5d``). Sizes are always binary:
@@ -80,3 +81,12 @@ def parse_size(text) -> int:
             f"invalid size {text!r}: expected a number with an optional unit B, K, M, G, T, P or E (binary)"
         )
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+def format_size(size: int) -> str:
+    """Bytes in binary units for people: ``512B``, ``1.5MiB``, ``12GiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if size < 1024 or unit == "PiB":
+            return f"{size}{unit}" if unit == "B" else f"{size:.1f}".rstrip("0").rstrip(".") + unit
+        size /= 1024
+    return f"{size}B"

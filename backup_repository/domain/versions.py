@@ -38,7 +38,8 @@ def object_name(collection_id: str, filename: str) -> str:
 
 @dataclass(frozen=True)
 class Version:
-    """A registered version: visible only once its object is completely stored (docs/api.md#upload)."""
+    """A registered version: visible only once its object is completely stored (docs/api.md#upload); the API
+    shows it as http/presenters/versions.py writes it."""
 
     id: str  # uuid
     collection_id: str
@@ -58,21 +59,6 @@ class Version:
 
     def info(self) -> "VersionInfo":
         return VersionInfo(self.id, self.number, self.size, self.created_at)
-
-    def to_json(self) -> dict:
-        return {
-            "id": self.id,
-            "collectionId": self.collection_id,
-            "versionNumber": self.number,
-            "filename": self.filename,
-            "filesize": self.size,
-            "sha256": self.sha256,
-            "uploadedBySessionId": self.uploaded_by_session_id,
-            "user": self.user,
-            "CreatedAt": format_time(self.created_at),
-            "UpdatedAt": format_time(self.updated_at),
-            "DeletedAt": format_time(self.deleted_at),
-        }
 
 
 @dataclass(frozen=True)

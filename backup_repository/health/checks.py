@@ -10,17 +10,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CheckResult:
+    """The outcome of one named check (the API shows it as http/presenters/health.py writes it)."""
+
     name: str
     ok: bool
     message: str
-
-    def to_json(self) -> dict:
-        return {
-            "name": self.name,
-            "status": self.ok,
-            "statusText": f"{self.name}={'true' if self.ok else 'false'}",
-            "message": self.message,
-        }
 
 
 async def run_checks(checks) -> list:

@@ -5,6 +5,8 @@ from urllib.parse import parse_qs
 from backup_repository.domain.access import parse_scope
 from backup_repository.domain.errors import BadRequest, TooManyRequests, Unauthenticated
 from backup_repository.http.base import AuthenticatedHandler, BaseHandler
+from backup_repository.http.presenters import auth as present
+from backup_repository.http.presenters import sessions as present_sessions
 from backup_repository.services.auth import MISSING_CREDENTIALS
 from backup_repository.security.untrusted import TooDeep, load_json
 
@@ -73,45 +75,39 @@ class LoginHandler(BaseHandler):
     async def post(self):
         username, password, scope = parse_login_body(self.body, self.form_arguments())
         result = await self.ctx.auth.login(username, password, scope, self.client_ip)
-        self.ok(result.to_json())
+        self.ok(present.token(result))
 
 
 class RefreshHandler(AuthenticatedHandler):
     rate_class = "auth"
     async def get(self):
         result = await self.ctx.auth.refresh(self.principal, self.client_ip)
-        self.ok(result.to_json())
+        self.ok(present.token(result))
 
 
 class WhoamiHandler(AuthenticatedHandler):
     async def get(self):
-        user = self.principal.user
-        self.ok({
-            "email": user.email,
-            "permissions": list(user.roles),
-            "sessionId": self.principal.session.id,
-            "grantedAccess": self.principal.session.to_json(),
-        })
+        self.ok(present.whoami(self.principal))
 
 
 class UserHandler(AuthenticatedHandler):
     async def get(self, name):
         user = self.ctx.auth.view_user(self.principal, name)
-        self.ok({"email": user.email, "permissions": list(user.roles)})
+        self.ok(present.profile(user))
 
 
 class SessionsHandler(AuthenticatedHandler):
     async def get(self):
         user_name = self.get_query_argument("userName", None)
         sessions = await self.ctx.auth.sessions(self.principal, user_name)
-        self.ok({"grantedAccesses": [session.to_json() for session in sessions]})
+        self.ok(present_sessions.sessions(sessions))
 
 
 class LogoutHandler(AuthenticatedHandler):
     async def delete(self):
         session_id = self.get_query_argument("sessionId", None)
         revoked = await self.ctx.auth.logout(self.principal, session_id)
-        self.ok({"message": "JWT was revoked", "sessionId": revoked})
+        self.ok(present_sessions.revoked(revoked))
 
 
 def routes(ctx):

@@ -18,6 +18,7 @@ from backup_repository.domain.errors import (
     BadRequest, NotFound, PayloadTooLarge, ServiceUnavailable, TooManyRequests, Unauthenticated,
 )
 from backup_repository.http.errors import answer_for, log_failure
+from backup_repository.http.presenters import health as present_health
 from backup_repository.logs import serving
 from backup_repository.security.addresses import client_address, forwarded_request_id
 
@@ -32,6 +33,7 @@ NO_BODY = "this endpoint takes no request body"
 #: The methods that may carry a body, on the handlers that implement them (login and upload).
 BODY_METHODS = ("POST",)
 STOPPING = "the server is shutting down; retry in a moment"
+CHECKS_FAILED = "one of checks failed"
 
 
 @tornado.web.stream_request_body
@@ -202,6 +204,15 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def fail(self, status: int, message: str, data: dict = None):
         self.send_json(status, {"status": False, "error": message, "data": data or {}})
+
+    def answer_checks(self, results: list):
+        """Health checks' answer (/ready, collection health): 200 when every check passed, else 500 ``one of checks
+        failed`` with the same data — an answer on purpose, not a server error (docs/api.md#health)."""
+        data = present_health.health(results)
+        if all(result.ok for result in results):
+            self.ok(data)
+        else:
+            self.fail(500, CHECKS_FAILED, data)
 
     def allowed_methods(self) -> list:
         """The methods this handler implements (for the ``Allow`` header of a 405)."""

@@ -15,6 +15,8 @@ from backup_repository.domain.errors import DomainError, Forbidden, RangeNotSati
 from backup_repository.failures import StorageError
 from backup_repository.http.base import UNLIMITED_BODY, AuthenticatedHandler, BaseHandler
 from backup_repository.http.errors import log_failure
+from backup_repository.http.presenters import collections as present_collections
+from backup_repository.http.presenters import versions as present_versions
 from backup_repository.services.uploads import UploadRequest
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,7 @@ class VersionsHandler(BaseHandler):
 
     async def get(self, collection_id):
         versions = await self.ctx.collections.versions(self.principal, collection_id)
-        self.ok({"versions": [version.to_json() for version in versions]})
+        self.ok(present_versions.versions(versions))
 
     async def prepare(self):
         if self.request.method != "POST":
@@ -67,7 +69,7 @@ class VersionsHandler(BaseHandler):
     async def post(self, collection_id):
         version = await self.upload.complete()
         if version is not None:  # None: it had failed, and was answered then
-            self.ok({"version": version.to_json()})
+            self.ok(present_versions.uploaded(version))
 
     def _chunks_refused(self, exc: BaseException):
         """The chunk rule of http/connection.py refused the body: the upload fails like any other mid-body."""
@@ -258,7 +260,7 @@ class CollectionsHandler(AuthenticatedHandler):
     """``GET /api/stable/repository/collection``: the collections the caller may list."""
 
     async def get(self):
-        self.ok({"collections": await self.ctx.collections.listing(self.principal)})
+        self.ok(present_collections.collections(await self.ctx.collections.listing(self.principal)))
 
 
 class CollectionHealthHandler(BaseHandler):
@@ -273,11 +275,7 @@ class CollectionHealthHandler(BaseHandler):
         except Forbidden:  # a wrong code
             self.count_failed_authentication()
             raise
-        data = {"health": [result.to_json() for result in results]}
-        if all(result.ok for result in results):
-            self.ok(data)
-        else:
-            self.fail(500, "one of checks failed", data)
+        self.answer_checks(results)
 
 
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")

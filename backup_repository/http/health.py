@@ -5,10 +5,8 @@ import hmac
 from backup_repository.domain.errors import Forbidden
 from backup_repository.health.checks import run_checks
 from backup_repository.http.base import BaseHandler
+from backup_repository.http.presenters import health as present
 
-HEALTH_MESSAGE = (
-    "The server is up and running. Dependent services are not shown there. Take a look at /ready endpoint"
-)
 INVALID_CODE = (
     "health code invalid. Should be provided withing 'Authorization' header or 'code' query string. "
     "Must match --health-check-code commandline switch value"
@@ -18,7 +16,7 @@ INVALID_CODE = (
 class HealthHandler(BaseHandler):
     rate_class = "server_health"
     def get(self):
-        self.ok({"msg": HEALTH_MESSAGE})
+        self.ok(present.alive())
 
 
 class ReadyHandler(BaseHandler):
@@ -29,12 +27,7 @@ class ReadyHandler(BaseHandler):
         if not expected or not hmac.compare_digest(code.encode(), expected.encode()):
             self.count_failed_authentication()
             raise Forbidden(INVALID_CODE)
-        results = await run_checks(self.ctx.readiness)
-        data = {"health": [result.to_json() for result in results]}
-        if all(result.ok for result in results):
-            self.ok(data)
-        else:
-            self.fail(500, "one of checks failed", data)
+        self.answer_checks(await run_checks(self.ctx.readiness))
 
 
 class ProbeReadyHandler(BaseHandler):
@@ -49,14 +42,14 @@ class ProbeReadyHandler(BaseHandler):
 
     async def get(self):
         if self.ctx.stopping:
-            self.fail(503, "not ready: stopping", {"ready": False, "failed": []})
+            self.fail(503, "not ready: stopping", present.probe_not_ready([]))
             return
         results = await run_checks(self.ctx.readiness)
         failed = [result.name for result in results if not result.ok]
         if failed:
-            self.fail(503, "not ready: " + ", ".join(failed), {"ready": False, "failed": failed})
+            self.fail(503, "not ready: " + ", ".join(failed), present.probe_not_ready(failed))
         else:
-            self.ok({"ready": True})
+            self.ok(present.probe_ready())
 
 
 class ProbeHealthHandler(HealthHandler):

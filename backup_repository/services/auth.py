@@ -45,16 +45,10 @@ def credential_fingerprint(password_hash) -> str:
 
 @dataclass(frozen=True)
 class LoginResult:
+    """A login or a refresh: the token and the session it opened (shown by http/presenters/auth.py)."""
+
     token: str
     session: GrantedAccess
-
-    def to_json(self) -> dict:
-        return {
-            "token": self.token,
-            "sessionId": self.session.id,
-            "expire": self.session.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "msg": "Use this sessionId to revoke this token anytime",
-        }
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 from backup_repository.domain import roles as R
 from backup_repository.domain.access import decide
-from backup_repository.domain.collections import COLLECTION_NOT_FOUND
+from backup_repository.domain.collections import COLLECTION_NOT_FOUND, CollectionStatus, ListedCollection, Usage
 from backup_repository.domain.errors import Forbidden, NotFound
 from backup_repository.domain.names import is_object_name
-from backup_repository.domain.times import format_time, utcnow
+from backup_repository.domain.times import utcnow
 from backup_repository.domain.versions import retention_blocks_next_upload
 from backup_repository.domain.windows import next_change
 from backup_repository.failures import DatabaseError, StorageError
@@ -22,13 +22,6 @@ from backup_repository.health.collection import collection_checks, integrity_che
 VERSION_NOT_FOUND = "cannot find specified version"
 
 
-def format_size(size: int) -> str:
-    """Bytes in binary units for people: ``512B``, ``1.5MiB``, ``12GiB``."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if size < 1024 or unit == "PiB":
-            return f"{size}{unit}" if unit == "B" else f"{size:.1f}".rstrip("0").rstrip(".") + unit
-        size /= 1024
-    return f"{size}B"
 NOT_ALLOWED_TO_DOWNLOAD = "not authorized to download versions from this collection"
 NOT_ALLOWED_TO_LIST = "not authorized to list versions"
 INVALID_HEALTH_CODE = "not authorized - invalid value of 'code' parameter in query string"
@@ -117,9 +110,10 @@ class CollectionService:
             raise NotFound(VERSION_NOT_FOUND)
 
     async def listing(self, principal) -> list:
-        """The collections the caller may list versions of, with their usage. Only the collections that can grant
-        the caller anything are looked at: all of them when the user's own roles grant uploads or downloads, else
-        those whose accessControl names the user — so a tenant's listing costs the same among ten thousand."""
+        """The collections the caller may list versions of, each a ListedCollection with its usage. Only the
+        collections that can grant the caller anything are looked at: all of them when the user's own roles grant
+        uploads or downloads, else those whose accessControl names the user — so a tenant's listing costs the same
+        among ten thousand."""
         snapshot = self._config.snapshot
         actor = principal.actor
         if R.can_perform(actor.user.roles, R.ACTION_UPLOAD) or R.can_perform(actor.user.roles, R.ACTION_DOWNLOAD):
@@ -132,22 +126,13 @@ class CollectionService:
             collection = snapshot.collections[collection_id]
             if not self._may_list(actor, collection):
                 continue
-            count, used, latest = stats.get(collection_id, (0, 0, None))
-            result.append({
-                "id": collection.id,
-                "description": collection.description,
-                "versionsCount": count,
-                "usedBytes": used,
-                "maxBackupsCount": collection.max_backups_count,
-                "maxCollectionSize": collection.max_collection_size,
-                "latestVersionAt": format_time(latest),
-            })
+            result.append(ListedCollection(collection, Usage(*stats.get(collection_id, (0, 0, None)))))
         return result
 
     async def statuses(self, known: dict = None) -> dict:
-        """{collection id: status} for every collection: versions, bytes used, the latest version's time and whether
-        its health checks pass (docs/kubernetes.md#status). The checks that need the database only — objects in the
-        store are not looked at here (that is the collection health endpoint's and --verify's work).
+        """{collection id: CollectionStatus} for every collection: versions, bytes used, the latest version's time
+        and the health checks that fail (docs/kubernetes.md#status). The checks that need the database only —
+        objects in the store are not looked at here (that is the collection health endpoint's and --verify's work).
 
         ``known`` (kept by the caller between calls) remembers what each status was computed from; with it, only
         the statuses computed again are returned: those of the collections whose versions, configuration or
@@ -173,11 +158,8 @@ class CollectionService:
             versions = await self._db.versions.of_collection(collection_id) if count else []
             checks = [*collection_checks(collection, versions, now),
                       integrity_check([f"v{number} ({filename}): {message}" for number, filename, message in problems])]
-            failed = [f"{check.name}: {check.message}" for check in checks if not check.ok]
-            status = {"versionsCount": count, "usedBytes": used, "used": format_size(used), "healthy": not failed,
-                      "message": "; ".join(failed)}
-            if latest is not None:
-                status["latestVersionAt"] = format_time(latest.replace(microsecond=0))
+            status = CollectionStatus(Usage(count, used, latest),
+                                      tuple((check.name, check.message) for check in checks if not check.ok))
             known[collection_id] = (collection, (basis, problems), _status_changes_at(collection, versions, now),
                                     status if every else None)
             result[collection_id] = status

@@ -24,8 +24,9 @@ STATUS_INTERVAL = 10.0
 class StatusPublisher:
     def __init__(self, collections, writer, interval: float = STATUS_INTERVAL):
         self._collections = collections  # services.collections.CollectionService
-        # the Kubernetes provider: write_status(collection_id, status) -> True (written), False (not allowed) or
-        # None (no status subresource); shows_status(collection_id, status) -> bool; can_show_status() -> bool
+        # the Kubernetes provider, which shows a CollectionStatus in the resource's own shape:
+        # write_status(collection_id, status) -> True (written), False (not allowed) or None (no status
+        # subresource); shows_status(collection_id, status) -> bool; can_show_status() -> bool
         self._writer = writer
         self._interval = interval
         self._known = {}  # what CollectionService.statuses computed each status from

@@ -319,11 +319,13 @@ def test_the_status_of_a_collection_full_of_protected_versions_changes_when_the_
             await s.upload(writer, "vault", pgp_message(b"v%d" % index))
         known = {}
         status = (await s.collections.statuses(known))["vault"]
-        assert status["healthy"] is False
-        assert status["message"].startswith("MinimumRetentionValidator: collection is full of protected versions")
+        assert status.healthy is False
+        [(check, message)] = status.failed
+        assert check == "MinimumRetentionValidator"
+        assert message.startswith("collection is full of protected versions")
         assert "vault" not in await s.collections.statuses(known)  # nothing changed: not computed again
         await asyncio.sleep(2.2)
-        assert (await s.collections.statuses(known))["vault"]["healthy"] is True
+        assert (await s.collections.statuses(known))["vault"].healthy is True
         assert (await s.upload(writer, "vault", pgp_message(b"v3"))).number == 3
 
     run(tmp_path, scenario, {"vault": vault})

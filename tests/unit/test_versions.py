@@ -83,17 +83,6 @@ def test_budget_is_never_negative(sizes):
     assert allowed_upload_size(col(count=1, one=M, total=M), versions(*sizes), NOW) >= 0
 
 
-def test_version_json_has_the_contract_fields_plus_sha256():
-    from backup_repository.domain.versions import Version
-
-    v = Version("uuid", "c", 3, "c-3.gpg", 42, "ab" * 32, "sess", "alice", NOW, NOW)
-    data = v.to_json()
-    assert set(data) == {"id", "collectionId", "versionNumber", "filename", "filesize", "uploadedBySessionId",
-                         "user", "CreatedAt", "UpdatedAt", "DeletedAt", "sha256"}
-    assert (data["versionNumber"], data["filesize"], data["DeletedAt"]) == (3, 42, None)
-    assert data["CreatedAt"] == "2026-11-27T12:00:00Z"
-
-
 # --- minimumRetention (docs/configuration.md#minimum-retention) -------------------------------------------------
 
 def floored(floor_days, **kwargs):
