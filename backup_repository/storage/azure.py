@@ -16,6 +16,7 @@ them after a week).
 
 import time
 from dataclasses import dataclass
+from typing import Optional
 from urllib.parse import parse_qsl, urlsplit
 
 from libcloud.common.azure import AZURE_TIME_FORMAT, AzureRawResponse
@@ -103,7 +104,8 @@ class SasConnection(KeyConnection):
 class AzureBlobDriver(AzureBlobsStorageDriver):
     """libcloud's Azure Blobs driver on a ``ServiceAddress``, authorised by the account key or by a SAS token."""
 
-    def __init__(self, address: ServiceAddress, key: str = None, sas_token: str = None, **kwargs):
+    def __init__(self, address: ServiceAddress, key: Optional[str] = None, sas_token: Optional[str] = None,
+                 **kwargs):
         self.address = address
         self._sas_params = parse_qsl(sas_token.lstrip("?"), keep_blank_values=True) if sas_token else None
         self.connectionCls = SasConnection if self._sas_params is not None else KeyConnection
@@ -111,7 +113,7 @@ class AzureBlobDriver(AzureBlobsStorageDriver):
                          **kwargs)
 
     def _ex_connection_class_kwargs(self):
-        kwargs = {"host": self.address.host}
+        kwargs: dict[str, object] = {"host": self.address.host}
         if self.address.account_in_path:
             kwargs["account_prefix"] = self.address.account
         if self._sas_params is not None:

@@ -1,10 +1,11 @@
 """The blob store: objects named ``{collectionId}/{filename}`` in one bucket or directory
 (docs/configuration.md#storage-urls).
 
-Three backends share one small interface: ``LocalBackend`` (a local directory), ``CloudBackend`` (S3 via
-apache-libcloud) and ``GcsBackend`` (Google Cloud Storage via Google's client library). Their calls block, so they never run on the event loop: short operations use a small thread
-pool, and each streamed transfer gets a thread of its own pool so that long uploads and downloads cannot starve
-health checks or deletions.
+Three backends share one small interface (storage/backend.py): ``LocalBackend`` (a local directory),
+``CloudBackend`` (S3 and Azure via apache-libcloud) and ``GcsBackend`` (Google Cloud Storage via Google's client
+library). Their calls block, so they never run on the event loop: short operations use a small thread pool, and
+each streamed transfer gets a thread of its own pool so that long uploads and downloads cannot starve health checks
+or deletions.
 
 A streamed write goes through a ``Channel``: the event loop hands chunks over as they arrive from the socket,
 the transfer thread hashes and writes them, and when the thread falls behind the channel makes the event loop
@@ -22,11 +23,14 @@ import os
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncGenerator, Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Optional
+from datetime import datetime
+from typing import Any, Optional
 
 from backup_repository.failures import StorageError
+from backup_repository.storage.backend import Backend, Chunk, OpensFiles, RelaysAnswers
 from backup_repository.storage.local import LocalBackend
 from backup_repository.storage.sendfile import CAN_SPLICE, KernelSender, LocalFile, Relay
 from backup_repository.storage.urls import StorageConfigError, StorageLocation, make_driver, parse_storage_url
@@ -46,9 +50,13 @@ SENDING_THREADS = TRANSFER_THREADS // 2
 
 
 class BlobStore:
-    def __init__(self, location: StorageLocation, backend, io_threads: int = 8):
+    def __init__(self, location: StorageLocation, backend: Backend, io_threads: int = 8):
         self.location = location
         self.backend = backend
+        # how a download can be sent kernel to kernel (open_sender): asked once, here
+        self._files: Optional[OpensFiles] = backend if isinstance(backend, OpensFiles) else None
+        self._relays: Optional[RelaysAnswers] = (backend if CAN_SPLICE and isinstance(backend, RelaysAnswers)
+                                                 else None)
         self._executor = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="storage")
         self._transfers = ThreadPoolExecutor(max_workers=TRANSFER_THREADS, thread_name_prefix="transfer")
         # sha256 of uploads beside their writes (Channel); more threads than cores would only queue
@@ -82,7 +90,7 @@ class BlobStore:
     def describe(self) -> str:
         return self.location.describe()
 
-    async def _run(self, fn, *args):
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         except StorageError:
@@ -90,7 +98,7 @@ class BlobStore:
         except Exception as exc:  # libcloud, network and OS errors alike
             raise StorageError(f"{self.describe()}: {_reason(exc)}") from exc
 
-    async def open(self):
+    async def open(self) -> None:
         """Check at start-up that the bucket or directory is reachable."""
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, self.backend.check)
@@ -99,7 +107,7 @@ class BlobStore:
         except Exception as exc:
             raise StorageError(f"cannot reach {self.describe()}: {_reason(exc)}") from exc
 
-    async def close(self):
+    async def close(self) -> None:
         self._closing.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._transfers.shutdown(wait=False, cancel_futures=True)
@@ -129,12 +137,12 @@ class BlobStore:
             return refusal or str(exc)
         return refusal or "the store still shows it after deleting it"
 
-    async def objects(self) -> list:
+    async def objects(self) -> list[tuple[str, float]]:
         """(name, modified epoch seconds) of every object in the store, this server's probes and temporary files
         left out."""
         return await self._run(self.backend.objects)
 
-    async def put_bytes(self, name: str, data: bytes):
+    async def put_bytes(self, name: str, data: bytes) -> None:
         await self._run(self.backend.put_bytes, name, data)
 
     async def get_bytes(self, name: str) -> bytes:
@@ -143,18 +151,19 @@ class BlobStore:
     async def remove_leftovers(self, name: str, older_than: float) -> int:
         return await self._run(self.backend.remove_leftovers, name, older_than)
 
-    async def sweep_temporary(self, older_than: float) -> list:
+    async def sweep_temporary(self, older_than: float) -> list[str]:
         return await self._run(self.backend.sweep_temporary, older_than)
 
 
     # --- streams --------------------------------------------------------------------------------
-    def writer(self, name: str, check_size=None, retain_until=None) -> "ObjectWriter":
+    def writer(self, name: str, check_size: Optional[Callable[[int], object]] = None,
+               retain_until: Optional[datetime] = None) -> "ObjectWriter":
         """Start writing ``name``; it becomes visible only when ``ObjectWriter.close()`` succeeds. With
         ``retain_until`` (a collection's minimumRetention) and an S3 store with objectLock=, the object is written
         under S3 Object Lock until then."""
         return ObjectWriter(self, name, check_size, retain_until)
 
-    async def read(self, name: str, start: int = 0, end: int = None):
+    async def read(self, name: str, start: int = 0, end: Optional[int] = None) -> AsyncGenerator[bytes, None]:
         """Yield the bytes ``[start, end)`` of ``name``; the next chunk is read while the caller sends this one.
 
         Use with ``contextlib.aclosing`` so that an early exit (a client that went away) closes the object.
@@ -186,17 +195,17 @@ class BlobStore:
         over plain HTTP. None to stream them with ``read`` instead: the store cannot (GCS, a store behind TLS, a
         system without splice), or SENDING_THREADS are sending already. The one place that decides how an object
         is sent."""
-        open_file = getattr(self.backend, "open_file", None)
-        open_relay = getattr(self.backend, "open_relay", None) if CAN_SPLICE else None
-        if (open_file is None and open_relay is None) or self._sending >= SENDING_THREADS:
+        files, relays = self._files, self._relays
+        if (files is None and relays is None) or self._sending >= SENDING_THREADS:
             return None
         self._sending += 1
         loop = asyncio.get_running_loop()
         try:
-            if open_file is not None:
-                fd = await loop.run_in_executor(self._executor, open_file, name)
+            if files is not None:
+                fd = await loop.run_in_executor(self._executor, files.open_file, name)
                 return LocalFile(name, fd, self._transfers, self._closing, self.describe(), self._sender_closed)
-            source = await loop.run_in_executor(self._executor, open_relay, name, start, end)
+            source = None if relays is None else await loop.run_in_executor(
+                self._executor, relays.open_relay, name, start, end)
         except Exception as exc:  # a missing object, permissions, the store away or closing
             self._sender_closed()
             raise StorageError(f"cannot read {name} from {self.describe()}: {_reason(exc)}") from exc
@@ -205,10 +214,10 @@ class BlobStore:
             return None
         return Relay(name, source, self._transfers, self._closing, self.describe(), self._sender_closed)
 
-    def _sender_closed(self):
+    def _sender_closed(self) -> None:
         self._sending -= 1
 
-    async def health_check(self, timeout: float):
+    async def health_check(self, timeout: float) -> None:
         """Write, read back and delete a ``.health-<nanoseconds>`` object within ``timeout`` seconds."""
         name = f".health-{time.time_ns()}"
         payload = f"health check {name}".encode()
@@ -243,7 +252,8 @@ class Aborted(Exception):
 class ObjectWriter:
     """One object being streamed into the store by a transfer thread."""
 
-    def __init__(self, store: BlobStore, name: str, check_size=None, retain_until=None):
+    def __init__(self, store: BlobStore, name: str, check_size: Optional[Callable[[int], object]] = None,
+                 retain_until: Optional[datetime] = None):
         self.name = name
         self._store = store
         self._loop = asyncio.get_running_loop()
@@ -256,7 +266,7 @@ class ObjectWriter:
         # a thread that stopped early (the store failed) must not leave the event loop waiting for room
         self._result.add_done_callback(lambda _: self._channel.abort())
 
-    def write(self, data) -> Optional[asyncio.Future]:
+    def write(self, data: Chunk | memoryview) -> Optional[asyncio.Future]:
         """Queue ``data``; returns a future to await when the store is behind (back-pressure), else None.
 
         Nothing is done per byte here: the transfer thread hashes each piece as it takes it (hashlib lets go of the
@@ -290,11 +300,11 @@ class ObjectWriter:
             self._raise_failure()
         return StoredObject(self.name, size, self._channel.sha256.hexdigest())
 
-    def _raise_failure(self):
+    def _raise_failure(self) -> None:
         exc = self._result.exception()
         raise StorageError(f"cannot store {self.name} in {self._store.describe()}: {_reason(exc)}") from exc
 
-    def when_failed(self, callback):
+    def when_failed(self, callback: Callable[[StorageError], None]) -> None:
         """``callback(StorageError)``, on the event loop, when the store fails before ``close()`` or ``abort()``
         is called: the upload learns of it at once, not at the next piece of the body (a client may be between
         pieces, or done sending a body it has not finished)."""
@@ -308,7 +318,7 @@ class ObjectWriter:
 
         self._result.add_done_callback(done)
 
-    async def abort(self):
+    async def abort(self) -> None:
         """Abandon the object: the transfer thread stops and removes whatever it wrote."""
         self._settled = True
         self._pending = bytearray()
@@ -329,20 +339,21 @@ class Channel:
     chunk at a time so that the hash sees them in order; the consumer takes the next chunk only once the hash of
     the previous one is done, and the hash is complete when the iteration ends."""
 
-    def __init__(self, loop, high_water: int, hashing: ThreadPoolExecutor):
+    def __init__(self, loop: asyncio.AbstractEventLoop, high_water: int, hashing: ThreadPoolExecutor):
         self.sha256 = hashlib.sha256()
         self._hashing = hashing
         self._loop = loop
         self._high = high_water
         self._cond = threading.Condition()
-        self._items = deque()
+        self._items: deque[Chunk] = deque()
         self._buffered = 0
         self._closed = False
         self._aborted = False
-        self._waiter = None  # a future of the event loop, resolved when the consumer caught up
+        # a future of the event loop, resolved when the consumer caught up
+        self._waiter: Optional[asyncio.Future] = None
 
     # event loop side
-    def put(self, data: bytes) -> Optional[asyncio.Future]:
+    def put(self, data: Chunk) -> Optional[asyncio.Future]:
         with self._cond:
             if self._aborted:
                 return None
@@ -354,12 +365,12 @@ class Channel:
             self._waiter = self._loop.create_future()
             return self._waiter
 
-    def close(self):
+    def close(self) -> None:
         with self._cond:
             self._closed = True
             self._cond.notify()
 
-    def abort(self):
+    def abort(self) -> None:
         with self._cond:
             self._aborted = True
             self._items.clear()
@@ -367,14 +378,14 @@ class Channel:
             self._cond.notify()
             self._wake()
 
-    def _wake(self):
+    def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is not None:
             self._loop.call_soon_threadsafe(_resolve, waiter)
 
     # consumer thread side
-    def __iter__(self):
-        hashing = None  # the hash of the chunk taken before, running beside its write
+    def __iter__(self) -> Iterator[Chunk]:
+        hashing: Optional[Future] = None  # the hash of the chunk taken before, running beside its write
         while True:
             with self._cond:
                 while not self._items and not self._closed and not self._aborted:
@@ -395,11 +406,11 @@ class Channel:
             hashing.result()
 
 
-def _resolve(future: asyncio.Future):
+def _resolve(future: asyncio.Future) -> None:
     if not future.done():
         future.set_result(None)
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: Optional[BaseException]) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text[:300]

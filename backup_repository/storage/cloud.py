@@ -12,7 +12,8 @@ import hashlib
 import logging
 import ssl
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Generator, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Callable, Optional
@@ -21,6 +22,7 @@ from libcloud.common.types import InvalidCredsError
 from libcloud.storage.base import Container
 from libcloud.storage.types import ContainerDoesNotExistError, ObjectDoesNotExistError
 
+from backup_repository.storage.backend import Chunk, RelaysAnswers
 from backup_repository.storage.sendfile import RelaySource
 from backup_repository.storage.urls import StorageConfigError
 
@@ -112,7 +114,7 @@ class PartBody:
         return next(self._pieces)
 
 
-class CloudBackend:
+class CloudBackend(RelaysAnswers):
     """``make_driver()`` builds a libcloud driver for the store. Each thread gets a driver of its own: a driver and
     its HTTP connection are not safe to share between threads (shared, concurrent calls were seen to answer with
     another call's response: an empty body, a wrong size, a signature refused).
@@ -129,7 +131,7 @@ class CloudBackend:
         self._lock_mode = object_lock.upper() if object_lock else None
         self._lock_checked = False
         # S3: multipart uploads of our own, parts in flight on part threads (created when first needed)
-        self._parts_pool = None
+        self._parts_pool: Optional[ThreadPoolExecutor] = None
         self._part_threads_lock = threading.Lock()
         self._extra = threading.BoundedSemaphore(EXTRA_PARTS)
 
@@ -140,7 +142,7 @@ class CloudBackend:
             driver = self._local.driver = self._make_driver()
         return driver
 
-    def check(self):
+    def check(self) -> None:
         """Raise when the bucket cannot be reached (the message names the bucket), or when objectLock= asks for a
         lock the bucket cannot keep (StorageConfigError: a start-up refusal, not an outage)."""
         try:
@@ -149,10 +151,10 @@ class CloudBackend:
             raise LookupError(f"the bucket {self._container_name!r} does not exist") from None
         self._checked = True
         if self._lock_mode and not self._lock_checked:
-            self._check_object_lock()
+            self._check_object_lock(self._lock_mode)
             self._lock_checked = True
 
-    def _check_object_lock(self):
+    def _check_object_lock(self, mode: str) -> None:
         try:
             response = self._driver.connection.request(f"/{self._container_name}", params={"object-lock": ""})
         except InvalidCredsError:
@@ -164,7 +166,7 @@ class CloudBackend:
         if not enabled:
             raise StorageConfigError(
                 f"the bucket {self._container_name!r} does not have S3 Object Lock enabled, but the storage URL asks "
-                f"for objectLock={self._lock_mode.lower()}: create the bucket with Object Lock enabled (it can only "
+                f"for objectLock={mode.lower()}: create the bucket with Object Lock enabled (it can only "
                 "be turned on for a bucket with versioning; see docs/configuration.md#s3-object-lock), or remove "
                 "objectLock from --storage-url")
 
@@ -179,7 +181,8 @@ class CloudBackend:
         return container
 
     # --- writing --------------------------------------------------------------------------------
-    def write_stream(self, name: str, chunks, check_size=None, retain_until: Optional[datetime] = None) -> int:
+    def write_stream(self, name: str, chunks: Iterable[Chunk], check_size: Optional[Callable[[int], object]] = None,
+                     retain_until: Optional[datetime] = None) -> int:
         """Stream the chunks into ``name``; when ``check_size(stored_bytes)`` refuses, the object is deleted.
 
         With objectLock= and ``retain_until``, the multipart upload is created with the lock's mode and date, so
@@ -217,7 +220,7 @@ class CloudBackend:
                 raise
         return size
 
-    def _write_multipart(self, name: str, chunks, headers: Optional[dict]):
+    def _write_multipart(self, name: str, chunks: Iterable[Chunk], headers: Optional[dict]) -> None:
         """An S3 multipart upload whose parts go up several at a time while shared extra slots are free, each on a
         connection of its own (libcloud's own loop sends one part after the other, so the store's work on a part and
         the sending of the next never overlapped: docs/performance.md#s3). Any failure, or the channel's abort,
@@ -225,7 +228,9 @@ class CloudBackend:
         driver, container = self._driver, self._bucket()
         upload_id = driver._initiate_multipart(
             container, name, headers={"Content-Type": "application/octet-stream", **(headers or {})})
-        done, in_flight, failures = [], [], []
+        done: list[tuple] = []
+        in_flight: list[tuple[Future, int]] = []  # (a part being sent, its length)
+        failures: list[BaseException] = []
         stop_reading = getattr(chunks, "abort", None)  # the upload's Channel: a failed part ends its reading at once
 
         def failed(future):
@@ -336,20 +341,21 @@ class CloudBackend:
             raise IOError(f"the store did not keep the Object Lock retention of {name} "
                           f"({self._lock_mode} until {until}); the object is not kept")
 
-    def put_bytes(self, name: str, data: bytes):
+    def put_bytes(self, name: str, data: bytes) -> None:
         self._driver.upload_object_via_stream(iter([data]), self._bucket(), name)
 
     # --- reading --------------------------------------------------------------------------------
     def _object(self, name: str):
         return self._driver.get_object(self._container_name, name)
 
-    def size(self, name: str):
+    def size(self, name: str) -> Optional[int]:
         try:
             return int(self._object(name).size)
         except ObjectDoesNotExistError:
             return None
 
-    def read_range(self, name: str, start: int = 0, end: int = None, chunk_size: int = CHUNK):
+    def read_range(self, name: str, start: int = 0, end: Optional[int] = None,
+                   chunk_size: int = CHUNK) -> Generator[bytes, None, None]:
         obj = self._object(name)
         if start == 0 and end is None:
             stream = self._driver.download_object_as_stream(obj, chunk_size=chunk_size)
@@ -439,7 +445,7 @@ class CloudBackend:
         response = self._driver.connection.request(path, method="DELETE")
         return response.status in (200, 204)
 
-    def objects(self) -> list:
+    def objects(self) -> list[tuple[str, float]]:
         return [(obj.name, _epoch(obj.extra.get("last_modified")))
                 for obj in self._driver.iterate_container_objects(self._bucket())
                 if not obj.name.startswith(".health-")]
@@ -458,6 +464,6 @@ class CloudBackend:
                     removed += 1
         return removed
 
-    def sweep_temporary(self, older_than: float) -> list:
+    def sweep_temporary(self, older_than: float) -> list[str]:
         return []  # unfinished multipart uploads are found through the pending-upload records
 

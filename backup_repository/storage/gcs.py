@@ -16,8 +16,11 @@ instead of mixing two versions. Every method blocks and runs on the store's thre
 """
 
 import threading
+from collections.abc import Generator, Iterable
+from datetime import datetime
 from typing import Callable, Optional
 
+from backup_repository.storage.backend import Backend, Chunk
 from backup_repository.storage.urls import StorageConfigError
 
 #: The size of each request of a resumable upload and of each ranged read (a multiple of 256 KiB, as resumable
@@ -61,7 +64,7 @@ def make_client(environ):
         raise StorageConfigError(f"cannot read GOOGLE_APPLICATION_CREDENTIALS file {path}: {exc}") from None
 
 
-class GcsBackend:
+class GcsBackend(Backend):
     """``make_client()`` builds a client; each thread gets one of its own (as CloudBackend does with its drivers:
     an HTTP session is not shared between threads)."""
 
@@ -77,7 +80,7 @@ class GcsBackend:
             bucket = self._local.bucket = self._make_client().bucket(self._bucket_name)
         return bucket
 
-    def check(self):
+    def check(self) -> None:
         """Raise when the bucket cannot be reached (LookupError naming it when it does not exist)."""
         from google.api_core.exceptions import NotFound
 
@@ -88,7 +91,8 @@ class GcsBackend:
         self._checked = True
 
     # --- writing --------------------------------------------------------------------------------
-    def write_stream(self, name: str, chunks, check_size=None, retain_until=None) -> int:
+    def write_stream(self, name: str, chunks: Iterable[Chunk], check_size: Optional[Callable[[int], object]] = None,
+                     retain_until: Optional[datetime] = None) -> int:
         """Stream the chunks into ``name`` as one resumable upload. ``check_size(size)`` runs before the upload is
         finalized: when it (or the chunk iterator, or the store) fails, the upload is cancelled and nothing is
         visible. ``retain_until`` is not kept (objectLock= is an option of s3:// only)."""
@@ -112,15 +116,16 @@ class GcsBackend:
             raise IOError(f"the store shows {name} with {stored} bytes after an upload of {size}")
         return size
 
-    def put_bytes(self, name: str, data: bytes):
+    def put_bytes(self, name: str, data: bytes) -> None:
         self._bucket().blob(name).upload_from_string(data, content_type="application/octet-stream")
 
     # --- reading --------------------------------------------------------------------------------
-    def size(self, name: str):
+    def size(self, name: str) -> Optional[int]:
         blob = self._bucket().get_blob(name)
         return None if blob is None else int(blob.size)
 
-    def read_range(self, name: str, start: int = 0, end: int = None, chunk_size: int = PIECE):
+    def read_range(self, name: str, start: int = 0, end: Optional[int] = None,
+                   chunk_size: int = PIECE) -> Generator[bytes, None, None]:
         """Yield the bytes ``[start, end)`` of ``name``; FileNotFoundError when there is no such object."""
         blob = self._bucket().get_blob(name)
         if blob is None:
@@ -154,7 +159,7 @@ class GcsBackend:
             return False
         return True
 
-    def objects(self) -> list:
+    def objects(self) -> list[tuple[str, float]]:
         return [(blob.name, blob.updated.timestamp() if blob.updated else 0.0)
                 for blob in self._bucket().client.list_blobs(self._bucket_name)
                 if not blob.name.startswith(".health-")]
@@ -164,7 +169,7 @@ class GcsBackend:
         bills none, and forgets each a week after it began."""
         return 1 if self.delete(name) else 0
 
-    def sweep_temporary(self, older_than: float) -> list:
+    def sweep_temporary(self, older_than: float) -> list[str]:
         return []  # unfinished uploads are invisible; their records name the objects to remove
 
 

@@ -9,16 +9,21 @@ Every method blocks and runs on the store's thread pool.
 
 import os
 import uuid
+from collections.abc import Callable, Generator, Iterable
+from datetime import datetime
+from typing import Optional
+
+from backup_repository.storage.backend import Chunk, OpensFiles
 
 CHUNK = 1 << 20
 TEMP_MARK = ".upload-"
 
 
-class LocalBackend:
+class LocalBackend(OpensFiles):
     def __init__(self, root: str):
         self.root = root
 
-    def check(self):
+    def check(self) -> None:
         """Raise OSError when the directory cannot hold objects."""
         if not os.path.isdir(self.root):
             raise FileNotFoundError(f"the storage directory {self.root} does not exist")
@@ -32,7 +37,8 @@ class LocalBackend:
         return os.path.join(self.root, *parts)
 
     # --- writing --------------------------------------------------------------------------------
-    def write_stream(self, name: str, chunks, check_size=None, retain_until=None) -> int:
+    def write_stream(self, name: str, chunks: Iterable[Chunk], check_size: Optional[Callable[[int], object]] = None,
+                     retain_until: Optional[datetime] = None) -> int:
         """Write every chunk, then make the object visible at ``name`` in one rename. ``retain_until`` is not
         kept: a local directory has no retention of its own; the server enforces minimumRetention alone.
 
@@ -64,11 +70,11 @@ class LocalBackend:
         _fsync_directory(directory)
         return size
 
-    def put_bytes(self, name: str, data: bytes):
+    def put_bytes(self, name: str, data: bytes) -> None:
         self.write_stream(name, [data])
 
     # --- reading --------------------------------------------------------------------------------
-    def size(self, name: str):
+    def size(self, name: str) -> Optional[int]:
         """The object's size, or None when it does not exist."""
         try:
             return os.stat(self._path(name)).st_size
@@ -80,7 +86,8 @@ class LocalBackend:
         the bytes stay readable even when rotation deletes the file meanwhile."""
         return os.open(self._path(name), os.O_RDONLY | os.O_CLOEXEC)
 
-    def read_range(self, name: str, start: int = 0, end: int = None, chunk_size: int = CHUNK):
+    def read_range(self, name: str, start: int = 0, end: Optional[int] = None,
+                   chunk_size: int = CHUNK) -> Generator[bytes, None, None]:
         """Yield the bytes ``[start, end)`` of an object (to its end when ``end`` is None)."""
         fd = self.open_file(name)
         try:
@@ -109,7 +116,7 @@ class LocalBackend:
         _fsync_directory(os.path.dirname(path))
         return True
 
-    def objects(self) -> list:
+    def objects(self) -> list[tuple[str, float]]:
         found = []
         for directory, _, files in os.walk(self.root):
             for entry in files:
@@ -143,7 +150,7 @@ class LocalBackend:
                     pass
         return removed
 
-    def sweep_temporary(self, older_than: float) -> list:
+    def sweep_temporary(self, older_than: float) -> list[str]:
         """Temporary upload files older than ``older_than`` anywhere in the store: removed, names returned."""
         removed = []
         for directory, _, files in os.walk(self.root):
@@ -160,14 +167,14 @@ class LocalBackend:
 
 
 
-def _unlink(path: str):
+def _unlink(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
 
 
-def _fsync_directory(directory: str):
+def _fsync_directory(directory: str) -> None:
     """Make a rename or unlink durable: a crash right after must not bring the old entry back."""
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -12,6 +12,7 @@ import errno
 import fcntl
 import os
 import select
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -64,7 +65,7 @@ class KernelSender:
         """Let go of the source (close() calls it once)."""
         raise NotImplementedError
 
-    async def send(self, sock, start: int, end: int, progress) -> int:
+    async def send(self, sock: socket.socket, start: int, end: int, progress: Callable[[int], object]) -> int:
         """Send the bytes ``[start, end)`` to ``sock`` (connected, non-blocking, with nothing else writing to it
         until this returns) from a transfer thread; return how many. ``progress(n)`` is called in that thread.
 
@@ -119,7 +120,7 @@ class KernelSender:
     def _stopped(self) -> bool:
         return self._stop.is_set() or self._closing.is_set()
 
-    def close(self):
+    def close(self) -> None:
         if self._closed is not None:
             self._release()
             self._closed()
@@ -149,7 +150,7 @@ class RelaySource:
     its connection, the bytes of the body already read along with the headers, how long the store may stay silent
     (seconds) and how to let go of the connection (it is closed, never reused: its body was read around the HTTP
     client)."""
-    sock: object
+    sock: socket.socket
     start: int
     end: int
     prefix: bytes
