@@ -5,8 +5,10 @@ two backends with identical behaviour.
 PostgreSQL otherwise.
 """
 
+from backup_repository.db.repository import Repository
 
-def open_database(settings):
+
+def open_database(settings) -> Repository:
     if settings.db_user:
         from backup_repository.db.postgres import PostgresDatabase
 

@@ -3,11 +3,13 @@
 
 from datetime import datetime, timedelta
 
+from backup_repository.db.rows import Primitives
+
 
 class PendingUploads:
     """The ``pending_uploads`` table. ``db``: the primitives of a backend (db/repository.py)."""
 
-    def __init__(self, db):
+    def __init__(self, db: Primitives):
         self._db = db
 
     async def add(self, object_name: str, collection_id: str, now: datetime, holder: str, ttl: float) -> bool:
@@ -26,17 +28,18 @@ class PendingUploads:
             (now + timedelta(seconds=ttl), object_name, holder),
         ) > 0
 
-    async def remove(self, object_name: str, holder: str):
+    async def remove(self, object_name: str, holder: str) -> None:
         await self._db.execute("DELETE FROM pending_uploads WHERE object_name = %s AND holder = %s",
                                (object_name, holder))
 
-    async def all(self) -> list:
+    async def all(self) -> list[tuple[str, str, str]]:
         """(object name, collection id, holder) of every recorded upload."""
         rows = await self._db.fetchall(
             "SELECT object_name, collection_id, holder FROM pending_uploads ORDER BY started_at")
         return [(row[0], row[1], row[2]) for row in rows]
 
-    async def claim_abandoned(self, claimant: str, expired_before: datetime, legacy_started_before: datetime) -> list:
+    async def claim_abandoned(self, claimant: str, expired_before: datetime,
+                              legacy_started_before: datetime) -> list[tuple[str, str]]:
         """Take over the pending uploads whose lease ran out before ``expired_before`` (rows written by earlier
         servers, without a lease: started before ``legacy_started_before``), and those ``claimant`` took over
         before; returns their (object name, collection id). A claimed row can no longer be committed."""

@@ -12,10 +12,14 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any, Optional
 
 import aiopg
 import psycopg2
 
+from backup_repository.db.locks import UploadLocking
 from backup_repository.db.repository import Repository
 from backup_repository.failures import DatabaseError, DatabaseUnavailable
 
@@ -45,10 +49,12 @@ def _unavailable_when_gone(describe):
 class PostgresDatabase(Repository):
     def __init__(self, host: str, port: int, user: str, password: str, dbname: str,
                  minsize: int = 1, maxsize: int = 10, timeout: float = 30.0):
-        super().__init__(upload_locks=AdvisoryUploadLocks(self._connect_alone, self.describe))
-        self._params = dict(host=host, port=port, user=user, password=password or "", dbname=dbname)
+        self._advisory_locks = AdvisoryUploadLocks(self._connect_alone, self.describe)
+        super().__init__(upload_locks=self._advisory_locks)
+        self._params: dict[str, Any] = dict(host=host, port=port, user=user, password=password or "",
+                                            dbname=dbname)
         self._minsize, self._maxsize, self._timeout = minsize, maxsize, timeout
-        self._pool = None
+        self._pool: Optional[aiopg.Pool] = None
 
     def describe(self) -> str:
         p = self._params
@@ -68,28 +74,34 @@ class PostgresDatabase(Repository):
             ) from exc
         await self.migrate()
 
+    @property
+    def _connections(self) -> aiopg.Pool:
+        if self._pool is None:
+            raise DatabaseError(f"the {self.describe()} is not open")
+        return self._pool
+
     async def close(self):
-        self.upload_locks.close()
+        self._advisory_locks.close()
         if self._pool is not None:
             self._pool.close()
             await self._pool.wait_closed()
             self._pool = None
 
-    async def execute(self, sql, params=()):
+    async def execute(self, sql, params=()) -> int:
         with _unavailable_when_gone(self.describe):
-            async with self._pool.acquire() as conn, conn.cursor() as cur:
+            async with self._connections.acquire() as conn, conn.cursor() as cur:
                 await cur.execute(sql, params)
                 return cur.rowcount
 
     async def fetchone(self, sql, params=()):
         with _unavailable_when_gone(self.describe):
-            async with self._pool.acquire() as conn, conn.cursor() as cur:
+            async with self._connections.acquire() as conn, conn.cursor() as cur:
                 await cur.execute(sql, params)
                 return await cur.fetchone()
 
-    async def fetchall(self, sql, params=()):
+    async def fetchall(self, sql, params=()) -> list:
         with _unavailable_when_gone(self.describe):
-            async with self._pool.acquire() as conn, conn.cursor() as cur:
+            async with self._connections.acquire() as conn, conn.cursor() as cur:
                 await cur.execute(sql, params)
                 return await cur.fetchall()
 
@@ -99,10 +111,10 @@ class PostgresDatabase(Repository):
             return await aiopg.connect(timeout=self._timeout, connect_timeout=10, **self._params)
 
     @contextlib.asynccontextmanager
-    async def transaction(self):
+    async def transaction(self) -> AsyncIterator["_PostgresTransaction"]:
         # aiopg connections are in autocommit mode; a transaction is an explicit BEGIN ... COMMIT on one of them.
         with _unavailable_when_gone(self.describe):
-            async with self._pool.acquire() as conn, conn.cursor() as cur:
+            async with self._connections.acquire() as conn, conn.cursor() as cur:
                 await cur.execute("BEGIN")
                 try:
                     yield _PostgresTransaction(cur)
@@ -122,7 +134,7 @@ class PostgresDatabase(Repository):
         return {row[0] for row in rows}
 
 
-class AdvisoryUploadLocks:
+class AdvisoryUploadLocks(UploadLocking):
     """Upload locks as session-level advisory locks, each held on a connection of its own (``connect()``) for the
     length of the upload: a killed server's lock is gone as soon as PostgreSQL sees its connection close, with no
     lease to run out (the same three calls as ``locks.UploadLocks``; ``now`` and ``ttl`` are not needed)."""
@@ -131,7 +143,7 @@ class AdvisoryUploadLocks:
         self._connect, self._describe = connect, describe
         self._held = {}  # holder -> the dedicated connection holding the advisory lock
 
-    async def acquire(self, collection_id, holder, now, ttl) -> bool:
+    async def acquire(self, collection_id: str, holder: str, now: datetime, ttl: float) -> bool:
         conn = await self._connect()
         try:
             with _unavailable_when_gone(self._describe):
@@ -147,7 +159,7 @@ class AdvisoryUploadLocks:
         self._held[holder] = conn
         return True
 
-    async def renew(self, collection_id, holder, now, ttl) -> bool:
+    async def renew(self, collection_id: str, holder: str, now: datetime, ttl: float) -> bool:
         """True while the lock's connection is alive (the lock cannot be lost any other way)."""
         conn = self._held.get(holder)
         if conn is None or conn.closed:
@@ -162,7 +174,7 @@ class AdvisoryUploadLocks:
             return False
         return True
 
-    async def release(self, collection_id, holder):
+    async def release(self, collection_id: str, holder: str) -> None:
         conn = self._held.pop(holder, None)
         if conn is None:
             return
@@ -175,7 +187,7 @@ class AdvisoryUploadLocks:
         finally:
             conn.close()
 
-    def close(self):
+    def close(self) -> None:
         """Close every lock's connection (the database is closing): the locks go with them."""
         for holder in list(self._held):
             self._held.pop(holder).close()

@@ -14,13 +14,16 @@ written in the ``%s`` parameter style; every query is written once, in the part 
 
 import abc
 import logging
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Optional
+from typing import Any, Optional
 
 from backup_repository.db.deletions import Deletions
 from backup_repository.db.integrity import IntegrityChecks
+from backup_repository.db.locks import UploadLocking
 from backup_repository.db.pending import PendingUploads
-from backup_repository.db.rows import timestamp
+from backup_repository.db.rows import Statements, timestamp
 from backup_repository.db.schema import LATEST, MIGRATIONS
 from backup_repository.db.sessions import Sessions
 from backup_repository.db.versions import Versions
@@ -39,7 +42,7 @@ class Repository(abc.ABC):
     """A backend's primitives and the parts built on them. ``upload_locks``: how the backend keeps one upload at a
     time per collection (``locks.UploadLocks`` on the primitives, or the backend's own)."""
 
-    def __init__(self, upload_locks):
+    def __init__(self, upload_locks: UploadLocking):
         self.sessions = Sessions(self)
         self.versions = Versions(self)
         self.deletions = Deletions(self)
@@ -49,11 +52,11 @@ class Repository(abc.ABC):
 
     # --- primitives, implemented by each backend -------------------------------------------------
     @abc.abstractmethod
-    async def open(self):
-        ...
+    async def open(self) -> None:
+        """Connect and bring the schema up to date; DatabaseError saying what to check when it cannot."""
 
     @abc.abstractmethod
-    async def close(self):
+    async def close(self) -> None:
         ...
 
     @abc.abstractmethod
@@ -61,30 +64,30 @@ class Repository(abc.ABC):
         ...
 
     @abc.abstractmethod
-    async def execute(self, sql: str, params=()) -> int:
+    async def execute(self, sql: str, params: Sequence = ()) -> int:
         ...
 
     @abc.abstractmethod
-    async def fetchone(self, sql: str, params=()):
+    async def fetchone(self, sql: str, params: Sequence = ()) -> Any:
         ...
 
     @abc.abstractmethod
-    async def fetchall(self, sql: str, params=()):
+    async def fetchall(self, sql: str, params: Sequence = ()) -> list:
         ...
 
     @abc.abstractmethod
-    def transaction(self):
+    def transaction(self) -> AbstractAsyncContextManager[Statements]:
         """An async context manager yielding an object with execute/fetchone/fetchall in one transaction."""
 
-    async def _lock_migrations(self, tx):
+    async def _lock_migrations(self, tx: Statements) -> None:
         """Serialize concurrent start-ups of several servers on one database (PostgreSQL overrides)."""
 
     @abc.abstractmethod
-    async def _table_names(self, tx) -> set:
+    async def _table_names(self, tx: Statements) -> set:
         """Names of the tables in the database (the current schema for PostgreSQL)."""
 
     # --- schema ---------------------------------------------------------------------------------
-    async def migrate(self):
+    async def migrate(self) -> None:
         """Bring the schema to the latest version; idempotent, and safe when several servers start at once."""
         try:
             await self._migrate()
@@ -94,7 +97,7 @@ class Repository(abc.ABC):
             reason = " ".join(str(exc).split())
             raise DatabaseError(f"cannot bring the {self.describe()} schema up to date: {reason}") from exc
 
-    async def _migrate(self):
+    async def _migrate(self) -> None:
         async with self.transaction() as tx:
             await self._lock_migrations(tx)
             if "schema_migrations" not in await self._table_names(tx):
@@ -136,11 +139,11 @@ class Repository(abc.ABC):
         row = await self.fetchone("SELECT MIN(applied_at) FROM schema_migrations")
         return timestamp(row[0]) if row else None
 
-    async def ping(self):
+    async def ping(self) -> None:
         await self.fetchone("SELECT 1")
 
     # --- across the parts -----------------------------------------------------------------------
-    async def accounted_names(self) -> set:
+    async def accounted_names(self) -> set[str]:
         """Every object name the database accounts for: versions, pending uploads, recorded deletions."""
         names = {version.object_name for version in await self.versions.all()}
         for table in ("pending_uploads", "pending_deletions"):

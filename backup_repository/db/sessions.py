@@ -3,6 +3,7 @@
 from datetime import datetime
 from typing import Optional
 
+from backup_repository.db.rows import Primitives
 from backup_repository.domain.sessions import GrantedAccess
 
 _COLUMNS = (
@@ -14,10 +15,10 @@ _COLUMNS = (
 class Sessions:
     """The ``granted_accesses`` table. ``db``: the primitives of a backend (db/repository.py)."""
 
-    def __init__(self, db):
+    def __init__(self, db: Primitives):
         self._db = db
 
-    async def create(self, session: GrantedAccess):
+    async def create(self, session: GrantedAccess) -> None:
         await self._db.execute(
             f"INSERT INTO granted_accesses ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
@@ -38,13 +39,13 @@ class Sessions:
         )
         return count > 0
 
-    async def bind_credential(self, session_id: str, credential: str):
+    async def bind_credential(self, session_id: str, credential: str) -> None:
         """Bind a session opened before sessions recorded their credential (it has none yet) to ``credential``."""
         await self._db.execute("UPDATE granted_accesses SET credential = %s WHERE id = %s AND credential = ''",
                                (credential, session_id))
 
-    async def revoke(self, user_name: str, now: datetime, access_key_name: str = None,
-                     except_credential: str = None) -> int:
+    async def revoke(self, user_name: str, now: datetime, access_key_name: Optional[str] = None,
+                     except_credential: Optional[str] = None) -> int:
         """Deactivate the active sessions of a user (or only those of one access key, ``""`` for its own password),
         except those bound to ``except_credential``; idempotent."""
         sql = "UPDATE granted_accesses SET deactivated = %s, updated_at = %s WHERE user_name = %s AND deactivated = %s"
@@ -57,7 +58,7 @@ class Sessions:
             params.append(except_credential)
         return await self._db.execute(sql, tuple(params))
 
-    async def of_user(self, user_name: str, limit: int = 100) -> list:
+    async def of_user(self, user_name: str, limit: int = 100) -> list[GrantedAccess]:
         """The user's sessions, newest first."""
         rows = await self._db.fetchall(
             f"SELECT {_COLUMNS} FROM granted_accesses WHERE user_name = %s "

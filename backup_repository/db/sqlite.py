@@ -9,8 +9,10 @@ import contextlib
 import os
 import sqlite3
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from typing import Optional
 
 from backup_repository.db.locks import UploadLocks
 from backup_repository.db.repository import Repository
@@ -49,7 +51,7 @@ class SqliteDatabase(Repository):
         self.path = os.path.expanduser(path)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._lock = asyncio.Lock()
-        self._conn = None
+        self._conn: Optional[sqlite3.Connection] = None
 
     def describe(self) -> str:
         return f"SQLite at {self.path}"
@@ -95,16 +97,21 @@ class SqliteDatabase(Repository):
         self._executor.shutdown(wait=True)
 
     # Statements run in the dedicated thread; %s placeholders become sqlite's ?.
-    def _execute_sync(self, sql, params):
-        return self._conn.execute(sql.replace("%s", "?"), _params(params)).rowcount
+    def _cursor(self, sql: str, params) -> sqlite3.Cursor:
+        if self._conn is None:
+            raise DatabaseError(f"the SQLite database {self.path} is not open")
+        return self._conn.execute(sql.replace("%s", "?"), _params(params))
+
+    def _execute_sync(self, sql, params) -> int:
+        return self._cursor(sql, params).rowcount
 
     def _fetchone_sync(self, sql, params):
-        return self._conn.execute(sql.replace("%s", "?"), _params(params)).fetchone()
+        return self._cursor(sql, params).fetchone()
 
-    def _fetchall_sync(self, sql, params):
-        return self._conn.execute(sql.replace("%s", "?"), _params(params)).fetchall()
+    def _fetchall_sync(self, sql, params) -> list:
+        return self._cursor(sql, params).fetchall()
 
-    async def execute(self, sql, params=()):
+    async def execute(self, sql, params=()) -> int:
         async with self._lock:
             return await self._run(self._execute_sync, sql, params)
 
@@ -112,12 +119,12 @@ class SqliteDatabase(Repository):
         async with self._lock:
             return await self._run(self._fetchone_sync, sql, params)
 
-    async def fetchall(self, sql, params=()):
+    async def fetchall(self, sql, params=()) -> list:
         async with self._lock:
             return await self._run(self._fetchall_sync, sql, params)
 
     @contextlib.asynccontextmanager
-    async def transaction(self):
+    async def transaction(self) -> AsyncIterator["_SqliteTransaction"]:
         async with self._lock:
             await self._run(self._execute_sync, "BEGIN IMMEDIATE", ())
             try:
@@ -136,11 +143,11 @@ class _SqliteTransaction:
     def __init__(self, db: SqliteDatabase):
         self._db = db
 
-    async def execute(self, sql, params=()):
+    async def execute(self, sql, params=()) -> int:
         return await self._db._run(self._db._execute_sync, sql, params)
 
     async def fetchone(self, sql, params=()):
         return await self._db._run(self._db._fetchone_sync, sql, params)
 
-    async def fetchall(self, sql, params=()):
+    async def fetchall(self, sql, params=()) -> list:
         return await self._db._run(self._db._fetchall_sync, sql, params)

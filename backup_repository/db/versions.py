@@ -4,12 +4,18 @@ A version's row comes and goes in one transaction with what it hands over: regis
 pending record (only while the upload still owns it), deleting it records the deletion of its object.
 """
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Optional
 
-from backup_repository.db.rows import timestamp
+from backup_repository.db.rows import Primitives, timestamp
 from backup_repository.domain.versions import Version, VersionInfo
 from backup_repository.failures import LeaseLost
+
+#: (versions count, used bytes, the latest version's time)
+VersionStats = tuple[int, int, Optional[datetime]]
+#: (versions count, used bytes, the latest version's time, the largest version's size)
+VersionSummary = tuple[int, int, Optional[datetime], int]
 
 _COLUMNS = (
     "id, collection_id, version_number, filename, filesize, sha256, uploaded_by_session_id, user_name, "
@@ -20,7 +26,7 @@ _COLUMNS = (
 class Versions:
     """The ``versions`` and ``version_counters`` tables. ``db``: the primitives of a backend (db/repository.py)."""
 
-    def __init__(self, db):
+    def __init__(self, db: Primitives):
         self._db = db
 
     async def reserve_number(self, collection_id: str) -> int:
@@ -42,7 +48,8 @@ class Versions:
         )
         return count > 0
 
-    async def insert(self, version: Version, pending_object: str = None, holder: str = None):
+    async def insert(self, version: Version, pending_object: Optional[str] = None,
+                     holder: Optional[str] = None) -> None:
         """Register a stored version. With ``pending_object``, its pending-upload row goes in the same transaction,
         and only while the upload ``holder`` still owns it: when the janitor has taken the row over (the upload's
         lease ran out), nothing is registered and LeaseLost is raised (docs/scaling.md#what-is-guaranteed)."""
@@ -61,11 +68,11 @@ class Versions:
                 ),
             )
 
-    async def all(self) -> list:
+    async def all(self) -> list[Version]:
         rows = await self._db.fetchall(f"SELECT {_COLUMNS} FROM versions ORDER BY collection_id, version_number")
         return [_version(row) for row in rows]
 
-    async def of_collection(self, collection_id: str) -> list:
+    async def of_collection(self, collection_id: str) -> list[Version]:
         """The collection's versions, oldest first."""
         rows = await self._db.fetchall(
             f"SELECT {_COLUMNS} FROM versions WHERE collection_id = %s ORDER BY version_number",
@@ -88,7 +95,7 @@ class Versions:
         )
         return _version(row) if row else None
 
-    async def stats(self, collection_ids=None) -> dict:
+    async def stats(self, collection_ids: Optional[Sequence[str]] = None) -> dict[str, VersionStats]:
         """{collection id: (versions count, used bytes, latest version time)} for every collection with versions,
         or for those of ``collection_ids`` (a few: a tenant's)."""
         select = "SELECT collection_id, COUNT(*), COALESCE(SUM(filesize), 0), MAX(created_at) FROM versions "
@@ -102,7 +109,7 @@ class Versions:
                                            tuple(collection_ids))
         return {row[0]: (int(row[1]), int(row[2]), timestamp(row[3])) for row in rows}
 
-    async def summaries(self) -> dict:
+    async def summaries(self) -> dict[str, VersionSummary]:
         """{collection id: (versions count, used bytes, latest version time, largest version)} of every collection
         with versions, in one query (the collection metrics, services/monitoring.py)."""
         rows = await self._db.fetchall(
@@ -111,10 +118,10 @@ class Versions:
         )
         return {row[0]: (int(row[1]), int(row[2]), timestamp(row[3]), int(row[4])) for row in rows}
 
-    async def infos(self, collection_ids) -> dict:
+    async def infos(self, collection_ids: Iterable[str]) -> dict[str, list[VersionInfo]]:
         """{collection id: [VersionInfo, ...]} of the given collections (those with a minimumRetention, for the
         collection metrics), a query per 500 collections."""
-        found = {}
+        found: dict[str, list[VersionInfo]] = {}
         collection_ids = list(collection_ids)
         for start in range(0, len(collection_ids), 500):
             part = collection_ids[start:start + 500]
