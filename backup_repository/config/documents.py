@@ -266,7 +266,7 @@ def _caution_user(document: Document, spec: dict, deactivated: bool, networks: t
             "'incorrect Username or Password' and its tokens get 401; the Go server ignored deactivated and let it "
             "in. Remove deactivated (or set it to false) if this user must keep working"))
     if networks:
-        allowed = ", ".join(str(value).strip() for value in spec.get("restrictByIP"))
+        allowed = ", ".join(str(value).strip() for value in spec.get("restrictByIP") or ())
         document.caution("spec.restrictByIP", (
             f"user {document.id!r} may log in and use its tokens only from {allowed}; from any other address the "
             "login is refused with 401 'incorrect Username or Password' and its tokens get 401. The Go server "

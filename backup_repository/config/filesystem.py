@@ -5,9 +5,11 @@ Only the documents whose size, modification time or inode changed are read and p
 """
 
 import asyncio
+import functools
 import logging
 import os
 import time
+from collections.abc import Iterator
 from typing import Optional
 
 from backup_repository.config import documents as D
@@ -39,10 +41,10 @@ def read_snapshot(root: str, parser: Optional[Parser] = None, stamp: Optional[tu
     """Read the documents below ``root`` (blocking; run it off the event loop). With the ``parser`` of the last
     read, only what changed since is read again; ``stamp`` is a scan() made just before, if any."""
     stamp = scan(root) if stamp is None else stamp
-    problems = []
+    problems: list[D.Problem] = []
     if not os.path.isdir(root):
         problems.append(D.Problem(root, "", "the configuration directory does not exist"))
-    listed = {sub: [] for sub, _ in KINDS}
+    listed: dict[str, list[tuple[str, tuple]]] = {sub: [] for sub, _ in KINDS}
     for entry in stamp:  # the entry itself is the document's version: no copy of ten thousand tuples
         listed[entry[0]].append((entry[1], entry))
     sources = {kind: list(_sources(root, sub, kind, listed[sub], problems)) for sub, kind in KINDS}
@@ -52,7 +54,8 @@ def read_snapshot(root: str, parser: Optional[Parser] = None, stamp: Optional[tu
                                       problems, stamp, user_files)
 
 
-def _sources(root: str, sub: str, kind: str, names: list, problems: list):
+def _sources(root: str, sub: str, kind: str, names: list[tuple[str, tuple]],
+             problems: list[D.Problem]) -> Iterator[Source]:
     directory = os.path.join(root, sub)
     seen = set()
     for name, version in names:
@@ -62,7 +65,7 @@ def _sources(root: str, sub: str, kind: str, names: list, problems: list):
             problems.append(D.Problem(path, "", f"another file already defines {doc_id!r}; ignored"))
             continue
         seen.add(doc_id)
-        yield Source(doc_id, path, version, lambda found, path=path: D.load_document(path, kind, found))
+        yield Source(doc_id, path, version, functools.partial(D.load_document, path, kind))
 
 
 class FilesystemProvider(SnapshotSource):
@@ -92,7 +95,7 @@ class FilesystemProvider(SnapshotSource):
         self.loaded_at = time.time()
         return self._snapshot
 
-    async def open(self):
+    async def open(self) -> None:
         """Read everything once, before serving."""
         self.load()
 
@@ -105,10 +108,10 @@ class FilesystemProvider(SnapshotSource):
         self.install(await loop.run_in_executor(None, read_snapshot, self.root, self._parser, stamp))
         return True
 
-    def start(self):
+    def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._watch())
 
-    async def stop(self):
+    async def stop(self) -> None:
         await super().stop()
         if self._task:
             self._task.cancel()
@@ -127,7 +130,7 @@ class FilesystemProvider(SnapshotSource):
         return list(dict.fromkeys(result))
 
     def _layout(self) -> tuple:
-        layout = []
+        layout: list[Optional[tuple[int, int]]] = []
         for directory in self._directories():
             try:
                 st = os.stat(directory)
@@ -168,6 +171,6 @@ class FilesystemProvider(SnapshotSource):
             if watcher is not None:
                 watcher.close()
 
-    def check(self):
+    def check(self) -> None:
         """Raise OSError when the configuration directory cannot be read (used by /ready)."""
         os.listdir(self.root)

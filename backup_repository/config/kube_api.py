@@ -47,12 +47,14 @@ class ApiError(Exception):
 
     def __init__(self, status: int, reason: str, body: bytes = b""):
         self.status, self.reason = status, reason
-        self.message, self.details = "", {}
+        self.message = ""
+        self.details: dict = {}
         try:
             answer = json.loads(body or b"{}")
             if isinstance(answer, dict):
                 self.message = str(answer.get("message") or "")
-                self.details = answer.get("details") if isinstance(answer.get("details"), dict) else {}
+                details = answer.get("details")
+                self.details = details if isinstance(details, dict) else {}
         except ValueError:
             pass
         super().__init__(f"{status} {reason}" + (f": {self.message}" if self.message else ""))
@@ -116,7 +118,8 @@ class TokenFile(Credentials):
 
     def __init__(self, path: str):
         self.path = path
-        self._token, self._read_at = None, 0.0
+        self._token: Optional[str] = None
+        self._read_at = 0.0
 
     async def headers(self) -> dict:
         if self._token is None or time.monotonic() - self._read_at > TOKEN_FILE_REREAD:
@@ -156,13 +159,16 @@ class ExecPlugin(Credentials):
         self.install_hint = str(spec.get("installHint") or "").strip()
         self.cluster = {"server": server, **({"certificate-authority-data": ca_data} if ca_data else {})} \
             if spec.get("provideClusterInfo") else None
-        self._status, self._expires, self._certificate = None, None, None
+        self._status: Optional[dict] = None
+        self._expires: Optional[float] = None
+        self._certificate: Optional[tuple[bytes, bytes]] = None
         self._lock = asyncio.Lock()
 
     async def _run(self):
-        credential = {"apiVersion": self.api_version, "kind": "ExecCredential", "spec": {"interactive": False}}
+        spec: dict[str, object] = {"interactive": False}
         if self.cluster is not None:
-            credential["spec"]["cluster"] = self.cluster
+            spec["cluster"] = self.cluster
+        credential = {"apiVersion": self.api_version, "kind": "ExecCredential", "spec": spec}
         env = {**os.environ, **self.env, "KUBERNETES_EXEC_INFO": json.dumps(credential)}
         try:
             process = await asyncio.create_subprocess_exec(
@@ -204,10 +210,10 @@ class ExecPlugin(Credentials):
 
     async def headers(self) -> dict:
         await self._ensure()
-        token = self._status.get("token")
+        token = (self._status or {}).get("token")
         return {"Authorization": f"Bearer {token}"} if token else {}
 
-    async def certificate(self):
+    async def certificate(self) -> Optional[tuple]:
         if self._status is None:  # else headers() has just made sure it is fresh
             await self._ensure()
         return self._certificate
@@ -245,7 +251,7 @@ def in_cluster(environ, service_account: str = SERVICE_ACCOUNT) -> Connection:
 
 def from_files(paths: list) -> Connection:
     """Merge the kubeconfig files as kubectl does (the first file to define a name, or current-context, wins)."""
-    named = {"clusters": {}, "users": {}, "contexts": {}}
+    named: dict[str, dict] = {"clusters": {}, "users": {}, "contexts": {}}
     current, bases = None, {}
     for path in paths:
         try:
@@ -396,22 +402,26 @@ class Client:
     def __init__(self, connection: Connection, timeout: float = 10.0):
         self.connection = connection
         self.timeout = timeout
-        self._exec_tls = (None, None)  # (the exec plugin's status it was made from, the TLS context)
+        # (the exec plugin's certificate it was made from, the TLS context)
+        self._exec_tls: tuple[Optional[tuple], Optional[ssl.SSLContext]] = (None, None)
 
-    async def request(self, method: str, path: str, params: dict = None, body=None,
-                      content_type: str = "application/json") -> tuple:
+    async def request(self, method: str, path: str, params: Optional[dict] = None, body: object = None,
+                      content_type: str = "application/json") -> tuple[int, bytes]:
         """(status, body bytes) of one request; 401 is retried once with fresh credentials."""
-        for attempt in (0, 1):
-            try:
-                status, answer = await asyncio.wait_for(
-                    self._exchange(method, path, params, body, content_type, _Collect()), self.timeout)
-            except asyncio.TimeoutError:
-                raise Unanswered(f"no answer within {self.timeout:g}s") from None
-            if status == 401 and attempt == 0 and self.connection.credentials.refused():
-                continue
-            return status, answer
+        status, answer = await self._request_once(method, path, params, body, content_type)
+        if status == 401 and self.connection.credentials.refused():
+            status, answer = await self._request_once(method, path, params, body, content_type)
+        return status, answer
 
-    async def json(self, method: str, path: str, params: dict = None, body=None,
+    async def _request_once(self, method: str, path: str, params: Optional[dict], body: object,
+                            content_type: str) -> tuple[int, bytes]:
+        try:
+            return await asyncio.wait_for(
+                self._exchange(method, path, params, body, content_type, _Collect()), self.timeout)
+        except asyncio.TimeoutError:
+            raise Unanswered(f"no answer within {self.timeout:g}s") from None
+
+    async def json(self, method: str, path: str, params: Optional[dict] = None, body: object = None,
                    content_type: str = "application/json", missing_ok: bool = False):
         """The answer as JSON; ApiError for an error status (None for 404 when ``missing_ok``)."""
         status, answer = await self.request(method, path, params, body, content_type)
@@ -448,7 +458,8 @@ class Client:
             self._exec_tls = (certificate, fresh)
         return self._exec_tls[1]
 
-    async def _exchange(self, method, path, params, body, content_type, delegate, silence: float = None):
+    async def _exchange(self, method, path, params, body, content_type, delegate,
+                        silence: Optional[float] = None) -> tuple[int, bytes]:
         connection = self.connection
         target = connection.prefix + quote(path, safe="/:@!$&'()*+,;=-._~")
         if params:

@@ -16,15 +16,18 @@ rotated secret applies like any edit.
 import asyncio
 import base64
 import binascii
+import functools
 import json
 import logging
 import ssl
 import time
+from collections.abc import Awaitable, Callable
+from typing import Optional
 
 from backup_repository.config import documents as D
 from backup_repository.config import kube_api
 from backup_repository.config.provider import ConfigurationUnavailable as ClusterUnavailable
-from backup_repository.config.provider import Parser, SnapshotSource, Source
+from backup_repository.config.provider import Parser, SnapshotSource, Source, StatusWriter
 from backup_repository.domain.collections import CollectionStatus
 from backup_repository.domain.times import format_time
 from backup_repository.domain.units import format_size
@@ -75,7 +78,7 @@ def describe_failure(exc: BaseException, namespace: str, what: str) -> str:
     return f"the API server cannot be reached: {text}"
 
 
-class KubernetesProvider(SnapshotSource):
+class KubernetesProvider(SnapshotSource, StatusWriter):
     """Serves the current Snapshot of one namespace's custom resources; see the module docstring."""
 
     def __init__(self, namespace: str, kubeconfig: str = "", start_timeout: float = 30.0, stale_after: float = 60.0,
@@ -88,21 +91,22 @@ class KubernetesProvider(SnapshotSource):
         self.stale_after = stale_after
         self.request_timeout = request_timeout
         self.watch_timeout = max(1, round(watch_timeout))  # timeoutSeconds is a whole number
-        self._api = None
-        self._objects = {plural: {} for plural in KINDS}
-        self._versions = {plural: None for plural in KINDS}
-        self._secrets = {}  # name -> (resourceVersion, decoded entries) of the referenced secrets
-        self._secret_tasks = {}  # name -> the task following that Secret
-        self._secrets_read = set()  # names of the Secrets read at least once (existing or not)
-        self._wanted_secrets = frozenset()  # the referenced Secrets, as _follow_secrets last saw them
-        self._namespace_task = None  # the watch of the namespace's Secrets, when there are many
+        self._api: Optional[kube_api.Client] = None  # from open()
+        self._objects: dict[str, dict[str, _Cached]] = {plural: {} for plural in KINDS}
+        self._versions: dict[str, Optional[str]] = {plural: None for plural in KINDS}
+        self._secrets: dict[str, tuple] = {}  # name -> (resourceVersion, decoded entries) of the referenced secrets
+        self._secret_tasks: dict[str, asyncio.Task] = {}  # name -> the task following that Secret
+        self._secrets_read: set[str] = set()  # names of the Secrets read at least once (existing or not)
+        self._wanted_secrets: set[str] = set()  # the referenced Secrets, as _follow_secrets last saw them
+        # the watch of the namespace's Secrets, when there are many
+        self._namespace_task: Optional[asyncio.Task] = None
         self._namespace_refused_until = 0.0
         self._namespace_said = False
         self._polling_said = False
-        self._tasks = []
+        self._tasks: list[asyncio.Task] = []
         self._changed = asyncio.Event()
         self._parser = Parser()
-        self._failures = {}  # source (a plural, "secrets" or "secret <name>") -> why it is out of sync
+        self._failures: dict[str, str] = {}  # source (a plural, "secrets" or "secret <name>") -> why it is out of sync
         self._failing_since = 0.0
 
     def _path(self, plural: str, *rest: str) -> str:
@@ -110,8 +114,15 @@ class KubernetesProvider(SnapshotSource):
                 else f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{plural}")
         return "/".join((base, *rest))
 
+    @property
+    def api(self) -> kube_api.Client:
+        """The API server's client (open() makes it)."""
+        if self._api is None:
+            raise RuntimeError("the Kubernetes provider is not open")
+        return self._api
+
     # --- life cycle -------------------------------------------------------------------------------
-    async def open(self):
+    async def open(self) -> None:
         """Connect and list everything once, within ``start_timeout``; raise ClusterUnavailable naming the cause."""
         try:
             self._api = kube_api.Client(kube_api.load(self.kubeconfig), self.request_timeout)
@@ -133,13 +144,13 @@ class KubernetesProvider(SnapshotSource):
         for name in sorted(self._referenced_secrets()):
             self._set_secret(name, await self._get_secret(name))
 
-    def start(self):
+    def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._watch(plural)) for plural in KINDS]
         self._tasks.append(loop.create_task(self._rebuild_on_change()))
         self._follow_secrets()
 
-    async def stop(self):
+    async def stop(self) -> None:
         await super().stop()
         tasks = [*self._tasks, *self._secret_tasks.values(), *([self._namespace_task] if self._namespace_task else [])]
         for task in tasks:
@@ -151,7 +162,7 @@ class KubernetesProvider(SnapshotSource):
                 pass
         self._tasks, self._secret_tasks, self._namespace_task = [], {}, None
 
-    def check(self):
+    def check(self) -> None:
         """Raise OSError (for /ready) when the cache has been out of sync for longer than ``stale_after``."""
         if self._failures and time.monotonic() - self._failing_since > self.stale_after:
             raise OSError("; ".join(sorted(set(self._failures.values()))))
@@ -162,23 +173,25 @@ class KubernetesProvider(SnapshotSource):
         the list's resourceVersion."""
         token = None
         while True:
-            listed = await self._api.json("GET", path, {**params, "limit": page, "continue": token})
+            listed = await self.api.json("GET", path, {**params, "limit": page, "continue": token})
             for item in listed.get("items") or ():
                 keep(item)
             token = listed["metadata"].get("continue")
             if not token:
                 return listed["metadata"]["resourceVersion"]
 
-    async def _informer(self, source: str, what: str, path: str, params: dict, listed, event,
-                        version: str = None, give_up_when_forbidden: bool = False):
+    async def _informer(self, source: str, what: str, path: str, params: dict, listed: Callable[[], Awaitable[str]],
+                        event: Callable[[str, dict], None], version: Optional[str] = None,
+                        give_up_when_forbidden: bool = False) -> None:
         """Follow ``path`` the way client-go's informers do: ``listed()`` (a list, returning its resourceVersion)
         unless ``version`` is known, then watches from the last version seen, each event to ``event(type,
         object)``; a list again after 410 Gone; backoff after failures, each reported once under ``source``.
         Returns only when ``give_up_when_forbidden`` and the list or watch is forbidden (403)."""
-        backoff, seen = BACKOFF_FIRST, {"version": version}
+        backoff = BACKOFF_FIRST
+        seen: dict[str, Optional[str]] = {"version": version}
 
         def on_event(message: dict):
-            kind, obj = message.get("type"), message.get("object") or {}
+            kind, obj = str(message.get("type") or ""), message.get("object") or {}
             if kind == "ERROR":  # in the stream: 410 Gone when the version is too old
                 raise kube_api.ApiError(obj.get("code") or 500, obj.get("reason") or "Error",
                                         json.dumps(obj).encode())
@@ -192,7 +205,7 @@ class KubernetesProvider(SnapshotSource):
                 if seen["version"] is None:
                     seen["version"] = await listed()
                     self._in_sync(source)
-                await self._api.watch(path, {**params, "resourceVersion": seen["version"],
+                await self.api.watch(path, {**params, "resourceVersion": seen["version"],
                                              "allowWatchBookmarks": "true", "timeoutSeconds": self.watch_timeout},
                                       on_event, silence=self.watch_timeout + WATCH_GRACE)
                 self._in_sync(source)
@@ -212,7 +225,7 @@ class KubernetesProvider(SnapshotSource):
 
     async def _list(self, plural: str) -> str:
         """List every object of a kind and keep them as compact cache entries; returns the resourceVersion."""
-        objects = {}
+        objects: dict[str, _Cached] = {}
         version = await self._list_pages(self._path(plural), {}, LIST_PAGE,
                                          lambda item: objects.__setitem__(item["metadata"]["name"], _Cached.of(item)))
         self._objects[plural], self._versions[plural] = objects, version
@@ -262,20 +275,20 @@ class KubernetesProvider(SnapshotSource):
         entry = self._objects["backupcollections"].get(collection_id)
         return entry is not None and entry.status == status_text(status_document(status))
 
-    async def write_status(self, collection_id: str, status: CollectionStatus):
+    async def write_status(self, collection_id: str, status: CollectionStatus) -> Optional[bool]:
         """Apply ``status`` to the BackupCollection's status subresource (server-side apply, field manager
         ``backup-repository``): True when written (or the resource is gone), False when the identity may not,
         None when the resource has no status subresource (CRDs of the Go server: see can_show_status)."""
         document = status_document(status)
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "BackupCollection",
                 "metadata": {"name": collection_id}, "status": document}
-        code, answer = await self._api.request(
+        code, answer = await self.api.request(
             "PATCH", self._path("backupcollections", collection_id, "status"),
             {"fieldManager": FIELD_MANAGER, "force": "true"}, body, "application/apply-patch+yaml")
         if code == 403:
             return False
         if code == 404:  # deleted meanwhile, or no status subresource: the API server says the same of both
-            exists, _ = await self._api.request("GET", self._path("backupcollections", collection_id))
+            exists, _ = await self.api.request("GET", self._path("backupcollections", collection_id))
             return None if exists == 200 else True
         if code >= 300:
             raise kube_api.ApiError(code, "Error", answer)
@@ -288,16 +301,16 @@ class KubernetesProvider(SnapshotSource):
         """Whether BackupCollections have a status subresource now (the CRDs may be upgraded while the server
         runs): a GET of a collection's status (and of the collection, when that is 404)."""
         for name in self._objects["backupcollections"]:
-            code, _ = await self._api.request("GET", self._path("backupcollections", name, "status"))
+            code, _ = await self.api.request("GET", self._path("backupcollections", name, "status"))
             if code == 404:
-                exists, _ = await self._api.request("GET", self._path("backupcollections", name))
+                exists, _ = await self.api.request("GET", self._path("backupcollections", name))
                 return exists != 200
             return True
         return True
 
     # --- secrets ------------------------------------------------------------------------------------
-    def _referenced_secrets(self) -> set:
-        names = set()
+    def _referenced_secrets(self) -> set[str]:
+        names: set[str] = set()
         for plural in KINDS:
             for entry in self._objects[plural].values():
                 names.update(entry.secrets)
@@ -306,7 +319,7 @@ class KubernetesProvider(SnapshotSource):
     async def _get_secret(self, name: str):
         """GET one Secret: (resourceVersion, decoded entries), or None when it does not exist."""
         try:
-            body = await self._api.json("GET", self._path("secrets", name), missing_ok=True)
+            body = await self.api.json("GET", self._path("secrets", name), missing_ok=True)
         except Exception as exc:
             raise ClusterUnavailable(describe_failure(exc, self.namespace, f"get secret {name}")) from None
         return None if body is None else _secret_entry(body)
@@ -392,7 +405,7 @@ class KubernetesProvider(SnapshotSource):
         source, params = f"secret {name}", {"fieldSelector": f"metadata.name={name}"}
 
         async def listed():
-            items = []
+            items: list[dict] = []
             version = await self._list_pages(self._path("secrets"), params, SECRETS_PAGE, items.append)
             self._set_secret(name, _secret_entry(items[0]) if items else None)
             return version
@@ -440,8 +453,7 @@ class KubernetesProvider(SnapshotSource):
             sources[kind] = [_source(name, f"{self.namespace}/{kind}/{name}", obj, kind)
                              for name, obj in sorted(self._objects[plural].items())]
         secrets = [Source(name, f"{self.namespace}/Secret/{name}", version,
-                          lambda found, name=name, entries=entries: D.Document(
-                              name, f"{self.namespace}/Secret/{name}", {"kind": "Secret", "data": entries}))
+                          functools.partial(_secret_document, name, f"{self.namespace}/Secret/{name}", entries))
                    for name, (version, entries) in sorted(self._secrets.items())]
         snapshot = self._parser.build(secrets, sources["BackupUser"], sources["BackupCollection"],
                                       stamp=tuple(sorted(self._versions.items())),
@@ -459,6 +471,10 @@ def _source(name: str, location: str, entry: "_Cached", kind: str) -> Source:
                   lambda found: D.make_document(name, location, entry.body(kind), kind, found))
 
 
+def _secret_document(name: str, location: str, entries: dict, found: list) -> D.Document:
+    return D.Document(name, location, {"kind": "Secret", "data": entries})
+
+
 class _Cached:
     """What the server keeps of an object: its generation and resourceVersion, the Secrets it refers to, its status
     as JSON text, and its spec as JSON text (a fraction of the memory of the parsed tree) until it is parsed — kept
@@ -466,6 +482,11 @@ class _Cached:
     last-applied-configuration repeats the whole object) and managedFields are not kept."""
 
     __slots__ = ("generation", "resource_version", "spec", "status", "secrets")
+    generation: Optional[int]
+    resource_version: Optional[str]
+    spec: Optional[str]
+    status: Optional[str]
+    secrets: tuple[str, ...]
 
     @classmethod
     def of(cls, obj: dict) -> "_Cached":
@@ -478,6 +499,8 @@ class _Cached:
         return entry
 
     def body(self, kind: str) -> dict:
+        if self.spec is None:  # dropped once parsed, unless the object refers to a Secret (_rebuild)
+            raise RuntimeError(f"the spec of a {kind} was asked for after it was parsed and dropped")
         return {"kind": kind, "spec": json.loads(self.spec)}
 
 
