@@ -14,6 +14,7 @@ background by services/monitoring.py and rendered once per refresh, so that a sc
 
 import platform
 import threading
+from typing import Optional
 
 from prometheus_client import (
     CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, disable_created_metrics, generate_latest,
@@ -164,7 +165,8 @@ class Metrics(Events):
     def login(self, result: str):
         self.logins.labels(result).inc()
 
-    def upload_finished(self, outcome: str, collection_id: str = None, seconds: float = 0.0, size: int = 0):
+    def upload_finished(self, outcome: str, collection_id: Optional[str] = None, seconds: float = 0.0,
+                        size: int = 0):
         self.uploads.labels(outcome).inc()
         if outcome == "stored":
             self.upload_duration.observe(seconds)

@@ -5,6 +5,8 @@ The failures of the infrastructure (a database or a store that fails) are not th
 The message of a DomainError is what the client sees, so it must never contain a secret.
 """
 
+from typing import Optional
+
 
 class DomainError(Exception):
     """Base of every error that is meant to reach a client.
@@ -14,9 +16,11 @@ class DomainError(Exception):
     reworded. A kind may set a default reason as a class attribute."""
 
     status = 500
-    reason = None
+    reason: Optional[str] = None
+    #: what exactly was wrong, for the server log only (the client sees ``message``)
+    detail = ""
 
-    def __init__(self, message: str, retry_after: int = None, reason: str = None):
+    def __init__(self, message: str, retry_after: Optional[int] = None, reason: Optional[str] = None):
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after  # seconds; answered as a Retry-After header when set

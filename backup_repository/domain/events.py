@@ -5,6 +5,8 @@ Every argument that could become a label is one of the fixed lists below or a co
 never something a client chose.
 """
 
+from typing import Optional
+
 #: How an upload ended (``backup_repository_uploads_total{outcome}``).
 UPLOAD_OUTCOMES = (
     "stored", "quota", "protected", "not_gpg", "window_closed", "locked", "too_many_uploads", "forbidden", "not_found",
@@ -21,7 +23,8 @@ class Events:
     def login(self, result: str):
         """One login attempt ended with ``result`` (one of LOGIN_RESULTS)."""
 
-    def upload_finished(self, outcome: str, collection_id: str = None, seconds: float = 0.0, size: int = 0):
+    def upload_finished(self, outcome: str, collection_id: Optional[str] = None, seconds: float = 0.0,
+                        size: int = 0):
         """An upload ended with ``outcome`` (one of UPLOAD_OUTCOMES); ``collection_id`` only for a configured
         collection; ``seconds`` and ``size`` for a stored one."""
 

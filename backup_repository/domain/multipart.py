@@ -108,5 +108,5 @@ def _part_name(headers: bytes) -> Optional[str]:
         name, sep, value = line.partition(":")
         if sep:
             message[name.strip()] = value.strip()
-    name = message.get_param("name", header="content-disposition")
-    return name if isinstance(name, str) else None
+    param = message.get_param("name", header="content-disposition")
+    return param if isinstance(param, str) else None

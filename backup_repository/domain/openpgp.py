@@ -37,8 +37,8 @@ NAMES = {0: "reserved", 1: "public-key encrypted session key", 2: "signature", 3
 #: the fixed fields plus 2 octets of key material (PKESK v3: version, 8-octet key ID, algorithm; SKESK v4:
 #: version, cipher, simple S2K); the maximum is far above any real key (post-quantum ones are under 2 KiB).
 SESSION_KEYS = {1: (12, 65536, {3, 6}), 3: (4, 65536, {4, 5, 6})}
-#: Encrypted-data packets: tag -> versions of the first body byte (None: SED has no version byte).
-ENCRYPTED_DATA = {9: None, 18: {1, 2}, 20: {1}}
+#: Encrypted-data packets: tag -> versions of the first body byte (none: SED has no version byte).
+ENCRYPTED_DATA: dict[int, set[int]] = {9: set(), 18: {1, 2}, 20: {1}}
 MARKER, PADDING = 10, 21
 #: How many packets that carry no data a message may hold (docs/security.md#the-cost-of-a-body). Real encoders
 #: write at most one Marker (PGP 5 did; GnuPG, Sequoia and OpenPGP.js write none), one session-key packet per

@@ -1,11 +1,17 @@
 """The clock and the time format of the API (shared by sessions, versions and the services)."""
 
 from datetime import datetime, timezone
-from typing import Optional
+from typing import Optional, overload
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+@overload
+def format_time(value: datetime) -> str: ...
+@overload
+def format_time(value: None) -> None: ...
 
 
 def format_time(value: Optional[datetime]) -> Optional[str]:

@@ -83,7 +83,7 @@ def parse_size(text) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
 
 
-def format_size(size: int) -> str:
+def format_size(size: float) -> str:
     """Bytes in binary units for people: ``512B``, ``1.5MiB``, ``12GiB``."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if size < 1024 or unit == "PiB":

@@ -6,6 +6,7 @@ DomainError (400, 413) the moment a rule is broken; ``finish()`` runs the checks
 """
 
 from collections import deque
+from collections.abc import Sequence
 from typing import Optional
 
 from backup_repository.domain.errors import BadRequest, PayloadTooLarge
@@ -54,7 +55,7 @@ class UploadBody:
 
     def accept(self, data) -> list:
         """The pieces of the file in the next body chunk, checked and counted."""
-        pieces = (data,)
+        pieces: Sequence = (data,)
         if self._form is not None:
             self.body_received += len(data)
             pieces = self._form.feed(data)
@@ -93,7 +94,7 @@ class MinimumRate:
         self.received = 0
         self._began = now
         self._waited = 0.0
-        self._waiting_since = None
+        self._waiting_since: Optional[float] = None
         self._samples = deque([(0.0, 0)])  # (client seconds, octets received then)
 
     def add(self, count: int):

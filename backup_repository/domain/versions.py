@@ -141,7 +141,7 @@ def retention_blocks_next_upload(collection: Collection, versions, now: datetime
         return None
     already = {v.id for v in _strategy_doomed(collection, versions, now)}
     pushed_out = [v for v in kept_past_rotation(collection, versions, now) if v.id not in already]
-    return max((protected_until(collection, v) for v in pushed_out), default=None)
+    return max(filter(None, (protected_until(collection, v) for v in pushed_out)), default=None)
 
 
 def allowed_upload_size(collection: Collection, versions, now: datetime) -> int:
@@ -190,5 +190,5 @@ def upload_allowance(collection: Collection, versions, now: datetime) -> UploadA
         return UploadAllowance(allowed, allowed)
     without_floor = allowed_upload_size(replace(collection, minimum_retention=None), versions, now)
     kept = kept_past_rotation(collection, versions, now)
-    until = min((protected_until(collection, v) for v in kept), default=None)
+    until = min(filter(None, (protected_until(collection, v) for v in kept)), default=None)
     return UploadAllowance(allowed, without_floor, until if allowed < without_floor else None)

@@ -4,6 +4,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import Optional
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,9 @@ class SharedCheck:
         self._check = check
         self._reuse = reuse
         self._clock = clock
-        self._running = None
-        self._ended_at = None
-        self._failure = None
+        self._running: Optional[asyncio.Future] = None
+        self._ended_at: Optional[float] = None
+        self._failure: Optional[Exception] = None
 
     async def __call__(self):
         if self._ended_at is None or self._clock() - self._ended_at >= self._reuse:

@@ -1,6 +1,8 @@
 """The checks behind ``GET /api/stable/repository/collection/{id}/health`` (docs/api.md#collection-health),
 as plain functions."""
 
+from collections.abc import Sequence
+
 from backup_repository.domain.versions import free_from, retention_blocks_next_upload
 from backup_repository.domain.windows import check_latest_backup
 from backup_repository.health.checks import CheckResult
@@ -44,7 +46,7 @@ def collection_checks(collection, versions, now) -> list:
     return [CheckResult(name, problem is None, problem or "OK") for name, problem in checks]
 
 
-def storage_consistency_check(missing: list, kept: list = ()) -> CheckResult:
+def storage_consistency_check(missing: Sequence, kept: Sequence = ()) -> CheckResult:
     """StorageConsistencyValidator: every registered version still has its object in the storage, and the store
     has not refused to delete the object of a deleted version (``kept``: db PendingDeletion records that failed at
     least once; the janitor retries them)."""

@@ -13,6 +13,7 @@ import os
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Optional
 
 from argon2.low_level import Type, hash_secret_raw
 
@@ -38,7 +39,7 @@ def _b64decode(text: str) -> bytes:
     return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
 
 
-def encode_password(password: str, salt: bytes = None) -> str:
+def encode_password(password: str, salt: Optional[bytes] = None) -> str:
     """Return the hash of ``password`` exactly as the Go server's ``--encode-password`` prints it."""
     salt = os.urandom(SALT_LENGTH) if salt is None else salt
     digest = hash_secret_raw(

@@ -53,7 +53,7 @@ class RateLimiter:
         self.period = period
         self.max_entries = max_entries
         self._clock = clock
-        self._buckets = OrderedDict()  # address -> (tokens, last update)
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # address -> (tokens, last update)
 
     def __len__(self):
         return len(self._buckets)

@@ -15,6 +15,7 @@ import uuid
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Optional
 
 import jwt
 
@@ -35,7 +36,9 @@ LATEST_EXPIRY = 253402300799
 try:
     from jwt.warnings import InsecureKeyLengthWarning
 except ImportError:  # older PyJWT does not warn at all
-    InsecureKeyLengthWarning = None
+    SHORT_KEY_WARNING: Optional[type[Warning]] = None
+else:
+    SHORT_KEY_WARNING = InsecureKeyLengthWarning
 
 
 @contextlib.contextmanager
@@ -43,8 +46,8 @@ def _short_keys_allowed():
     """PyJWT warns about HMAC keys under 64 bytes on every call; the Go server accepted any key, so a short one is
     reported once at start-up instead (context.py), and silenced here, for these calls only."""
     with warnings.catch_warnings():
-        if InsecureKeyLengthWarning is not None:
-            warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+        if SHORT_KEY_WARNING is not None:
+            warnings.simplefilter("ignore", SHORT_KEY_WARNING)
         yield
 
 
