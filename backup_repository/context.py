@@ -9,6 +9,8 @@ everything it needs; no field is ever None and nothing is patched in later. ``op
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
+from typing import Optional
 
 from backup_repository.config.filesystem import FilesystemProvider
 from backup_repository.config.provider import ConfigurationUnavailable, log_problems
@@ -20,13 +22,14 @@ from backup_repository.process import release_free_memory
 from backup_repository.security.passwords import PasswordVerifier
 from backup_repository.security.ratelimit import CLASSES as RATE_CLASSES, RateLimits
 from backup_repository.security.tokens import RECOMMENDED_KEY_BYTES, TokenService
-from backup_repository.services import integrity
+from backup_repository.services import integrity, ports
 from backup_repository.services.auth import AuthService
 from backup_repository.services.collections import CollectionService
 from backup_repository.services.janitor import Janitor
 from backup_repository.services.monitoring import CollectionMonitor
 from backup_repository.services.status import StatusPublisher
 from backup_repository.services.uploads import UploadLimits, UploadService
+from backup_repository.settings import Settings
 from backup_repository.storage.blobstore import BlobStore
 from backup_repository.storage.urls import StorageConfigError
 
@@ -37,7 +40,7 @@ log = logging.getLogger(__name__)
 OPENING_FAILURES = (ConfigurationUnavailable, DatabaseError, StorageError, StorageConfigError)
 
 
-def make_configuration(settings):
+def make_configuration(settings: Settings) -> ports.ConfigurationProvider:
     """The configuration provider of --provider, not yet opened."""
     if settings.provider == "kubernetes":
         from backup_repository.config.kubernetes import KubernetesProvider
@@ -50,16 +53,16 @@ def make_configuration(settings):
 
 
 @contextlib.asynccontextmanager
-async def open_stores(settings):
+async def open_stores(settings: Settings) -> AsyncIterator[tuple[ports.Repository, ports.BlobStore]]:
     """``async with open_stores(settings) as (db, storage)``: the metadata database (migrated) and the object store,
     opened in that order and closed in reverse; raises DatabaseError / StorageError / StorageConfigError with a
     message saying what to check."""
-    db = open_database(settings)
+    db: ports.Repository = open_database(settings)
     log.info("metadata database: %s", db.describe())
     try:
         await db.open()
-        storage = BlobStore.from_url(settings.storage_url, settings.use_google_cloud,
-                                     create_local=settings.storage_url_is_default)
+        storage: ports.BlobStore = BlobStore.from_url(settings.storage_url, settings.use_google_cloud,
+                                                      create_local=settings.storage_url_is_default)
         log.info("storage: %s", storage.describe())
         try:
             await storage.open()
@@ -73,11 +76,14 @@ async def open_stores(settings):
 class AppContext:
     """Everything app-wide: settings, configuration, database, store and the services built on them."""
 
-    def __init__(self, settings, config, db, storage, resources: contextlib.AsyncExitStack = None):
+    def __init__(self, settings: Settings, config: ports.ConfigurationProvider, db: ports.Repository,
+                 storage: ports.BlobStore, resources: Optional[contextlib.AsyncExitStack] = None):
         self.settings = settings
         self.config = config
         self.db = db
         self.storage = storage
+        #: the provider itself, when it shows each collection's status to its users (Kubernetes)
+        self.status_writer: Optional[ports.StatusWriter] = config if isinstance(config, ports.StatusWriter) else None
         self.metrics = metrics = Metrics()
         self.verifier = PasswordVerifier(settings.password_check_concurrency, settings.password_check_queue)
         self.rate_limits = RateLimits(settings)
@@ -92,13 +98,13 @@ class AppContext:
         self.readiness = readiness_checks(db, storage, config, settings.storage_health_timeout)
         config.on_change(self.auth.configuration_changed)
         metrics.watch(self.uploads, self.verifier, config, RATE_CLASSES)
-        self.requests_in_flight = set()  # handlers of requests being served (a graceful stop waits for them)
+        self.requests_in_flight: set = set()  # handlers of requests being served (a graceful stop waits for them)
         self.stopping = False
-        self._background = []
+        self._background: list[asyncio.Future] = []
         self._resources = resources or contextlib.AsyncExitStack()  # closes the database and the store
 
     @classmethod
-    async def open(cls, settings) -> "AppContext":
+    async def open(cls, settings: Settings) -> "AppContext":
         """Open the configuration, the database and the store, and build everything on them; raise StartupError,
         with the message of the step that failed, when one of them cannot be used."""
         try:
@@ -107,7 +113,7 @@ class AppContext:
             raise StartupError(str(exc)) from exc
 
     @classmethod
-    async def _open(cls, settings) -> "AppContext":
+    async def _open(cls, settings: Settings) -> "AppContext":
         if len(settings.jwt_secret_key.encode()) < RECOMMENDED_KEY_BYTES:
             log.warning("the JWT secret key is shorter than %d bytes; a longer random key is safer "
                         "(for example: openssl rand -base64 32)", RECOMMENDED_KEY_BYTES)
@@ -123,15 +129,15 @@ class AppContext:
         release_free_memory()  # what reading the configuration left behind
         return ctx
 
-    def start(self):
+    def start(self) -> None:
         """The background work: the configuration watch, the janitor and, when asked for, periodic verification."""
         settings = self.settings
         self.config.start()
         janitor = Janitor(self.db, self.storage, max(settings.http_upload_timeout, settings.storage_io_timeout),
                           events=self.metrics)
         self._background.append(asyncio.ensure_future(janitor.run_forever(settings.janitor_interval)))
-        if hasattr(self.config, "write_status"):  # a source that shows status to its users (Kubernetes)
-            publisher = StatusPublisher(self.collections, self.config)
+        if self.status_writer is not None:
+            publisher = StatusPublisher(self.collections, self.status_writer)
             self._background.append(asyncio.ensure_future(publisher.run_forever()))
         if settings.metrics_token or settings.metrics_listen:  # the collection metrics cost a refresh: only if served
             monitor = CollectionMonitor(self.config, self.db, self.metrics, settings.metrics_refresh_interval)
@@ -140,13 +146,13 @@ class AppContext:
             self._background.append(asyncio.ensure_future(
                 integrity.run_forever(self.db, self.storage, settings.verify_interval)))
 
-    async def abort_uploads(self):
+    async def abort_uploads(self) -> None:
         """Uploads still running when the server stops leave nothing behind: abort them before closing."""
         if self.uploads.active:
             log.info("abandoning %d unfinished upload(s)", len(self.uploads.active))
             await asyncio.gather(*(upload.abort() for upload in list(self.uploads.active)))
 
-    async def close(self):
+    async def close(self) -> None:
         for task in self._background:
             task.cancel()
         await self.abort_uploads()

@@ -7,18 +7,24 @@ verifier; the HTTP layer only translates requests and responses.
 import asyncio
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Optional
 
+from backup_repository.config.provider import Change
 from backup_repository.domain import roles as R
 from backup_repository.domain.access import Actor, decide_global, may_act_globally
 from backup_repository.domain.errors import Forbidden, NotFound, ServiceUnavailable, Unauthenticated
-from backup_repository.domain.events import NO_EVENTS
+from backup_repository.domain.events import NO_EVENTS, Events
 from backup_repository.domain.names import is_object_name
 from backup_repository.domain.sessions import GrantedAccess
 from backup_repository.domain.times import utcnow
 from backup_repository.domain.networks import address_allowed
-from backup_repository.security.passwords import InvalidHash, Overloaded
-from backup_repository.security.tokens import hash_token
+from backup_repository.domain.users import User
+from backup_repository.security.passwords import InvalidHash, Overloaded, PasswordVerifier
+from backup_repository.security.tokens import TokenService, hash_token
+from backup_repository.services import ports
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +65,7 @@ class Principal:
     session: GrantedAccess
 
     @property
-    def user(self):
+    def user(self) -> User:
         return self.actor.user
 
 
@@ -70,7 +76,8 @@ def split_login(login: str):
 
 
 class AuthService:
-    def __init__(self, config, db, tokens, verifier, clock=utcnow, events=NO_EVENTS):
+    def __init__(self, config: ports.Configuration, db: ports.Repository, tokens: TokenService,
+                 verifier: PasswordVerifier, clock: Callable[[], datetime] = utcnow, events: Events = NO_EVENTS):
         self._config = config
         self._events = events
         self._db = db
@@ -184,7 +191,7 @@ class AuthService:
             raise NotFound("cannot find specified user")
         return user
 
-    async def sessions(self, principal: Principal, user_name: str = None) -> list:
+    async def sessions(self, principal: Principal, user_name: Optional[str] = None) -> list:
         """Sessions of the caller, or of ``user_name`` for a systemAdmin; newest first, at most 100."""
         _refuse_restricted(principal.actor)
         target = principal.actor.name
@@ -194,7 +201,7 @@ class AuthService:
             target = user_name
         return await self._db.sessions.of_user(target, MAX_LISTED_SESSIONS)
 
-    async def logout(self, principal: Principal, session_id: str = None) -> str:
+    async def logout(self, principal: Principal, session_id: Optional[str] = None) -> str:
         """Deactivate the caller's session, or ``session_id``; return the id of the revoked session.
 
         Ending one's own session is always allowed; any other is a global action."""
@@ -213,12 +220,14 @@ class AuthService:
 
 
     # --- configuration changes ------------------------------------------------------------------
-    async def configuration_changed(self, change):
+    async def configuration_changed(self, change: Change) -> None:
         """Revoke the sessions of users and access keys that left the configuration, and those opened with a
         password that was since set anew, so that neither comes back when the user, key or old password does
         (docs/api.md#sessions-and-credentials). Idempotent: several servers watching the same configuration may all
         do it. A revocation the database refuses is retried until it succeeds."""
-        targets = [(name, None, None, "user left the configuration") for name in change.removed_users]
+        # (user name, access key name or None for every session, credential to keep or None, why)
+        targets: list[tuple[str, Optional[str], Optional[str], str]] = [
+            (name, None, None, "user left the configuration") for name in change.removed_users]
         targets += [(name, key, None, "access key left the configuration") for name, key in change.removed_access_keys]
         targets += [(name, key, credential_fingerprint(new_hash), "password changed")
                     for name, key, new_hash in change.changed_passwords]

@@ -5,19 +5,27 @@ import asyncio
 import hashlib
 import hmac
 import re
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Optional
 
 from backup_repository.domain import roles as R
-from backup_repository.domain.access import decide
-from backup_repository.domain.collections import COLLECTION_NOT_FOUND, CollectionStatus, ListedCollection, Usage
+from backup_repository.domain.access import Actor, decide
+from backup_repository.domain.collections import (
+    COLLECTION_NOT_FOUND, Collection, CollectionStatus, ListedCollection, Usage,
+)
 from backup_repository.domain.errors import Forbidden, NotFound
 from backup_repository.domain.names import is_object_name
 from backup_repository.domain.times import utcnow
-from backup_repository.domain.versions import retention_blocks_next_upload
+from backup_repository.domain.versions import Version, retention_blocks_next_upload
 from backup_repository.domain.windows import next_change
 from backup_repository.failures import DatabaseError, StorageError
+from backup_repository.health.checks import CheckResult
 from backup_repository.health.collection import collection_checks, integrity_check, storage_consistency_check
+from backup_repository.services import ports
+from backup_repository.services.auth import Principal
 
 VERSION_NOT_FOUND = "cannot find specified version"
 
@@ -31,37 +39,38 @@ _VERSION_REF = re.compile(r"v?([0-9]{1,18})")
 
 @dataclass(frozen=True)
 class Download:
-    collection: object
-    version: object
+    collection: Collection
+    version: Version
 
 
 class CollectionService:
-    def __init__(self, config, db, storage, clock=utcnow):
+    def __init__(self, config: ports.Configuration, db: ports.Repository, storage: ports.BlobStore,
+                 clock: Callable[[], datetime] = utcnow):
         self._config = config
         self._db = db
         self._storage = storage
         self._clock = clock
 
-    def _collection(self, collection_id: str):
+    def _collection(self, collection_id: str) -> Collection:
         collection = self._config.collection(collection_id) if is_object_name(collection_id) else None
         if collection is None:
             raise NotFound(COLLECTION_NOT_FOUND)
         return collection
 
     @staticmethod
-    def _may(actor, action, collection) -> bool:
+    def _may(actor: Actor, action: str, collection: Collection) -> bool:
         return decide(actor, action, collection.id, collection.access_control)
 
-    def _may_list(self, actor, collection) -> bool:
+    def _may_list(self, actor: Actor, collection: Collection) -> bool:
         return self._may(actor, R.ACTION_UPLOAD, collection) or self._may(actor, R.ACTION_DOWNLOAD, collection)
 
-    async def versions(self, principal, collection_id: str) -> list:
+    async def versions(self, principal: Principal, collection_id: str) -> list[Version]:
         collection = self._collection(collection_id)
         if not self._may_list(principal.actor, collection):
             raise Forbidden(NOT_ALLOWED_TO_LIST)
         return await self._db.versions.of_collection(collection.id)
 
-    async def download(self, principal, collection_id: str, reference: str) -> Download:
+    async def download(self, principal: Principal, collection_id: str, reference: str) -> Download:
         """Resolve ``latest``, ``N`` or ``vN`` to a stored version the caller may download."""
         collection = self._collection(collection_id)
         if not self._may(principal.actor, R.ACTION_DOWNLOAD, collection):
@@ -75,7 +84,7 @@ class CollectionService:
             raise NotFound(VERSION_NOT_FOUND)
         return Download(collection, version)
 
-    async def open_file(self, download: Download, start: int, end: int):
+    async def open_file(self, download: Download, start: int, end: int) -> Optional[ports.Sender]:
         """The bytes ``[start, end)`` of the download's object opened for sending to the client's socket kernel to
         kernel (``.send(sock, start, end, progress)``, then ``.close()``), or None when the store streams them
         instead (``read``)."""
@@ -85,7 +94,7 @@ class CollectionService:
             await self._not_found_if_rotated(download)
             raise
 
-    async def read(self, download: Download, start: int, end: int):
+    async def read(self, download: Download, start: int, end: int) -> AsyncGenerator[bytes, None]:
         """The bytes ``[start, end)`` of a download, as an async generator (close it with contextlib.aclosing)."""
         began = False
         async with aclosing(self._storage.read(download.version.object_name, start, end)) as chunks:
@@ -98,7 +107,7 @@ class CollectionService:
                     await self._not_found_if_rotated(download)
                 raise
 
-    async def _not_found_if_rotated(self, download: Download):
+    async def _not_found_if_rotated(self, download: Download) -> None:
         """The object could not be read. When its version is gone meanwhile (rotation deleted it between the lookup
         and the read), the answer is the 404 of a version that does not exist, not the 503 of a store that is
         away (docs/api.md#downloads)."""
@@ -109,7 +118,7 @@ class CollectionService:
         if current is None or current.id != download.version.id:
             raise NotFound(VERSION_NOT_FOUND)
 
-    async def listing(self, principal) -> list:
+    async def listing(self, principal: Principal) -> list[ListedCollection]:
         """The collections the caller may list versions of, each a ListedCollection with its usage. Only the
         collections that can grant the caller anything are looked at: all of them when the user's own roles grant
         uploads or downloads, else those whose accessControl names the user — so a tenant's listing costs the same
@@ -129,7 +138,7 @@ class CollectionService:
             result.append(ListedCollection(collection, Usage(*stats.get(collection_id, (0, 0, None)))))
         return result
 
-    async def statuses(self, known: dict = None) -> dict:
+    async def statuses(self, known: Optional[dict] = None) -> dict[str, CollectionStatus]:
         """{collection id: CollectionStatus} for every collection: versions, bytes used, the latest version's time
         and the health checks that fail (docs/kubernetes.md#status). The checks that need the database only —
         objects in the store are not looked at here (that is the collection health endpoint's and --verify's work).
@@ -167,7 +176,7 @@ class CollectionService:
             del known[collection_id]
         return result
 
-    async def health(self, collection_id: str, code: str) -> list:
+    async def health(self, collection_id: str, code: str) -> list[CheckResult]:
         """The collection's health checks; the code must match ``healthSecretRef`` when the collection has one."""
         collection = self._collection(collection_id)
         if collection.health_code_sha256 is not None:

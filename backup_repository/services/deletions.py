@@ -8,12 +8,14 @@ its attempts and last error, which the collection's health and metrics report, a
 
 import logging
 
-from backup_repository.domain.events import NO_EVENTS
+from backup_repository.domain.events import NO_EVENTS, Events
+from backup_repository.services import ports
 
 log = logging.getLogger(__name__)
 
 
-async def finish_deletion(db, storage, name: str, events=NO_EVENTS) -> bool:
+async def finish_deletion(db: ports.Repository, storage: ports.BlobStore, name: str,
+                          events: Events = NO_EVENTS) -> bool:
     """Delete the recorded object ``name``; True when it is gone and its record dropped."""
     refusal = await storage.remove(name)
     if refusal is None:

@@ -15,10 +15,15 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Optional
 
 from backup_repository.domain.times import utcnow
+from backup_repository.domain.versions import Version
+from backup_repository.services import ports
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +36,7 @@ class Summary:
     missing: int = 0
     unaccounted: int = 0
     older: int = 0  # objects older than the database that nothing accounts for (another server's)
-    problems: list = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
     @property
     def intact(self) -> int:
@@ -46,7 +51,7 @@ class Summary:
         return text
 
 
-async def check_version(storage, version) -> str:
+async def check_version(storage: ports.BlobStore, version: Version) -> str:
     """'' when the stored object is intact, else what is wrong with it."""
     name = version.object_name
     if await storage.size(name) is None:
@@ -64,7 +69,9 @@ async def check_version(storage, version) -> str:
     return ""
 
 
-async def verify_all(db, storage, report=None, clock=utcnow) -> Summary:
+async def verify_all(db: ports.Repository, storage: ports.BlobStore,
+                     report: Optional[Callable[[str], object]] = None,
+                     clock: Callable[[], datetime] = utcnow) -> Summary:
     """Check every registered version; ``report(line)`` is called for each problem."""
     summary = Summary()
     for version in await db.versions.all():
@@ -95,7 +102,8 @@ async def verify_all(db, storage, report=None, clock=utcnow) -> Summary:
 CLOCK_MARGIN = 60.0
 
 
-async def unaccounted_objects(db, storage, summary: Summary = None) -> list:
+async def unaccounted_objects(db: ports.Repository, storage: ports.BlobStore,
+                              summary: Optional[Summary] = None) -> list[str]:
     """Names of the objects younger than the database that no version, pending upload or recorded deletion
     accounts for; ``summary.older`` counts those older than it. The store is listed before the records are
     read: an object listed is then accounted for by whatever owns it at that moment, unless it is gone by then."""
@@ -116,7 +124,7 @@ async def unaccounted_objects(db, storage, summary: Summary = None) -> list:
     return found
 
 
-async def run_forever(db, storage, interval: float):
+async def run_forever(db: ports.Repository, storage: ports.BlobStore, interval: float) -> None:
     """The periodic job of --verify-interval: logs each problem and a summary."""
     while True:
         await asyncio.sleep(interval)

@@ -22,10 +22,12 @@ touched: the janitor only removes what this server knows it wrote. ``--verify`` 
 import asyncio
 import logging
 import time
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
-from backup_repository.domain.events import NO_EVENTS
+from backup_repository.domain.events import NO_EVENTS, Events
 from backup_repository.domain.times import utcnow
+from backup_repository.services import ports
 from backup_repository.services.deletions import finish_deletion
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,8 @@ DELETION_GRACE = 5.0
 
 
 class Janitor:
-    def __init__(self, db, storage, upload_timeout: float, clock=utcnow, events=NO_EVENTS):
+    def __init__(self, db: ports.Repository, storage: ports.BlobStore, upload_timeout: float,
+                 clock: Callable[[], datetime] = utcnow, events: Events = NO_EVENTS):
         self._events = events
         self._db = db
         self._storage = storage
@@ -79,7 +82,7 @@ class Janitor:
             self._events.janitor_removed(removed)
         return removed
 
-    async def run_forever(self, interval: float):
+    async def run_forever(self, interval: float) -> None:
         while True:
             try:
                 await self.run_once()

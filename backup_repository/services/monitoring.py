@@ -14,13 +14,17 @@ looking at the store on every refresh: the collection health endpoint does that,
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Optional
 
+from backup_repository.domain.collections import Collection
 from backup_repository.domain.times import utcnow
 from backup_repository.domain.versions import retention_blocks_next_upload
 from backup_repository.domain.windows import check_latest_backup, expected_interval, next_change
+from backup_repository.metrics import Metrics
+from backup_repository.services import ports
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +53,20 @@ class CollectionFigures:
 
 
 class CollectionMonitor:
-    def __init__(self, config, db, metrics, interval: float = REFRESH_INTERVAL, clock=utcnow):
+    def __init__(self, config: ports.Configuration, db: ports.Repository, metrics: Metrics,
+                 interval: float = REFRESH_INTERVAL, clock: Callable[[], datetime] = utcnow):
         self._config = config
         self._db = db
-        self._metrics = metrics  # backup_repository.metrics.Metrics
+        self._metrics = metrics
         self._interval = interval
         self._clock = clock
-        self._windows = {}  # collection id -> (collection, latest, window_ok, valid until)
-        self._intervals = {}  # collection id -> (collection, expected interval, valid until)
+        # collection id -> (collection, latest, window_ok, valid until)
+        self._windows: dict[str, tuple[Collection, Optional[datetime], int, Optional[datetime]]] = {}
+        # collection id -> (collection, expected interval, valid until)
+        self._intervals: dict[str, tuple[Collection, Optional[float], datetime]] = {}
         self._last_duration = 0.0
 
-    async def refresh_once(self):
+    async def refresh_once(self) -> None:
         began = time.monotonic()
         stats = await self._db.versions.summaries()
         failing = await self._db.integrity.failing_collections()
@@ -120,7 +127,7 @@ class CollectionMonitor:
         self._intervals[collection.id] = (collection, interval, now + DAY)
         return interval
 
-    async def run_forever(self):
+    async def run_forever(self) -> None:
         failing_since = None
         while True:
             try:

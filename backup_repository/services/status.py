@@ -12,6 +12,8 @@ import asyncio
 import logging
 
 from backup_repository.process import release_free_memory
+from backup_repository.services import ports
+from backup_repository.services.collections import CollectionService
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +24,12 @@ STATUS_INTERVAL = 10.0
 
 
 class StatusPublisher:
-    def __init__(self, collections, writer, interval: float = STATUS_INTERVAL):
-        self._collections = collections  # services.collections.CollectionService
-        # the Kubernetes provider, which shows a CollectionStatus in the resource's own shape:
-        # write_status(collection_id, status) -> True (written), False (not allowed) or None (no status
-        # subresource); shows_status(collection_id, status) -> bool; can_show_status() -> bool
+    def __init__(self, collections: CollectionService, writer: ports.StatusWriter, interval: float = STATUS_INTERVAL):
+        self._collections = collections
+        # the Kubernetes provider, which shows a CollectionStatus in the resource's own shape
         self._writer = writer
         self._interval = interval
-        self._known = {}  # what CollectionService.statuses computed each status from
+        self._known: dict = {}  # what CollectionService.statuses computed each status from
         self.enabled = True
         self._waiting = False  # for a status subresource
 
@@ -66,7 +66,7 @@ class StatusPublisher:
             release_free_memory()  # the first pass over thousands of collections leaves their garbage behind
         return written
 
-    async def run_forever(self):
+    async def run_forever(self) -> None:
         while self.enabled:
             try:
                 await self.publish_once()

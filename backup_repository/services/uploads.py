@@ -17,17 +17,17 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Callable, Optional
+from datetime import datetime, timedelta
+from typing import Callable, NamedTuple, Optional
 
 from backup_repository.domain import roles as R
 from backup_repository.domain.access import decide
-from backup_repository.domain.collections import COLLECTION_NOT_FOUND
+from backup_repository.domain.collections import COLLECTION_NOT_FOUND, Collection
 from backup_repository.domain.errors import (
     BadRequest, Conflict, DomainError, Forbidden, NotFound, PayloadTooLarge, RequestTimeout, ServiceUnavailable,
     TooManyRequests, Unauthenticated,
 )
-from backup_repository.domain.events import NO_EVENTS, UPLOAD_OUTCOMES
+from backup_repository.domain.events import NO_EVENTS, UPLOAD_OUTCOMES, Events
 from backup_repository.domain.names import is_object_name
 from backup_repository.domain.times import utcnow
 from backup_repository.domain.uploads import MinimumRate, UploadBody, refuse_declared_length
@@ -36,6 +36,8 @@ from backup_repository.domain.versions import (
 )
 from backup_repository.domain.windows import is_open
 from backup_repository.failures import DatabaseError, LeaseLost, StorageError
+from backup_repository.services import ports
+from backup_repository.services.auth import Principal
 from backup_repository.services.deletions import finish_deletion
 
 log = logging.getLogger(__name__)
@@ -113,7 +115,8 @@ class UploadLimits:
 
 
 class UploadService:
-    def __init__(self, config, db, storage, max_per_user: int = 8, clock=utcnow, events=NO_EVENTS,
+    def __init__(self, config: ports.Configuration, db: ports.Repository, storage: ports.BlobStore,
+                 max_per_user: int = 8, clock: Callable[[], datetime] = utcnow, events: Events = NO_EVENTS,
                  limits: UploadLimits = UploadLimits()):
         self._config = config
         self._events = events
@@ -122,8 +125,9 @@ class UploadService:
         self._clock = clock
         self.max_per_user = max_per_user
         self.limits = limits
-        self.active = set()
-        self._aborting = {}  # collection id -> the clean-up of an upload being abandoned in this process
+        self.active: set[Upload] = set()
+        # collection id -> the clean-up of an upload being abandoned in this process
+        self._aborting: dict[str, asyncio.Future] = {}
 
     def configured(self, collection_id: str) -> bool:
         return is_object_name(collection_id) and self._config.collection(collection_id) is not None
@@ -131,7 +135,7 @@ class UploadService:
     def running_for(self, user_name: str) -> int:
         return sum(1 for upload in self.active if upload.principal.actor.name == user_name)
 
-    def refused(self, exc: Optional[BaseException], collection_id: str, authenticated: bool):
+    def refused(self, exc: Optional[BaseException], collection_id: str, authenticated: bool) -> None:
         """Count an upload request that ended before ``begin()`` gave it an Upload (its token, its collection, its
         window, the lock...): ``exc`` is what refused it, None when the client went away first. Failures count per
         collection only for an authenticated client and a configured collection (anyone may send junk to a URL)."""
@@ -139,8 +143,8 @@ class UploadService:
         known = authenticated and self.configured(collection_id)
         self._events.upload_finished(outcome, collection_id if known else None)
 
-    async def begin(self, principal, request: UploadRequest,
-                    on_failed: Callable[[BaseException], None] = None) -> "Upload":
+    async def begin(self, principal: Principal, request: UploadRequest,
+                    on_failed: Optional[Callable[[BaseException], None]] = None) -> "Upload":
         """Check everything that needs no body byte, then start the upload; ``on_failed(exc)`` is told, once its
         clean-up is done, when the upload fails while its body streams (the caller then answers the client)."""
         valid = is_object_name(request.collection_id)
@@ -175,12 +179,12 @@ class UploadService:
         upload.start_deadlines()
         return upload
 
-    async def _after_abandoned_upload(self, collection_id: str):
+    async def _after_abandoned_upload(self, collection_id: str) -> None:
         cleanup = self._aborting.get(collection_id)
         if cleanup is not None and not cleanup.done():
             await asyncio.wait([cleanup], timeout=ABORT_WAIT)
 
-    def _abort_started(self, upload: "Upload", cleanup: asyncio.Future):
+    def _abort_started(self, upload: "Upload", cleanup: asyncio.Future) -> None:
         collection_id = upload.collection.id
         self._aborting[collection_id] = cleanup
 
@@ -191,11 +195,25 @@ class UploadService:
         cleanup.add_done_callback(forget)
 
 
+class Streaming(NamedTuple):
+    """What an upload's body streams through, once prepared: its number and file name, the body's rules, the
+    object's writer."""
+
+    number: int
+    filename: str
+    body: UploadBody
+    writer: ports.ObjectWriter
+
+
 class Upload:
     """One upload in progress; it holds the collection's lock until it completes or is aborted."""
 
-    def __init__(self, collection, principal, holder: str, db, storage, clock, on_abort=None, on_end=None,
-                 events=NO_EVENTS, limits: UploadLimits = UploadLimits(), on_failed=None):
+    def __init__(self, collection: Collection, principal: Principal, holder: str, db: ports.Repository,
+                 storage: ports.BlobStore, clock: Callable[[], datetime],
+                 on_abort: Optional[Callable[["Upload", asyncio.Future], None]] = None,
+                 on_end: Optional[Callable[["Upload"], None]] = None, events: Events = NO_EVENTS,
+                 limits: UploadLimits = UploadLimits(),
+                 on_failed: Optional[Callable[[BaseException], None]] = None):
         self.collection = collection
         self._events = events
         self.principal = principal
@@ -207,25 +225,27 @@ class Upload:
         self._on_abort = on_abort  # told when a clean-up starts (later uploads of the collection wait for it)
         self._on_end = on_end  # told when the upload no longer holds its lock
         self._on_failed = on_failed  # told when the upload failed on its own, after its clean-up
-        self.number = None
-        self.filename = None
-        self.object_name = None
-        self.body = None
-        self._writer = None
-        self._renewal = None
+        # what prepare() reserves and opens, in this order; abort() undoes whatever of it there is
+        self.number: Optional[int] = None
+        self.filename: Optional[str] = None
+        self.object_name: Optional[str] = None
+        self.body: Optional[UploadBody] = None
+        self._writer: Optional[ports.ObjectWriter] = None
+        self._renewal: Optional[asyncio.Future] = None
         self._finished = False
-        self._aborting = None
+        self._aborting: Optional[asyncio.Future] = None
         self._began = time.monotonic()
-        self._timers = []
+        self._timers: list[asyncio.TimerHandle] = []
         self._last_data = 0.0
-        self._store_busy = None  # the future the body waits for while the store catches up
-        self._rate = None  # the minimum-rate rule, from start_deadlines()
+        self._store_busy: Optional[asyncio.Future] = None  # the body waits for it while the store catches up
+        self._rate: Optional[MinimumRate] = None  # the minimum-rate rule, from start_deadlines()
         self._body_complete = False
-        self._failure = None  # the task that cleans up after a failure and tells on_failed
+        # the task that cleans up after a failure and tells on_failed
+        self._failure: Optional[asyncio.Future] = None
         self._committing = False  # the version's registration has begun
         self._counted = False
 
-    async def prepare(self, request: UploadRequest, now):
+    async def prepare(self, request: UploadRequest, now: datetime) -> None:
         self._renewal = asyncio.ensure_future(self._renew_lock())
         versions = [v.info() for v in await self._db.versions.of_collection(self.collection.id)]
         blocked_until = retention_blocks_next_upload(self.collection, versions, now)
@@ -234,21 +254,21 @@ class Upload:
         allowance = upload_allowance(self.collection, versions, now)
         allowed = allowance.allowed
 
-        def over_budget(size: int):
+        def over_budget(size: int) -> Optional[DomainError]:
             return allowance.refusal(size, self._clock())
 
         refuse_declared_length(request.declared_length, request.content_type, allowed, over_budget)
         self.body = UploadBody(allowed, request.content_type, over_budget)
-        await self._reserve_free_number(now)
+        name = await self._reserve_free_number(now)
         retain_until = None
         if self.collection.minimum_retention is not None:  # S3 Object Lock, when the store has it (objectLock=)
             retain_until = now + timedelta(seconds=self.collection.minimum_retention)
-        self._writer = self._storage.writer(self.object_name, self._check_size, retain_until)
+        self._writer = self._storage.writer(name, self._check_size, retain_until)
         self._writer.when_failed(self.fail)  # a store that fails while the body streams fails the upload at once
         log.info("upload of %s v%d started by %r (up to %d bytes)", self.collection.id, self.number,
                  self.principal.actor.name, allowed)
 
-    async def _reserve_free_number(self, now):
+    async def _reserve_free_number(self, now: datetime) -> str:
         """Reserve the next number whose object name is free, and record the upload under that name before a byte
         is written (after a crash, the janitor finds what to clean up from that row).
 
@@ -256,13 +276,13 @@ class Upload:
         same bucket, or left by a crash between storing and registering; or the name may still be recorded as an
         upload's leftover. It is never overwritten: its number is skipped."""
         for _ in range(MAX_SKIPPED_NUMBERS):
-            self.number = await self._db.versions.reserve_number(self.collection.id)
-            self.filename = self.collection.filename_for(self.number)
+            self.number = number = await self._db.versions.reserve_number(self.collection.id)
+            self.filename = self.collection.filename_for(number)
             name = object_name(self.collection.id, self.filename)
             if await self._storage.size(name) is None:
                 if await self._db.pending_uploads.add(name, self.collection.id, now, self.holder, self.limits.lease):
                     self.object_name = name
-                    return
+                    return name
                 log.warning("%s is still recorded as the leftover of an interrupted upload; number %d is skipped",
                             name, self.number)
                 continue
@@ -270,13 +290,20 @@ class Upload:
                         "that it is not overwritten", name, self.number)
         raise Conflict(f"cannot find a free object name in collection {self.collection.id}; see the server log")
 
-    def _check_size(self, stored: int):
+    def _streaming(self) -> "Streaming":
+        """What prepare() made before the first body byte."""
+        if self.number is None or self.filename is None or self.body is None or self._writer is None:
+            raise RuntimeError(f"the upload to {self.collection.id} was not prepared")
+        return Streaming(self.number, self.filename, self.body, self._writer)
+
+    def _check_size(self, stored: int) -> None:
         """Runs in the storage thread before the object is committed."""
-        if stored != self.body.received:
-            raise SizeMismatch(f"the store holds {stored} bytes, {self.body.received} were received")
+        received = self._streaming().body.received
+        if stored != received:
+            raise SizeMismatch(f"the store holds {stored} bytes, {received} were received")
 
     # --- while the body streams ---------------------------------------------------------------------------------
-    def start_deadlines(self):
+    def start_deadlines(self) -> None:
         """The whole body must arrive within ``limits.total``, and no gap without a byte may last ``limits.idle``
         (a stalled client must not hold the collection's lock); the time the store makes the body wait is no
         gap."""
@@ -299,8 +326,9 @@ class Upload:
             self._rate.add(len(data))
         waiting = None
         try:
-            for piece in self.body.accept(data):
-                waiting = self._writer.write(piece) or waiting
+            streaming = self._streaming()
+            for piece in streaming.body.accept(data):
+                waiting = streaming.writer.write(piece) or waiting
         except Exception as exc:
             self.fail(exc)
             return None
@@ -311,7 +339,7 @@ class Upload:
             waiting.add_done_callback(self._store_caught_up)
         return waiting
 
-    def _store_caught_up(self, _future):
+    def _store_caught_up(self, _future: asyncio.Future) -> None:
         self._store_busy = None
         self._last_data = asyncio.get_running_loop().time()
         if self._rate is not None:
@@ -320,11 +348,11 @@ class Upload:
     def _rate_tick(self) -> float:
         return max(1.0, self.limits.rate_window / 10)
 
-    def _rate_check(self):
+    def _rate_check(self) -> None:
         """The minimum-rate rule: a body that averages less than --http-upload-min-rate over the last
         --http-upload-rate-window (the store's waits left out) is cut off, so that a trickle cannot hold the
         collection's lock for the hours of --http-upload-timeout."""
-        if self._body_complete or self._failure is not None or self._finished:
+        if self._body_complete or self._failure is not None or self._finished or self._rate is None:
             return
         loop = asyncio.get_running_loop()
         average = self._rate.too_slow(loop.time())
@@ -335,13 +363,13 @@ class Upload:
                     "aborting it", self.collection.id, average, self.limits.rate_window, self.limits.min_rate)
         self.fail(RequestTimeout(REQUEST_TOO_LONG))
 
-    def _total_deadline(self):
+    def _total_deadline(self) -> None:
         if not self._body_complete:
             log.warning("upload to %s not complete after %.0fs (--http-upload-timeout); aborting it",
                         self.collection.id, self.limits.total)
             self.fail(RequestTimeout(REQUEST_TOO_LONG))
 
-    def _idle_check(self):
+    def _idle_check(self) -> None:
         if self._body_complete or self._failure is not None or self._finished:
             return
         loop = asyncio.get_running_loop()
@@ -353,23 +381,23 @@ class Upload:
                     self.collection.id, silent)
         self.fail(RequestTimeout(REQUEST_TOO_LONG))
 
-    def fail(self, exc: BaseException):
+    def fail(self, exc: BaseException) -> None:
         """The upload fails with ``exc`` (a broken rule, a deadline, the store; or a refusal of the body's framing
         from outside): clean up, count it, then tell ``on_failed`` (once)."""
         if self._failure is not None or self._finished:
             return
         self._failure = asyncio.ensure_future(self._clean_up_after(exc))  # abort() stops the deadlines
 
-    async def _clean_up_after(self, exc: BaseException):
+    async def _clean_up_after(self, exc: BaseException) -> None:
         await self.abort()
         if isinstance(exc, DomainError):  # a refusal of this upload: worth a line at info level (outages and
-            detail = getattr(exc, "detail", "")  # anything else are logged where they are answered)
+            detail = exc.detail  # anything else are logged where they are answered)
             log.info("upload to %s refused: %s%s", self.collection.id, exc.message, f" ({detail})" if detail else "")
         self._count(upload_outcome(exc))
         if self._on_failed is not None:
             self._on_failed(exc)
 
-    def client_gone(self):
+    def client_gone(self) -> None:
         """The connection closed. Before the whole body arrived, nothing of the upload may stay; after, it is
         stored all the same (docs/api.md#upload)."""
         if self._body_complete or self._failure is not None or self._finished:
@@ -377,12 +405,12 @@ class Upload:
         self._failure = asyncio.ensure_future(self.abort())
         self._count("client_gone")
 
-    def _stop_deadlines(self):
+    def _stop_deadlines(self) -> None:
         for timer in self._timers:
             timer.cancel()
         self._timers = []
 
-    def _count(self, outcome: str, version: Version = None):
+    def _count(self, outcome: str, version: Optional[Version] = None) -> None:
         """One outcome per upload (docs/monitoring.md#metrics)."""
         if self._counted:
             return
@@ -409,12 +437,13 @@ class Upload:
 
     async def _store(self) -> Version:
         try:
-            self.body.finish()
-            stored = await self._writer.close()
+            streaming = self._streaming()
+            streaming.body.finish()
+            stored = await streaming.writer.close()
             now = self._clock()
             version = Version(
-                id=str(uuid.uuid4()), collection_id=self.collection.id, number=self.number,
-                filename=self.filename, size=stored.size, sha256=stored.sha256,
+                id=str(uuid.uuid4()), collection_id=self.collection.id, number=streaming.number,
+                filename=streaming.filename, size=stored.size, sha256=stored.sha256,
                 uploaded_by_session_id=self.principal.session.id, user=self.principal.actor.name,
                 created_at=now, updated_at=now,
             )
@@ -439,7 +468,7 @@ class Upload:
         self._count("stored", version)
         return version
 
-    async def _rotate(self, now):
+    async def _rotate(self, now: datetime) -> None:
         versions = await self._db.versions.of_collection(self.collection.id)
         by_id = {v.id: v for v in versions}
         for info in rotate_out(self.collection, [v.info() for v in versions], now):
@@ -454,7 +483,7 @@ class Upload:
                 log.error("rotation of %s v%d: the object is left to the janitor: %s", doomed.collection_id,
                           doomed.number, exc)
 
-    async def abort(self):
+    async def abort(self) -> None:
         """Remove every trace of this upload — the object, the reserved number, the lock — as one step.
 
         Safe to call several times and from several places (client gone, server stopping): all wait for the
@@ -469,7 +498,7 @@ class Upload:
                 self._on_abort(self, self._aborting)
         await asyncio.shield(self._aborting)
 
-    async def _abort(self):
+    async def _abort(self) -> None:
         try:
             if self._writer is not None:
                 await self._writer.abort()
@@ -488,7 +517,7 @@ class Upload:
         finally:
             await self._release()
 
-    async def _release(self):
+    async def _release(self) -> None:
         if self._renewal is not None:
             self._renewal.cancel()
             self._renewal = None
@@ -499,7 +528,7 @@ class Upload:
         except Exception as exc:  # the lease expires on its own
             log.error("cannot release the upload lock of %s: %s", self.collection.id, exc)
 
-    async def _renew_lock(self):
+    async def _renew_lock(self) -> None:
         """Renew the collection's upload lock and the lease of the upload's pending row, which tells the janitor
         that the upload is alive (docs/scaling.md#what-is-guaranteed)."""
         lease = self.limits.lease

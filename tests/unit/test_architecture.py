@@ -28,10 +28,13 @@ def test_the_import_contracts_are_kept():
      "backup_repository.storage.local -> backup_repository.domain.errors"),
     ("db/sqlite.py", "from backup_repository.domain.errors import DomainError",
      "backup_repository.db.sqlite -> backup_repository.domain.errors"),
-], ids=["store->services", "store->domain", "database->domain.errors"])
+    ("http/collections.py", "from backup_repository.storage import blobstore",
+     "backup_repository.http.collections -> backup_repository.storage.blobstore"),
+], ids=["store->services", "store->domain", "database->domain.errors", "handler->store"])
 def test_a_wrong_import_breaks_the_contract(tmp_path, module, line, broken):
     """The check can fail: the same contracts over a copy of the package with one import that runs the wrong way
-    (a store using a service; the store or the database raising the domain's errors instead of failures.py's)."""
+    (a store using a service; the store or the database raising the domain's errors instead of failures.py's; a
+    handler using the store without a service)."""
     copy = tmp_path / "backup_repository"
     shutil.copytree(ROOT / "backup_repository", copy, ignore=shutil.ignore_patterns("__pycache__"))
     with open(copy / module, "a") as source:
