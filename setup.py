@@ -32,10 +32,13 @@ setup(
     extras_require={
         # hypothesis drives the API fuzz test from docs/openapi.yaml; openapi-spec-validator checks that file;
         # pyinstaller builds the single executable that the packaging tests run; schemathesis probes the live
-        # server from the same spec; import-linter holds the layers of docs/architecture.md
+        # server from the same spec; import-linter holds the layers of docs/architecture.md; mypy holds the ports of
+        # services/ports.py (mypy.ini; pinned to a minor version, whose checks do not change under us), with the
+        # stubs of the untyped libraries it reads
         "test": ["pytest>=7.4", "requests>=2.28", "cryptography>=41", "boto3>=1.28", "hypothesis>=6.100",
                  "openapi-spec-validator>=0.7", "pyinstaller>=6.0",
-                 "schemathesis>=4.0", "import-linter>=2.0"],
+                 "schemathesis>=4.0", "import-linter>=2.0",
+                 "mypy~=2.4.1", "types-PyYAML>=6.0", "types-croniter>=6.0", "types-psycopg2>=2.9"],
         "build": ["pyinstaller>=6.0"],
     },
     entry_points={"console_scripts": ["backup-repository=backup_repository.cli:main"]},
