@@ -282,7 +282,9 @@ class NotFoundHandler(BaseHandler):
         if not path.endswith("/") or path == "/":
             return
         bare = path.rstrip("/")
-        probe = tornado.httputil.HTTPServerRequest(method=self.request.method, uri=bare)
+        probe = tornado.httputil.HTTPServerRequest(
+            start_line=tornado.httputil.RequestStartLine(self.request.method, bare, "HTTP/1.1"),
+            headers=tornado.httputil.HTTPHeaders({"Host": self.request.host}))
         if not any(rule.matcher.match(probe) is not None for rule in self.application.wildcard_router.rules):
             return
         query = self.request.query
