@@ -8,6 +8,7 @@ and the value.
 import argparse
 import os
 import sys
+from typing import Any
 
 from backup_repository import __version__
 from backup_repository.settings import OPTIONS, Settings, default_storage_url
@@ -23,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     for option in OPTIONS:
         env = f" [{option.env}]" if option.env else ""
         shown_default = "" if option.secret else f" (default: {option.default or 'empty'})"
-        kwargs = dict(dest=option.dest, default=None, help=option.help + shown_default + env)
+        kwargs: dict[str, Any] = dict(dest=option.dest, default=None, help=option.help + shown_default + env)
         if option.boolean:
             kwargs.update(nargs="?", const="true", metavar="BOOL")
         else:

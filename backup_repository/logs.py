@@ -13,9 +13,11 @@ import logging
 import sys
 import time
 import weakref
+from typing import Optional
 
 #: A weak reference to the handler of the request being served in this context, or None.
-_REQUEST = contextvars.ContextVar("backup_repository_request", default=None)
+_REQUEST: contextvars.ContextVar[Optional[weakref.ref]] = contextvars.ContextVar("backup_repository_request",
+                                                                                  default=None)
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: Libraries that are noisy at debug level and may print request details: kept at info or above.
 QUIET_LIBRARIES = ("asyncio", "libcloud", "urllib3")

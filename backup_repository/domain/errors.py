@@ -65,6 +65,10 @@ class TooManyRequests(DomainError):
 class RangeNotSatisfiable(DomainError):
     status = 416
 
+    def __init__(self, message: str, size: int):
+        super().__init__(message)
+        self.size = size  # the object's, for the answer's Content-Range: bytes */size
+
 
 class ServiceUnavailable(DomainError):
     status = 503

@@ -9,6 +9,7 @@ import json
 import math
 import time
 import uuid
+from typing import Optional, cast
 
 import tornado.escape
 import tornado.httputil
@@ -17,6 +18,7 @@ import tornado.web
 from backup_repository.domain.errors import (
     BadRequest, NotFound, PayloadTooLarge, ServiceUnavailable, TooManyRequests, Unauthenticated,
 )
+from backup_repository.http.connection import BodyConnection
 from backup_repository.http.errors import answer_for, log_failure
 from backup_repository.http.presenters import health as present_health
 from backup_repository.logs import serving
@@ -45,10 +47,10 @@ class BaseHandler(tornado.web.RequestHandler):
     """
 
     #: The rate-limit class of the endpoint (security/ratelimit.py), or None for no request-rate limit.
-    rate_class = "default"
+    rate_class: Optional[str] = "default"
     body_limit = BODY_LIMIT
     #: The X-RateLimit-* headers of the budget this request drew from (kept when an error answer clears headers).
-    _rate_headers = ()
+    _rate_headers: tuple = ()
 
     def initialize(self, ctx):
         self.ctx = ctx
@@ -90,8 +92,8 @@ class BaseHandler(tornado.web.RequestHandler):
     async def prepare(self):
         self.refuse_unwanted_body()
         self.refuse_when_stopping()
-        self.request.connection.set_max_body_size(UNLIMITED_BODY)
-        self.request.connection.set_body_timeout(self.ctx.settings.http_idle_timeout)
+        self.body_connection.set_max_body_size(UNLIMITED_BODY)
+        self.body_connection.set_body_timeout(self.ctx.settings.http_idle_timeout)
         self.check_rate()
         declared = self.request.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > self.body_limit:
@@ -104,7 +106,7 @@ class BaseHandler(tornado.web.RequestHandler):
         the chunk rule of http/connection.py is refused through ``refused`` (default: ``stop_early``)."""
         method = self.request.method
         if method in BODY_METHODS and method in self.allowed_methods():
-            self.request.connection.on_body_refused(refused or self.stop_early)  # http/connection.BodyConnection
+            self.body_connection.on_body_refused(refused or self.stop_early)
             return
         if not has_body(self.request.headers):
             return
@@ -112,7 +114,7 @@ class BaseHandler(tornado.web.RequestHandler):
             raise tornado.web.HTTPError(405)
         raise BadRequest(NO_BODY)
 
-    def check_rate(self, rate_class: str = None, shown: bool = True):
+    def check_rate(self, rate_class: Optional[str] = None, shown: bool = True):
         """Draw one request from the client's budget of ``rate_class`` (default: the endpoint's); 429 when it is
         spent. The answer shows the budget in the ``X-RateLimit-*`` headers (docs/api.md#rate-limits); a draw with
         ``shown=False`` (the login budget a failed authentication takes from) shows it only when it refuses."""
@@ -140,7 +142,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self._body += chunk
         return None
 
-    def stop_early(self, exc: Exception):
+    def stop_early(self, exc: BaseException):
         """Answer now, while the body is still arriving; the handler's method will not run.
 
         Tornado closes the connection once the answer is sent (the rest of the body is never read). The body
@@ -162,7 +164,8 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def form_arguments(self) -> dict:
         """The fields of a form body (urlencoded or multipart), as Tornado would have parsed them."""
-        arguments, files = {}, {}
+        arguments: dict = {}
+        files: dict = {}
         try:
             tornado.httputil.parse_body_arguments(
                 self.request.headers.get("Content-Type", ""), self.body, arguments, files, self.request.headers
@@ -170,6 +173,12 @@ class BaseHandler(tornado.web.RequestHandler):
         except tornado.httputil.HTTPInputError:  # e.g. a Content-Encoding: the body is not a readable form
             return {}
         return arguments
+
+    @property
+    def body_connection(self) -> BodyConnection:
+        """This request's connection: always http/connection.BodyConnection, which the server's HTTPServer makes
+        (bounded bodies, the chunk rule, body timeouts)."""
+        return cast(BodyConnection, self.request.connection)
 
     def set_default_headers(self):
         self.set_header("Content-Type", "application/json; charset=utf-8")
@@ -202,7 +211,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def ok(self, data: dict, status: int = 200):
         self.send_json(status, {"status": True, "data": data})
 
-    def fail(self, status: int, message: str, data: dict = None):
+    def fail(self, status: int, message: str, data: Optional[dict] = None):
         self.send_json(status, {"status": False, "error": message, "data": data or {}})
 
     def answer_checks(self, results: list):

@@ -17,7 +17,7 @@ from backup_repository.http.base import UNLIMITED_BODY, AuthenticatedHandler, Ba
 from backup_repository.http.errors import log_failure
 from backup_repository.http.presenters import collections as present_collections
 from backup_repository.http.presenters import versions as present_versions
-from backup_repository.services.uploads import UploadRequest
+from backup_repository.services.uploads import Upload, UploadRequest
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class VersionsHandler(BaseHandler):
     hands it Tornado's callbacks and answers.
     """
 
-    upload = None
+    upload: Optional[Upload] = None
     _refusal_counted = False
 
     async def get(self, collection_id):
@@ -46,7 +46,7 @@ class VersionsHandler(BaseHandler):
         self.refuse_when_stopping()
         # uploads: no request-rate limit (the original had none) but a bound on concurrent uploads per user;
         # the body is limited by the collection's budget, counted while streaming
-        self.request.connection.set_max_body_size(UNLIMITED_BODY)
+        self.body_connection.set_max_body_size(UNLIMITED_BODY)
         await self.authenticate()
         headers = self.request.headers
         declared = None
@@ -58,7 +58,7 @@ class VersionsHandler(BaseHandler):
         request = UploadRequest(self.path_args[0], headers.get("Content-Type", ""), declared)
         self.upload = await self.ctx.uploads.begin(self.principal, request, on_failed=self._failed)
         # a last resort behind the upload's own deadline (408)
-        self.request.connection.set_body_timeout(self.upload.limits.total + 10)
+        self.body_connection.set_body_timeout(self.upload.limits.total + 10)
 
     def data_received(self, chunk: bytes):
         if self.upload is None:
@@ -67,6 +67,8 @@ class VersionsHandler(BaseHandler):
         return self.upload.feed(chunk)
 
     async def post(self, collection_id):
+        if self.upload is None:
+            raise RuntimeError("an upload's POST without the upload prepare() began")
         version = await self.upload.complete()
         if version is not None:  # None: it had failed, and was answered then
             self.ok(present_versions.uploaded(version))
@@ -82,7 +84,7 @@ class VersionsHandler(BaseHandler):
         """The upload failed mid-body and left nothing: answer, and let Tornado close the connection."""
         if not isinstance(exc, DomainError):
             log_failure(self.request.method, self.request.path, exc)
-        if self._finished or self.request.connection.stream is None or self.request.connection.stream.closed():
+        if self._finished or self.body_connection.stream is None or self.body_connection.stream.closed():
             return
         self.stop_early(exc)
 
@@ -112,7 +114,7 @@ class DownloadHandler(AuthenticatedHandler):
     only waits for it); from S3 or GCS it is read in chunks and written through Tornado with back-pressure.
     """
 
-    _gone = None  # resolved when the connection closes
+    _gone: Optional[asyncio.Future] = None  # resolved when the connection closes
     _sent = 0  # body bytes sent (counted by the sending thread while it runs; read here once it is done)
 
     async def get(self, collection_id, reference):
@@ -178,7 +180,7 @@ class DownloadHandler(AuthenticatedHandler):
 
     def _plain_tcp(self) -> bool:
         """Whether bytes written to the connection's socket reach the client as they are (not through TLS)."""
-        stream = self.request.connection.stream
+        stream = self.body_connection.stream
         return isinstance(stream, tornado.iostream.IOStream) and not isinstance(stream, tornado.iostream.SSLIOStream)
 
     async def _stream(self, download, start: int, end: int):
@@ -196,19 +198,21 @@ class DownloadHandler(AuthenticatedHandler):
         thread is done: on success, on a closed connection, on --http-download-timeout (the cancel stops it).
         """
         await self._flushed()
-        stream = self.request.connection.stream
+        stream = self.body_connection.stream
         if stream.closed():
             raise tornado.iostream.StreamClosedError()
         sending = asyncio.ensure_future(file.send(stream.socket, start, end, self._count_sent))
         try:
-            await asyncio.wait((sending, self._gone), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((sending, self._closed()), return_when=asyncio.FIRST_COMPLETED)
         finally:
             if not sending.done():  # the connection closed, or the timeout cancelled us: stop the thread
                 sending.cancel()
                 await asyncio.wait((sending,))
             # Tornado checks the body against Content-Length as it passes through its write() (finish() fails on a
             # shortfall); these bytes went around it, so they are counted here, once the thread is done
-            self.request.connection._expected_content_remaining -= self._sent
+            connection = self.body_connection
+            if connection._expected_content_remaining is not None:
+                connection._expected_content_remaining -= self._sent
         if sending.cancelled():
             raise tornado.iostream.StreamClosedError()
         sending.result()
@@ -218,11 +222,17 @@ class DownloadHandler(AuthenticatedHandler):
         self._sent += count
         self.ctx.metrics.bytes_sent(count)
 
+    def _closed(self) -> asyncio.Future:
+        """The future that the connection's close resolves (made when the download began)."""
+        if self._gone is None:
+            raise RuntimeError("the download has not begun")
+        return self._gone
+
     async def _flushed(self):
         """``await self.flush()``, but also return (with StreamClosedError) when the connection closes meanwhile:
         Tornado may drop the flush's future unresolved when a connection closes under a pending write."""
         flushing = asyncio.ensure_future(self.flush())
-        await asyncio.wait((flushing, self._gone), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait((flushing, self._closed()), return_when=asyncio.FIRST_COMPLETED)
         if not flushing.done():
             flushing.cancel()
             raise tornado.iostream.StreamClosedError()
@@ -235,7 +245,7 @@ class DownloadHandler(AuthenticatedHandler):
 
     def _reset_connection(self):
         """Close at once, dropping what the kernel still buffers for a slow reader (TCP reset, not a slow FIN)."""
-        stream = self.request.connection.stream
+        stream = self.body_connection.stream
         if stream is None or stream.closed():
             return
         try:
@@ -315,9 +325,7 @@ def _offset(digits: str) -> int:
 
 
 def _unsatisfiable(size: int) -> RangeNotSatisfiable:
-    error = RangeNotSatisfiable("requested range not satisfiable")
-    error.size = size
-    return error
+    return RangeNotSatisfiable("requested range not satisfiable", size=size)
 
 
 def _quoted(filename: str) -> str:

@@ -28,7 +28,7 @@ import asyncio
 import logging
 import re
 import socket
-from typing import Optional
+from typing import Optional, cast
 
 import tornado.httpserver
 from tornado import httputil, iostream
@@ -155,7 +155,7 @@ class BodyConnection(HTTP1Connection):
             self._inbox = bytearray(self.params.chunk_size)
         try:
             while budget > 0 and not self.stream.closed():
-                read = self.stream.read_into(memoryview(self._inbox)[:min(len(self._inbox), budget)], partial=True)
+                read = self.stream.read_into(_window(self._inbox, min(len(self._inbox), budget)), partial=True)
                 budget -= await asyncio.wait_for(read, max(0.0, deadline - loop.time()))
             if not self._finish_future.done():  # the answer is still being written
                 await asyncio.wait_for(asyncio.shield(self._finish_future), max(0.0, deadline - loop.time()))
@@ -187,7 +187,7 @@ class BodyConnection(HTTP1Connection):
         (recv_into), then copied out once, as long as it is."""
         if self._inbox is None:
             self._inbox = bytearray(self.params.chunk_size)
-        got = await self.stream.read_into(memoryview(self._inbox)[:most], partial=True)
+        got = await self.stream.read_into(_window(self._inbox, most), partial=True)
         return bytes(memoryview(self._inbox)[:got])
 
     async def _read_chunked_body(self, delegate) -> None:
@@ -320,3 +320,9 @@ def _joined(pieces: list, data: bytes) -> bytes:
     if len(pieces) == 1 and len(pieces[0]) == len(data):
         return data
     return b"".join(pieces)
+
+
+def _window(buffer: bytearray, size: int) -> bytearray:
+    """The first ``size`` octets of ``buffer``, for ``read_into`` to receive into, without a copy: a memoryview, which
+    Tornado's read_into takes (it receives into any writable buffer) though its annotation says bytearray."""
+    return cast(bytearray, memoryview(buffer)[:size])

@@ -54,7 +54,7 @@ def answer_for(exc: Optional[BaseException], status_code: int = 500) -> Answer:
 
 def disk_full(exc: BaseException) -> bool:
     """True when the store ran out of space (ENOSPC or EDQUOT somewhere in the chain of causes)."""
-    cause = exc
+    cause: Optional[BaseException] = exc
     while cause is not None:
         if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
             return True

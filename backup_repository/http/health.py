@@ -1,6 +1,7 @@
 """Server health (docs/api.md#health): ``/health`` (is the process up) and ``/ready`` (can it serve)."""
 
 import hmac
+from typing import Optional
 
 from backup_repository.domain.errors import Forbidden
 from backup_repository.health.checks import run_checks
@@ -14,7 +15,7 @@ INVALID_CODE = (
 
 
 class HealthHandler(BaseHandler):
-    rate_class = "server_health"
+    rate_class: Optional[str] = "server_health"
     def get(self):
         self.ok(present.alive())
 
