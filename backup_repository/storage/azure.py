@@ -8,16 +8,18 @@ driver guesses the form from the host it is given; ``AzureBlobDriver`` is told i
 accepts reaches the same address. Requests are signed with the account key (SharedKey), or carry a shared access
 signature (SAS) in their query.
 
-Writes are block blobs: the body goes up in 4 MiB blocks (libcloud's ``Put Block``) and the blob appears only when
-its block list is committed at the end, so a failed upload leaves nothing visible. The blocks it staged are dropped
-by ``ex_delete_staged`` (a Delete Blob on the name: the only way the service offers; the store itself would drop
+Writes are block blobs: the body goes up in blocks (``Put Block``, several at a time: storage/cloud.py's
+``AzureUpload``) and the blob appears only when its block list is committed at the end (``Put Block List``), so a
+failed upload leaves nothing visible. The blocks it staged are dropped by ``ex_delete_staged`` (a Delete Blob on the name: the only way the service offers; the store itself would drop
 them after a week).
 """
 
+import base64
 import time
 from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import parse_qsl, urlsplit
+from xml.sax.saxutils import escape
 
 from libcloud.common.azure import AZURE_TIME_FORMAT, AzureRawResponse
 from libcloud.utils.py3 import httplib
@@ -127,3 +129,26 @@ class AzureBlobDriver(AzureBlobsStorageDriver):
         if response.status not in (httplib.ACCEPTED, httplib.NOT_FOUND):
             response.parse_error()
         return response.status == httplib.ACCEPTED
+
+    def ex_put_block(self, container, object_name: str, number: int, body, length: int) -> str:
+        """Stage block ``number`` of ``object_name`` (``body``: bytes, or an iterable of pieces with a length); its
+        id, for ``ex_commit_blocks``. Ids are the block's number, base64 of 10 digits: the same length for every
+        block of a blob, as the service requires."""
+        block_id = base64.b64encode(b"%010d" % number).decode()
+        response = self.connection.request(
+            self._get_object_path(container, object_name), method="PUT", data=body,
+            params={"comp": "block", "blockid": block_id}, headers={"Content-Length": str(length)})
+        if response.status != httplib.CREATED:
+            raise IOError(f"the store refused block {number} of {object_name}: HTTP {response.status}")
+        return block_id
+
+    def ex_commit_blocks(self, container, object_name: str, block_ids: list) -> None:
+        """Put Block List: the blob becomes the staged blocks ``block_ids``, in that order (none: an empty blob)."""
+        body = ('<?xml version="1.0" encoding="utf-8"?><BlockList>'
+                + "".join(f"<Uncommitted>{escape(block_id)}</Uncommitted>" for block_id in block_ids)
+                + "</BlockList>").encode()
+        response = self.connection.request(
+            self._get_object_path(container, object_name), method="PUT", data=body, params={"comp": "blocklist"},
+            headers={"Content-Length": str(len(body)), "x-ms-blob-content-type": "application/octet-stream"})
+        if response.status != httplib.CREATED:
+            raise IOError(f"the store refused the block list of {object_name}: HTTP {response.status}")

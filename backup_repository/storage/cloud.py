@@ -14,6 +14,7 @@ import ssl
 import threading
 from collections.abc import Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Callable, Optional
@@ -29,20 +30,41 @@ from backup_repository.storage.urls import StorageConfigError
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
-#: S3 multipart uploads: the size of a part (S3's least but for the last); an upload sends one part at a time, and
-#: up to PARTS_IN_FLIGHT at once while extra slots (EXTRA_PARTS, shared by all uploads) are free (one stream gains
-#: the overlap; many streams overlap each other already, and memory stays bounded); the threads that send them.
-PART_SIZE = 5 << 20
+#: Multipart writes (S3 parts, Azure blocks): an upload sends one part at a time, and up to PARTS_IN_FLIGHT at once
+#: while extra slots (EXTRA_PARTS, shared by all uploads) are free and those in flight hold at most IN_FLIGHT_BYTES
+#: (one stream gains the overlap; many streams overlap each other already, and memory stays bounded); the threads
+#: that send them.
 PARTS_IN_FLIGHT = 3
 EXTRA_PARTS = 4
 PART_THREADS = 64
-#: S3 takes at most 10,000 parts: they grow from PART_SIZE, doubling every PARTS_PER_SIZE parts up to MAX_PART_SIZE,
-#: so that the first 4.9 GiB of an upload go in 5 MiB parts and one upload may reach 448 GiB (5 MiB parts alone
-#: stopped at 48.8 GiB); parts go alongside others only while those in flight hold at most IN_FLIGHT_BYTES.
-MAX_PARTS = 10_000
-PARTS_PER_SIZE = 1_000
-MAX_PART_SIZE = 64 << 20
 IN_FLIGHT_BYTES = 48 << 20
+
+
+@dataclass(frozen=True)
+class PartPlan:
+    """How a multipart write cuts a stream: part n holds at least ``size(n)`` bytes (the last may hold fewer), parts
+    growing from ``first``, doubling every ``per_size`` parts up to ``largest``; the store takes at most ``most``."""
+
+    first: int
+    per_size: int
+    largest: int
+    most: int
+
+    def size(self, number: int) -> int:
+        return min(self.first << ((number - 1) // self.per_size), self.largest)
+
+    @property
+    def capacity(self) -> int:
+        """The bytes the store's ``most`` parts hold."""
+        return sum(self.size(number) for number in range(1, self.most + 1))
+
+
+#: S3: 10,000 parts of 5 MiB (its least but for the last) for the first 4.9 GiB, then larger: one upload may reach
+#: 448 GiB (5 MiB parts alone stopped at 48.8 GiB).
+S3_PARTS = PartPlan(first=5 << 20, per_size=1_000, largest=64 << 20, most=10_000)
+#: Azure: 50,000 blocks of 4 MiB for the first 19.5 GiB, then larger: one blob may reach 2.1 TiB (4 MiB blocks alone,
+#: libcloud's, stopped at 195 GiB; the service takes blocks of up to 100 MiB since its 2016-05-31 version).
+AZURE_BLOCKS = PartPlan(first=4 << 20, per_size=5_000, largest=64 << 20, most=50_000)
 #: How long a relayed answer may stay silent when the store's connection has no timeout of its own (seconds).
 STORE_SILENCE = 60.0
 #: The S3 XML namespace of a PutObjectRetention body.
@@ -75,12 +97,7 @@ def _is_s3(driver) -> bool:
     return isinstance(driver, BaseS3StorageDriver)
 
 
-def part_size(number: int) -> int:
-    """The least size of part ``number`` (from 1) of an S3 multipart upload."""
-    return min(PART_SIZE << ((number - 1) // PARTS_PER_SIZE), MAX_PART_SIZE)
-
-
-def _parts(chunks, size=part_size):
+def _parts(chunks, size: Callable[[int], int]):
     """The chunks grouped into parts, part n of at least ``size(n)`` bytes (the last one may be smaller; an empty
     stream is one empty part, as S3 needs one): ``(pieces, length)``, the pieces as they came, never joined."""
     held, count, number = [], 0, 1
@@ -193,16 +210,8 @@ class CloudBackend(RelaysAnswers):
         if self._lock_mode and retain_until is not None:
             headers = {"x-amz-object-lock-mode": self._lock_mode,
                        "x-amz-object-lock-retain-until-date": _lock_date(retain_until)}
-        if _is_s3(self._driver):
-            self._write_multipart(name, chunks, headers)
-        else:
-            # libcloud takes bytes only; the channel may carry bytearrays (body pieces received into their own buffer)
-            pieces = (chunk if isinstance(chunk, bytes) else bytes(chunk) for chunk in chunks)
-            try:
-                self._driver.upload_object_via_stream(pieces, self._bucket(), name, headers=headers)
-            except BaseException:
-                self._delete_staged(name)
-                raise
+        write = S3Upload(self, name, headers) if _is_s3(self._driver) else AzureUpload(self, name)
+        self._write_in_parts(write, chunks)
         size = self.size(name)
         if size is None:
             raise IOError(f"the store does not show {name} after the upload completed")
@@ -220,15 +229,14 @@ class CloudBackend(RelaysAnswers):
                 raise
         return size
 
-    def _write_multipart(self, name: str, chunks: Iterable[Chunk], headers: Optional[dict]) -> None:
-        """An S3 multipart upload whose parts go up several at a time while shared extra slots are free, each on a
-        connection of its own (libcloud's own loop sends one part after the other, so the store's work on a part and
-        the sending of the next never overlapped: docs/performance.md#s3). Any failure, or the channel's abort,
-        aborts the upload: nothing shows."""
-        driver, container = self._driver, self._bucket()
-        upload_id = driver._initiate_multipart(
-            container, name, headers={"Content-Type": "application/octet-stream", **(headers or {})})
-        done: list[tuple] = []
+    def _write_in_parts(self, write: "PartedWrite", chunks: Iterable[Chunk]) -> None:
+        """A multipart write (an S3 multipart upload, an Azure block list) whose parts go up several at a time while
+        shared extra slots are free, each on a connection of its own (libcloud's own loops send one part after the
+        other, so the store's work on a part and the sending of the next never overlapped: docs/performance.md#s3).
+        Any failure, or the channel's abort, aborts the write: nothing shows."""
+        name, plan = write.name, write.plan
+        write.begin()
+        done: list = []
         in_flight: list[tuple[Future, int]] = []  # (a part being sent, its length)
         failures: list[BaseException] = []
         stop_reading = getattr(chunks, "abort", None)  # the upload's Channel: a failed part ends its reading at once
@@ -240,10 +248,10 @@ class CloudBackend(RelaysAnswers):
                     stop_reading()
 
         try:
-            for number, (pieces, length) in enumerate(_parts(chunks), start=1):
-                if number > MAX_PARTS:
-                    raise IOError(f"{name} is larger than an S3 multipart upload can hold ({MAX_PARTS} parts, "
-                                  f"{sum(part_size(n) for n in range(1, MAX_PARTS + 1)) >> 30} GiB)")
+            for number, (pieces, length) in enumerate(_parts(chunks, plan.size), start=1):
+                if number > plan.most:
+                    raise IOError(f"{name} is larger than {write.kind} can hold ({plan.most} parts, "
+                                  f"{plan.capacity >> 30} GiB)")
                 # wait for the oldest part unless this one may go alongside those in flight (few enough, small
                 # enough, and a shared extra slot free)
                 while in_flight and (len(in_flight) >= PARTS_IN_FLIGHT
@@ -251,14 +259,14 @@ class CloudBackend(RelaysAnswers):
                                      or not self._extra.acquire(blocking=False)):
                     done.append(in_flight.pop(0)[0].result())
                 extra = bool(in_flight)
-                future = self._part_threads().submit(self._put_part, name, upload_id, number, pieces, length)
+                future = self._part_threads().submit(write.put, number, pieces, length)
                 if extra:
                     future.add_done_callback(lambda _: self._extra.release())
                 future.add_done_callback(failed)
                 in_flight.append((future, length))
             done += [future.result() for future, _ in in_flight]
             in_flight = []
-            driver._commit_multipart(container, name, upload_id, done)
+            write.commit(done)
         except BaseException:
             for future, _ in in_flight:
                 future.cancel()
@@ -267,7 +275,7 @@ class CloudBackend(RelaysAnswers):
                     future.result()
                 except BaseException:
                     pass
-            driver._abort_multipart(container, name, upload_id)
+            write.abort()
             if failures:  # the part's failure, not the stop of the reading it caused
                 raise failures[0] from None
             raise
@@ -277,26 +285,6 @@ class CloudBackend(RelaysAnswers):
             if self._parts_pool is None:
                 self._parts_pool = ThreadPoolExecutor(max_workers=PART_THREADS, thread_name_prefix="part")
             return self._parts_pool
-
-    def _put_part(self, name: str, upload_id: str, number: int, pieces: list, length: int) -> tuple:
-        """One part, from a part thread (its own driver and connection): (number, ETag). Under Object Lock the part
-        carries its Content-MD5, which AWS asks of every write to a bucket with retention; elsewhere nothing is
-        hashed per part (the store's TCP or TLS connection and the object's recorded SHA-256 guard the bytes)."""
-        driver = self._driver
-        headers = {"Content-Length": str(length)}
-        if self._lock_mode:
-            md5 = hashlib.md5()
-            for piece in pieces:
-                md5.update(piece)
-            headers["Content-MD5"] = base64.b64encode(md5.digest()).decode()
-        # an empty part (an empty object) goes as bytes: a body of no length would be sent chunked
-        body = PartBody(pieces, length) if length else b""
-        response = driver.connection.request(
-            driver._get_object_path(self._bucket(), name), method="PUT", data=body,
-            params={"uploadId": upload_id, "partNumber": number}, headers=headers)
-        if response.status != 200:
-            raise IOError(f"the store refused part {number} of {name}: HTTP {response.status}")
-        return number, response.headers["etag"].replace('"', "")
 
     def _delete_staged(self, name: str) -> bool:
         """Azure: drop the blocks of an upload that did not commit (S3: libcloud aborted the multipart upload
@@ -467,3 +455,94 @@ class CloudBackend(RelaysAnswers):
     def sweep_temporary(self, older_than: float) -> list[str]:
         return []  # unfinished multipart uploads are found through the pending-upload records
 
+
+class PartedWrite:
+    """One object written in parts by ``CloudBackend._write_in_parts``: ``begin`` and ``commit``/``abort`` on the
+    writing thread, ``put`` on part threads (each with its own driver: ``backend._driver`` is per thread). A part's
+    body is sent without a hash of its content: the store's TCP or TLS connection and the object's SHA-256, taken
+    once as it arrives and recorded, guard the bytes (docs/performance.md#s3)."""
+
+    kind = ""
+    plan: PartPlan
+
+    def __init__(self, backend: CloudBackend, name: str):
+        self.backend = backend
+        self.name = name
+
+    def begin(self) -> None:
+        pass
+
+    def put(self, number: int, pieces: list, length: int):
+        raise NotImplementedError
+
+    def commit(self, done: list) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+
+class S3Upload(PartedWrite):
+    """An S3 multipart upload; ``headers`` (Object Lock's) go on its creation."""
+
+    kind = "an S3 multipart upload"
+    plan = S3_PARTS
+
+    def __init__(self, backend: CloudBackend, name: str, headers: Optional[dict]):
+        super().__init__(backend, name)
+        self.headers = headers
+        self.upload_id = ""
+
+    def begin(self) -> None:
+        backend = self.backend
+        self.upload_id = backend._driver._initiate_multipart(
+            backend._bucket(), self.name,
+            headers={"Content-Type": "application/octet-stream", **(self.headers or {})})
+
+    def put(self, number: int, pieces: list, length: int) -> tuple:
+        """(number, ETag). Under Object Lock the part carries its Content-MD5, which AWS asks of every write to a
+        bucket with retention."""
+        driver = self.backend._driver
+        headers = {"Content-Length": str(length)}
+        if self.backend._lock_mode:
+            md5 = hashlib.md5()
+            for piece in pieces:
+                md5.update(piece)
+            headers["Content-MD5"] = base64.b64encode(md5.digest()).decode()
+        # an empty part (an empty object) goes as bytes: a body of no length would be sent chunked
+        body = PartBody(pieces, length) if length else b""
+        response = driver.connection.request(
+            driver._get_object_path(self.backend._bucket(), self.name), method="PUT", data=body,
+            params={"uploadId": self.upload_id, "partNumber": number}, headers=headers)
+        if response.status != 200:
+            raise IOError(f"the store refused part {number} of {self.name}: HTTP {response.status}")
+        return number, response.headers["etag"].replace('"', "")
+
+    def commit(self, done: list) -> None:
+        self.backend._driver._commit_multipart(self.backend._bucket(), self.name, self.upload_id, done)
+
+    def abort(self) -> None:
+        self.backend._driver._abort_multipart(self.backend._bucket(), self.name, self.upload_id)
+
+
+class AzureUpload(PartedWrite):
+    """A block blob: blocks staged (Put Block), then the block list committed (Put Block List); the blob appears
+    only then. Abort drops the staged blocks (storage/azure.py)."""
+
+    kind = "an Azure block blob"
+    plan = AZURE_BLOCKS
+
+    def put(self, number: int, pieces: list, length: int) -> Optional[str]:
+        """The block's id; None for the empty part of an empty stream (a block holds at least a byte: an empty blob
+        is an empty block list)."""
+        if not length:
+            return None
+        return self.backend._driver.ex_put_block(self.backend._bucket(), self.name, number,
+                                                 PartBody(pieces, length), length)
+
+    def commit(self, done: list) -> None:
+        self.backend._driver.ex_commit_blocks(self.backend._bucket(), self.name,
+                                              [block for block in done if block is not None])
+
+    def abort(self) -> None:
+        self.backend._delete_staged(self.name)

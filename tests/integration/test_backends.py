@@ -73,6 +73,23 @@ def test_a_streamed_object_is_stored_whole_and_read_back_by_ranges(store):
     assert backend.get_object("c/c-1.gpg") == BODY
 
 
+def test_an_empty_stream_is_an_empty_object(store):
+    blobs, backend = store
+
+    async def check():
+        await blobs.open()
+        try:
+            stored = await write(blobs, "c/empty.gpg", [])
+            assert (stored.size, stored.sha256) == (0, hashlib.sha256(b"").hexdigest())
+            assert await blobs.size("c/empty.gpg") == 0
+            assert await read(blobs, "c/empty.gpg") == b""
+        finally:
+            await blobs.close()
+
+    run(check())
+    assert backend.objects() == ["c/empty.gpg"]
+
+
 def test_a_refused_size_and_an_aborted_stream_leave_nothing(store):
     blobs, backend = store
 

@@ -1,7 +1,7 @@
-"""How an S3 multipart upload cuts a stream into parts (storage/cloud.py): pieces never joined, parts that grow so
-that S3's 10,000 parts hold a large backup."""
+"""How a multipart write (an S3 multipart upload, an Azure block blob) cuts a stream into parts (storage/cloud.py):
+pieces never joined, parts that grow so that the store's most parts hold a large backup."""
 
-from backup_repository.storage.cloud import MAX_PART_SIZE, MAX_PARTS, PART_SIZE, _parts, part_size
+from backup_repository.storage.cloud import AZURE_BLOCKS, S3_PARTS, _parts
 
 MIB = 1 << 20
 
@@ -16,7 +16,7 @@ def test_parts_hold_the_pieces_as_they_came():
 
 
 def test_an_empty_stream_is_one_empty_part():
-    assert list(_parts(iter([]))) == [([], 0)]
+    assert list(_parts(iter([]), S3_PARTS.size)) == [([], 0)]
 
 
 def test_parts_grow_with_their_number():
@@ -24,9 +24,19 @@ def test_parts_grow_with_their_number():
     assert sizes == [1, 2, 3, 4, 5, 6, 7, 8, 4]
 
 
-def test_ten_thousand_parts_hold_a_large_backup():
+def test_ten_thousand_s3_parts_hold_a_large_backup():
     """5 MiB parts alone ended an upload at 48.8 GiB (S3's 10,000th part); the first 4.9 GiB still go in 5 MiB."""
-    assert part_size(1) == part_size(1000) == PART_SIZE
-    assert part_size(1001) == 2 * PART_SIZE
-    assert max(part_size(n) for n in range(1, MAX_PARTS + 1)) == MAX_PART_SIZE
-    assert sum(part_size(n) for n in range(1, MAX_PARTS + 1)) > 400 << 30
+    assert S3_PARTS.most == 10_000
+    assert S3_PARTS.size(1) == S3_PARTS.size(1000) == 5 * MIB
+    assert S3_PARTS.size(1001) == 10 * MIB
+    assert max(S3_PARTS.size(n) for n in range(1, S3_PARTS.most + 1)) == 64 * MIB
+    assert 440 << 30 < S3_PARTS.capacity < 450 << 30
+
+
+def test_fifty_thousand_azure_blocks_hold_a_large_backup():
+    """libcloud's 4 MiB blocks ended a blob at 195 GiB (Azure's 50,000th block); the service takes 100 MiB."""
+    assert AZURE_BLOCKS.most == 50_000
+    assert AZURE_BLOCKS.size(1) == AZURE_BLOCKS.size(5000) == 4 * MIB
+    assert AZURE_BLOCKS.size(5001) == 8 * MIB
+    assert max(AZURE_BLOCKS.size(n) for n in range(1, AZURE_BLOCKS.most + 1)) <= 100 * MIB
+    assert AZURE_BLOCKS.capacity > 2 << 40
