@@ -18,8 +18,10 @@ storage/sendfile.py): from a local directory's file by ``sendfile``, from an S3 
 
 import asyncio
 import hashlib
+import html
 import logging
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -411,6 +413,17 @@ def _resolve(future: asyncio.Future) -> None:
         future.set_result(None)
 
 
+#: An S3 (or Azure) error body, as libcloud passes it on in its exception's text: ``<Code>`` and ``<Message>``.
+_STORE_CODE = re.compile(r"<Code>([^<]*)</Code>")
+_STORE_MESSAGE = re.compile(r"<Message>([^<]*)</Message>")
+
+
 def _reason(exc: Optional[BaseException]) -> str:
+    """Why a store's call failed, in one line of at most 300 characters: the store's own error code and message
+    when the text carries its XML error body (``AccessDenied: Access Denied.``), the exception's text otherwise."""
     text = " ".join(str(exc).split()) or type(exc).__name__
+    code = _STORE_CODE.search(text)
+    if code:
+        message = _STORE_MESSAGE.search(text)
+        text = html.unescape(code[1] + (f": {message[1]}" if message else ""))
     return text[:300]

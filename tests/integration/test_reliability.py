@@ -247,7 +247,8 @@ def test_a_deletion_the_store_refuses_is_reported_and_retried(make_backend, cfg,
     assert check["status"] is False
     assert check["message"].startswith(
         "objects of deleted versions still in the storage (the janitor retries): v1 (two/two-1.gpg): "), check
-    assert "AccessDenied" in check["message"], check  # the store's own refusal
+    assert "AccessDenied" in check["message"], check  # the store's own refusal, its code and message, not its XML
+    assert "<" not in check["message"], check
     assert float(metric(a, "backup_repository_deletions_refused_total")) >= 1
     assert wait_until(lambda: metric(a, 'backup_repository_collection_undeleted_objects{collection="two"}') == "1.0")
     # the janitor retries on every pass, and is refused each time

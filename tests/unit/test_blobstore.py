@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from backup_repository.failures import StorageError
-from backup_repository.storage.blobstore import HIGH_WATER, BlobStore
+from backup_repository.storage.blobstore import HIGH_WATER, BlobStore, _reason
 from backup_repository.storage.local import LocalBackend
 
 
@@ -136,3 +136,23 @@ def test_an_s3_store_behind_tls_streams_downloads_without_asking_twice(monkeypat
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
     store = BlobStore.from_url("s3://bucket?endpoint=127.0.0.1:1&region=eu-central-1")  # https, nothing listens
     assert asyncio.run(store.open_sender("c/one.gpg", 0, 10)) is None
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("<LibcloudError in <S3StorageDriver> '<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied"
+     "</Code><Message>Access Denied.</Message><Key>two/two-1.gpg</Key><RequestId>18EE</RequestId></Error>'>",
+     "AccessDenied: Access Denied."),
+    ("<Error><Code>InvalidRequest</Code><Message>Object &apos;x&apos; is WORM protected</Message></Error>",
+     "InvalidRequest: Object 'x' is WORM protected"),
+    ("<Error><Code>SlowDown</Code></Error>", "SlowDown"),
+    ("AuthorizationFailure: Server failed\n  to authenticate the request.",
+     "AuthorizationFailure: Server failed to authenticate the request."),
+    ("", "OSError"),
+])
+def test_a_stores_refusal_is_told_by_its_code_and_message(text, reason):
+    assert _reason(OSError(text) if text else OSError()) == reason
+
+
+def test_a_long_reason_is_cut():
+    assert len(_reason(OSError("x" * 1000))) == 300
+
