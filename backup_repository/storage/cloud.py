@@ -1,10 +1,10 @@
 """Objects in an S3 store (AWS S3 and S3-compatible servers such as MinIO) or Azure Blob Storage through
 apache-libcloud.
 
-A streamed write is an S3 multipart upload: the object appears only when the upload is completed, and libcloud
-aborts the multipart upload when the chunk iterator raises, so a failed upload leaves nothing visible. On Azure it
-is a block blob written block by block and committed at the end (storage/azure.py): nothing is visible before.
-Every method blocks and runs on the store's thread pool.
+A streamed write is written in parts (``_write_in_parts``): an S3 multipart upload, or on Azure a block blob whose
+block list is committed at the end (storage/azure.py). The object appears only when the upload is completed or the
+list committed; any failure, the stream's included, aborts it, so a failed upload leaves nothing visible. Every
+method blocks and runs on the store's thread pool.
 """
 
 import base64
@@ -12,6 +12,7 @@ import hashlib
 import logging
 import ssl
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -147,7 +148,7 @@ class CloudBackend(RelaysAnswers):
         self._checked = False
         self._lock_mode = object_lock.upper() if object_lock else None
         self._lock_checked = False
-        # S3: multipart uploads of our own, parts in flight on part threads (created when first needed)
+        # multipart writes (S3 parts, Azure blocks): parts in flight on part threads (created when first needed)
         self._parts_pool: Optional[ThreadPoolExecutor] = None
         self._part_threads_lock = threading.Lock()
         self._extra = threading.BoundedSemaphore(EXTRA_PARTS)
@@ -287,7 +288,7 @@ class CloudBackend(RelaysAnswers):
             return self._parts_pool
 
     def _delete_staged(self, name: str) -> bool:
-        """Azure: drop the blocks of an upload that did not commit (S3: libcloud aborted the multipart upload
+        """Azure: drop the blocks of an upload that did not commit (S3: the write aborted its multipart upload
         already). Nothing else owns the name of an upload in progress, so this deletes nobody else's object."""
         delete_staged = getattr(self._driver, "ex_delete_staged", None)
         if delete_staged is None:
@@ -456,7 +457,7 @@ class CloudBackend(RelaysAnswers):
         return []  # unfinished multipart uploads are found through the pending-upload records
 
 
-class PartedWrite:
+class PartedWrite(ABC):
     """One object written in parts by ``CloudBackend._write_in_parts``: ``begin`` and ``commit``/``abort`` on the
     writing thread, ``put`` on part threads (each with its own driver: ``backend._driver`` is per thread). A part's
     body is sent without a hash of its content: the store's TCP or TLS connection and the object's SHA-256, taken
@@ -472,14 +473,17 @@ class PartedWrite:
     def begin(self) -> None:
         pass
 
+    @abstractmethod
     def put(self, number: int, pieces: list, length: int):
-        raise NotImplementedError
+        """Send part ``number`` (from a part thread); what ``commit`` needs of it."""
 
+    @abstractmethod
     def commit(self, done: list) -> None:
-        raise NotImplementedError
+        """Make the object of the parts ``done`` (what ``put`` returned, in order) visible."""
 
+    @abstractmethod
     def abort(self) -> None:
-        raise NotImplementedError
+        """Drop what the write staged: nothing of it shows."""
 
 
 class S3Upload(PartedWrite):

@@ -15,6 +15,7 @@ import select
 import socket
 import threading
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable
 
@@ -38,7 +39,7 @@ class SendStopped(Exception):
     """``send_range`` was asked to stop."""
 
 
-class KernelSender:
+class KernelSender(ABC):
     """An object open for sending; ``close()`` it when done (``BlobStore.open_sender`` makes these).
 
     ``transfers`` is the store's pool of transfer threads, ``closing`` the store's flag that every sending thread
@@ -53,17 +54,17 @@ class KernelSender:
         self._closed = closed
         self._stop = threading.Event()
 
+    @abstractmethod
     def _source_fd(self) -> int:
         """A duplicate of the descriptor the bytes come from (the thread closes it)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _transfer(self, source_fd: int, sock_fd: int, start: int, end: int, progress) -> int:
         """Move the bytes in the thread; see send()."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _release(self):
         """Let go of the source (close() calls it once)."""
-        raise NotImplementedError
 
     async def send(self, sock: socket.socket, start: int, end: int, progress: Callable[[int], object]) -> int:
         """Send the bytes ``[start, end)`` to ``sock`` (connected, non-blocking, with nothing else writing to it
